@@ -1,0 +1,77 @@
+"""The one place where multipliers become channel counts, repeats and resolutions.
+
+Every scaled spec (proxy width, compound scaling, search-space filter multipliers) goes
+through these functions, so the builder and the cost model only ever read resolved integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nas.errors import SpecError
+from nas.spec import ArchSpec
+
+CHANNEL_DIVISOR = 8
+
+
+def round_filters(channels: float, multiplier: float = 1.0, divisor: int = CHANNEL_DIVISOR,
+                  min_value: int | None = None) -> int:
+    """Scale a channel count and round it to a multiple of ``divisor`` (the "10 % rule").
+
+    ``max(min_value, int(c * m + divisor / 2) // divisor * divisor)``, bumped by one
+    ``divisor`` if that fell below 90 % of ``c * m``. ``min_value`` defaults to ``divisor``.
+    """
+    if multiplier <= 0 or channels <= 0:
+        raise SpecError(f"round_filters: channels and multiplier must be positive, got "
+                        f"{channels!r} x {multiplier!r}")
+    target = channels * multiplier
+    floor = divisor if min_value is None else min_value
+    rounded = max(floor, int(target + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * target:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
+    """Scale a stage's layer count: ``ceil(repeats * multiplier)`` (at least 1)."""
+    if multiplier <= 0:
+        raise SpecError(f"round_repeats: multiplier must be positive, got {multiplier!r}")
+    # The small epsilon keeps 1.1 * 10 from becoming 12 through float error.
+    return max(1, int(math.ceil(repeats * multiplier - 1e-9)))
+
+
+def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int = 8) -> int:
+    """Scale an input resolution and round it to the nearest multiple of ``multiple``."""
+    if multiplier <= 0 or resolution <= 0:
+        raise SpecError(f"round_resolution: resolution and multiplier must be positive, got "
+                        f"{resolution!r} x {multiplier!r}")
+    return max(multiple, int(round(resolution * multiplier / multiple)) * multiple)
+
+
+def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
+               resolution: int | None = None, dropout: float | None = None,
+               divisor: int = CHANNEL_DIVISOR) -> ArchSpec:
+    """Scale a baseline in width and depth (and set its resolution), resolving all rounding.
+
+    Stem, every stage's output and the head are rounded with :func:`round_filters`; repeats
+    with :func:`round_repeats`. ``resolution`` is the new input size in pixels (use
+    :func:`round_resolution` to get one from a multiplier). The multipliers are recorded in
+    the new spec's ``meta['scaling']``.
+    """
+    stages = tuple(
+        s.replace(out=round_filters(s.out, width, divisor), repeats=round_repeats(s.repeats, depth))
+        for s in spec.stages)
+    head = round_filters(spec.head, width, divisor) if spec.head else 0
+    new = spec.replace(
+        stages=stages,
+        stem=round_filters(spec.stem, width, divisor),
+        head=head,
+        resolution=spec.resolution if resolution is None else int(resolution),
+        dropout=spec.dropout if dropout is None else float(dropout),
+    )
+    scaling = {"width": float(width), "depth": float(depth),
+               "resolution": int(new.resolution), "base_resolution": int(spec.resolution),
+               "divisor": int(divisor)}
+    if spec.name:
+        scaling["base"] = spec.name
+    return new.with_meta(scaling=scaling)
