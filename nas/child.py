@@ -1,0 +1,75 @@
+"""Train one child as a proxy and say what happened, without raising (Ray-free).
+
+The Ray Tune trainable is a thin wrapper around :func:`run_child`. Every outcome is a result
+dict with a ``status``: ``ok``, ``diverged`` (non-finite loss), ``oom`` (out of memory) or
+``failed`` (the spec did not build, or training raised), with the reason in ``error``. Only a
+worker that dies outright produces no result; Tune retries that trial.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable, Mapping
+
+from nas.data import DataSplits
+from nas.proxy import ProxyConfig, train_proxy
+from nas.rounding import scale_spec
+from nas.spec import ArchSpec, spec_from_dict
+
+
+def proxy_spec(spec: ArchSpec, cfg: ProxyConfig) -> ArchSpec:
+    """The spec as trained on the proxy: width-scaled and at the proxy resolution."""
+    scaled = scale_spec(spec, width=cfg.width_mult) if cfg.width_mult != 1.0 else spec
+    if cfg.resolution is not None:
+        scaled = scaled.replace(resolution=int(cfg.resolution))
+    return scaled
+
+
+def pick_device(want_gpu: bool) -> str:
+    import torch
+    return "cuda" if want_gpu and torch.cuda.is_available() else "cpu"
+
+
+def run_child(config: Mapping[str, Any], data: DataSplits, proxy: ProxyConfig,
+              device: str = "cpu",
+              on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train the child described by a driver config (``{"spec": ..., "proxy": overrides}``)."""
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"status": "failed", "error": "", "train_seconds": 0.0}
+    try:
+        import torch
+
+        from nas.builder import build_model
+        from nas.cost import count_macs
+
+        overrides = dict(config.get("proxy") or {})
+        cfg = proxy.replace(**overrides) if overrides else proxy
+        spec = proxy_spec(spec_from_dict(config["spec"]), cfg)
+        out["proxy_resolution"] = spec.resolution if cfg.resolution is not None else data.image_size
+        out["proxy_macs"] = count_macs(spec, out["proxy_resolution"], data.num_classes,
+                                       data.in_channels)
+        model = build_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+
+        def epoch_hook(epoch: int, metrics: dict[str, Any]) -> bool:
+            if on_epoch is not None:
+                on_epoch(epoch, dict(metrics))
+            return False
+
+        result = train_proxy(model, (data.train, data.val), cfg, device=device,
+                             on_epoch=epoch_hook)
+        out.update({
+            "status": "ok" if result.status in ("ok", "timeout") else result.status,
+            "accuracy": result.accuracy, "val_loss": result.val_loss,
+            "train_loss": result.train_loss, "epochs": result.epochs_done,
+            "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+            "error": result.reason if result.status != "ok" else "",
+        })
+    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded outcome
+        oom = type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
+        out["status"] = "oom" if oom else "failed"
+        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        out["error"] = last.replace("\n", " ")[:500]
+    out["seconds"] = time.perf_counter() - t0
+    return out

@@ -1,0 +1,306 @@
+"""The search loop's bookkeeping, free of Ray: what to train next and what came back.
+
+:class:`ChildDriver` turns a strategy's proposals into child jobs and results into rewards
+and records. It owns every piece of state that must survive an interruption: the strategy's
+state, the results of every child, the proposals still in flight (which are re-issued first
+after a restart) and the child counter. The Ray Tune adapter (:mod:`nas.tune_adapter`) only
+forwards ``suggest``/``complete`` to it and saves :meth:`state_dict` after every result.
+
+A proposal whose architecture was already evaluated in this run is not trained again: its
+recorded result is told to the strategy at once (status ``cached``). One whose architecture
+is being trained right now waits for that result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Mapping, Sequence
+
+from nas.blockstrings import block_string
+from nas.cost import count
+from nas.reward import RewardConfig, compute_reward
+from nas.spec import ArchSpec, spec_from_dict, spec_to_dict
+
+STATE_FORMAT = 1
+
+# Statuses of a record. Only "ok" children have a real accuracy.
+OK, FAILED, DIVERGED, OOM, CACHED, REFERENCE = "ok", "failed", "diverged", "oom", "cached", "reference"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The setting at which MACs and params are counted for the reward (the papers' setting)."""
+
+    resolution: int = 224
+    num_classes: int = 1000
+    in_channels: int = 3
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    """One row of the table of children."""
+
+    child: int                 # 0-based order of issue; -1 for cached rows
+    trial: str
+    status: str
+    tokens: tuple[int, ...]
+    blocks: str
+    params: int
+    macs: int
+    accuracy: float            # NaN when there is none
+    reward: float
+    seconds: float             # the child's own training time
+    wall_seconds: float        # from suggestion to result, queueing included
+    error: str = ""
+    policy_version: int = 0
+    proxy: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tokens"] = list(self.tokens)
+        d["proxy"] = dict(self.proxy)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ChildRecord":
+        kwargs = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        kwargs["tokens"] = tuple(kwargs.get("tokens", ()))
+        return cls(**kwargs)
+
+
+@dataclass
+class _Job:
+    child: int
+    tokens: tuple[int, ...]
+    proposal: Any             # the strategy's Proposal (None for reference/list jobs)
+    started: float
+
+
+class ChildDriver:
+    """Bookkeeping of one search (or one grid of scaling candidates).
+
+    Args:
+        decode: tokens -> (spec, proxy overrides); the search space's ``decode`` for a search.
+        strategy: the controller (``ask``/``tell``/``state_dict``), see :mod:`controller`.
+        budget: number of children to train (cached rows and the reference do not count).
+        reward: the reward settings.
+        target: the setting MACs are counted at.
+        reference: an extra child trained first and only recorded (e.g. EfficientNet-B0).
+        max_duplicate_asks: consecutive proposals that were all evaluated already after which
+            the controller is considered converged and the search ends early.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], tuple[ArchSpec, dict]], strategy: Any,
+                 budget: int, reward: RewardConfig, target: Target = Target(),
+                 reference: ArchSpec | None = None, max_duplicate_asks: int = 200,
+                 clock: Callable[[], float] = time.time):
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1, got {budget}")
+        self.decode = decode
+        self.strategy = strategy
+        self.budget = int(budget)
+        self.reward_cfg = reward
+        self.target = target
+        self.reference = reference
+        self.max_duplicate_asks = int(max_duplicate_asks)
+        self.clock = clock
+        self.records: list[ChildRecord] = []
+        self.results: dict[tuple[int, ...], ChildRecord] = {}   # trained architectures
+        self.in_flight: dict[str, _Job] = {}
+        self.reissue: list[_Job] = []                           # in flight at the last save
+        self.waiting: dict[tuple[int, ...], list[Any]] = {}     # duplicates of in-flight children
+        self.issued = 0
+        self.reference_done = reference is None
+        self.converged = False
+        self._diagnostics: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ counts
+
+    @property
+    def trained(self) -> int:
+        return sum(1 for r in self.records if r.status not in (CACHED, REFERENCE))
+
+    def finished(self) -> bool:
+        return (self.issued >= self.budget or self.converged) and not self.in_flight \
+            and not self.reissue and self.reference_done
+
+    # ------------------------------------------------------------------ suggest
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
+        """The next child's Tune config, ``None`` (nothing to start now) or ``"FINISHED"``."""
+        if self.reissue:
+            job = self.reissue.pop(0)
+            job.started = self.clock()
+            return self._start(trial_id, job)
+        if not self.reference_done and not any(j.child == -2 for j in self.in_flight.values()):
+            job = _Job(child=-2, tokens=(), proposal=None, started=self.clock())
+            return self._start(trial_id, job)
+        if self.issued >= self.budget or self.converged:
+            return "FINISHED" if not self.in_flight else None
+        for _ in range(self.max_duplicate_asks):
+            proposal = self.strategy.ask()
+            tokens = tuple(proposal.tokens)
+            if tokens in self.results:
+                self._tell_cached(proposal, self.results[tokens])
+                continue
+            if any(j.tokens == tokens for j in self.in_flight.values()):
+                self.waiting.setdefault(tokens, []).append(proposal)
+                continue
+            job = _Job(child=self.issued, tokens=tokens, proposal=proposal, started=self.clock())
+            self.issued += 1
+            return self._start(trial_id, job)
+        if not self.in_flight:
+            self.converged = True
+            return "FINISHED"
+        return None
+
+    def _start(self, trial_id: str, job: _Job) -> dict[str, Any]:
+        self.in_flight[trial_id] = job
+        spec, proxy = self.job_spec(job)
+        return {"child": job.child, "spec": spec_to_dict(spec), "proxy": dict(proxy)}
+
+    def job_spec(self, job: _Job) -> tuple[ArchSpec, dict]:
+        if job.child == -2:
+            assert self.reference is not None
+            return self.reference, {}
+        return self.decode(job.tokens)
+
+    # ------------------------------------------------------------------ complete
+
+    def complete(self, trial_id: str, result: Mapping[str, Any] | None,
+                 error: str | None = None) -> list[ChildRecord]:
+        """Record a finished trial; returns the new records (the child and any waiting twins)."""
+        job = self.in_flight.pop(trial_id, None)
+        if job is None:
+            return []  # a trial this driver did not issue (or already recorded)
+        spec, proxy = self.job_spec(job)
+        cost = count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
+        result = dict(result or {})
+        status, acc, err = _outcome(result, error)
+        if status == OK:
+            reward = compute_reward(acc, cost.macs, self.reward_cfg).reward
+        else:
+            reward = self.reward_cfg.failure_reward
+        proxy_info = {k: result[k] for k in ("images_per_second", "epochs", "val_loss",
+                                             "train_loss", "proxy_macs", "proxy_resolution")
+                      if k in result}
+        proxy_info.update({f"override_{k}": v for k, v in proxy.items()})
+        version = getattr(job.proposal, "version", 0) if job.proposal is not None else 0
+        record = ChildRecord(
+            child=job.child if job.child >= 0 else -1, trial=trial_id,
+            status=REFERENCE if job.child == -2 else status,
+            tokens=job.tokens, blocks=block_string(spec), params=cost.params, macs=cost.macs,
+            accuracy=acc, reward=reward, seconds=float(result.get("train_seconds", 0.0)),
+            wall_seconds=max(0.0, self.clock() - job.started), error=err,
+            policy_version=version, proxy=proxy_info)
+        if job.child == -2:
+            self.reference_done = True
+            self.records.append(record)
+            return [record]
+        self.records.append(record)
+        self.results[job.tokens] = record
+        new = [record]
+        self._tell(job.proposal, reward)
+        for twin in self.waiting.pop(job.tokens, []):
+            new.append(self._tell_cached(twin, record))
+        return new
+
+    def _tell_cached(self, proposal: Any, original: ChildRecord) -> ChildRecord:
+        record = ChildRecord(
+            child=-1, trial="", status=CACHED, tokens=tuple(proposal.tokens), blocks=original.blocks,
+            params=original.params, macs=original.macs, accuracy=original.accuracy,
+            reward=original.reward, seconds=0.0, wall_seconds=0.0,
+            error=f"same architecture as child {original.child}",
+            policy_version=getattr(proposal, "version", 0))
+        self.records.append(record)
+        self._tell(proposal, original.reward)
+        return record
+
+    def _tell(self, proposal: Any, reward: float) -> None:
+        diagnostics = self.strategy.tell(proposal, reward)
+        if diagnostics:
+            self._diagnostics.append(dict(diagnostics))
+
+    def pop_diagnostics(self) -> list[dict[str, float]]:
+        """The strategy's update diagnostics since the last call (CleanRL-style scalars)."""
+        out, self._diagnostics = self._diagnostics, []
+        return out
+
+    # ------------------------------------------------------------------ views
+
+    def trained_records(self) -> list[ChildRecord]:
+        return [r for r in self.records if r.status not in (CACHED, REFERENCE)]
+
+    def best(self, k: int = 1) -> list[ChildRecord]:
+        """The ``k`` best trained children by reward (ties to fewer MACs)."""
+        ok = [r for r in self.trained_records() if r.status == OK]
+        return sorted(ok, key=lambda r: (-r.reward, r.macs, r.child))[:k]
+
+    def reference_record(self) -> ChildRecord | None:
+        return next((r for r in self.records if r.status == REFERENCE), None)
+
+    def spec_of(self, record: ChildRecord) -> ArchSpec:
+        if record.status == REFERENCE:
+            assert self.reference is not None
+            return self.reference
+        return self.decode(record.tokens)[0]
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        pending = [{"child": j.child, "tokens": list(j.tokens),
+                    "proposal": None if j.proposal is None else j.proposal.to_dict()}
+                   for j in list(self.reissue) + list(self.in_flight.values())]
+        waiting = [{"tokens": list(t), "proposals": [p.to_dict() for p in ps]}
+                   for t, ps in self.waiting.items()]
+        return {
+            "format": STATE_FORMAT,
+            "strategy": self.strategy.state_dict(),
+            "records": [r.to_dict() for r in self.records],
+            "pending": pending,
+            "waiting": waiting,
+            "issued": self.issued,
+            "budget": self.budget,
+            "reference_done": self.reference_done,
+            "converged": self.converged,
+            "reference": None if self.reference is None else spec_to_dict(self.reference),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], proposal_type: Any) -> None:
+        """Restore; in-flight children of the saved run are re-issued before anything new."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown driver state format {state.get('format')!r}")
+        self.strategy.load_state_dict(state["strategy"])
+        self.records = [ChildRecord.from_dict(r) for r in state["records"]]
+        self.results = {r.tokens: r for r in self.records if r.status not in (CACHED, REFERENCE)}
+        self.in_flight = {}
+        self.reissue = [
+            _Job(child=p["child"], tokens=tuple(p["tokens"]),
+                 proposal=None if p["proposal"] is None else proposal_type.from_dict(p["proposal"]),
+                 started=self.clock())
+            for p in state["pending"]]
+        self.waiting = {tuple(w["tokens"]): [proposal_type.from_dict(p) for p in w["proposals"]]
+                        for w in state["waiting"]}
+        self.issued = int(state["issued"])
+        self.reference_done = bool(state["reference_done"])
+        self.converged = bool(state["converged"])
+        if state.get("reference") is not None:
+            self.reference = spec_from_dict(state["reference"])
+
+
+def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, str]:
+    """(status, accuracy, error) from what a trial reported."""
+    if error:
+        return FAILED, math.nan, error
+    status = result.get("status")
+    if status is None:
+        return FAILED, math.nan, "trial ended without a final result"
+    if status != OK:
+        return (status if status in (DIVERGED, OOM) else FAILED), math.nan, \
+            str(result.get("error", status))
+    acc = result.get("accuracy")
+    if not isinstance(acc, (int, float)) or not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
+        return DIVERGED, math.nan, f"non-finite or out-of-range accuracy {acc!r}"
+    return OK, float(acc), ""

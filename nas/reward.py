@@ -1,0 +1,67 @@
+"""The multi-objective reward of MnasNet/EfficientNet: ``ACC(m) * (MACs(m) / T) ** w``.
+
+Soft constraint (EfficientNet, the default): ``w = -0.07`` on both sides of ``T``.
+Hard constraint (MnasNet): ``w = 0`` when ``MACs <= T`` and ``-1`` above it.
+``T`` is in multiply-adds counted at the *target* setting (224x224, 1000 classes by default),
+whatever the proxy data set is, so that "400M" means what it means in the papers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from nas.errors import ConfigError
+
+FORMS = ("soft", "hard")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    target_macs: int = 400_000_000
+    form: str = "soft"
+    w: float = -0.07            # exponent of the soft form
+    failure_reward: float = 0.0  # what a child that failed, diverged or ran out of memory scores
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_macs, int) or self.target_macs <= 0:
+            raise ConfigError(f"reward.target_macs: got {self.target_macs!r}; use a positive "
+                              "number of multiply-adds such as 400M")
+        if self.form not in FORMS:
+            raise ConfigError(f"reward.form: got {self.form!r}; use soft or hard")
+        if not math.isfinite(self.w) or self.w > 0:
+            raise ConfigError(f"reward.w: got {self.w!r}; use a negative exponent such as -0.07")
+        if not math.isfinite(self.failure_reward):
+            raise ConfigError("reward.failure_reward: must be a finite number such as 0")
+
+    @property
+    def exponents(self) -> tuple[float, float]:
+        """(exponent at or under the target, exponent above it)."""
+        return (self.w, self.w) if self.form == "soft" else (0.0, -1.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    reward: float
+    accuracy: float
+    macs: int
+    cost_ratio: float        # MACs / T
+    cost_adjustment: float   # (MACs / T) ** exponent
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compute_reward(accuracy: float, macs: int, cfg: RewardConfig) -> RewardResult:
+    """Reward of a child with proxy ``accuracy`` in [0, 1] and ``macs`` at the target setting."""
+    if not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {accuracy!r}")
+    if macs <= 0:
+        raise ValueError(f"macs must be positive, got {macs!r}")
+    ratio = macs / cfg.target_macs
+    under, over = cfg.exponents
+    adjustment = ratio ** (under if macs <= cfg.target_macs else over)
+    return RewardResult(accuracy * adjustment, accuracy, int(macs), ratio, adjustment)

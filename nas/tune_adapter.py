@@ -1,0 +1,154 @@
+"""The one module that meets Ray: a Tune ``Searcher`` over a :class:`ChildDriver` and the
+function trainable that trains a child on a worker.
+
+Resuming does not use ``Tuner.restore``. The driver's state is saved atomically after every
+suggestion and every result (``driver.pt`` in the run folder); ``--resume`` starts a new
+Tune experiment whose searcher loads that state, re-issues the children that were in flight
+and goes on. So a kill -9 loses at most the training in progress, never a finished child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from nas.child import pick_device, run_child
+from nas.data import DataSplits
+from nas.driver import ChildDriver, ChildRecord
+from nas.errors import ConfigError
+from nas.proxy import ProxyConfig
+
+log = logging.getLogger(__name__)
+
+
+def save_state(driver: ChildDriver, path: Path) -> None:
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(driver.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _searcher_class() -> type:
+    from ray.tune.search import Searcher
+
+    class DriverSearcher(Searcher):
+        """Thin adapter: Tune asks, the driver answers; results go back to the driver."""
+
+        def __init__(self, driver: ChildDriver, state_path: Path,
+                     on_records: Callable[[list[ChildRecord]], None]):
+            super().__init__()  # the reward is computed here, not reported by trials
+            self.driver = driver
+            self.state_path = state_path
+            self.on_records = on_records
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            out = self.driver.suggest(trial_id)
+            if out == "FINISHED":
+                return Searcher.FINISHED
+            save_state(self.driver, self.state_path)
+            return out
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                              error: bool = False) -> None:
+            reason = ("the trial's worker died or the trial crashed, and retries were used up"
+                      if error else None)
+            records = self.driver.complete(trial_id, result, reason)
+            save_state(self.driver, self.state_path)
+            if records:
+                self.on_records(records)
+
+        # Tune snapshots the searcher too; the driver file above is what --resume reads.
+        def save(self, checkpoint_path: str) -> None:
+            save_state(self.driver, Path(checkpoint_path))
+
+        def restore(self, checkpoint_path: str) -> None:
+            from controller import Proposal
+            self.driver.load_state_dict(load_state(Path(checkpoint_path)), Proposal)
+
+    return DriverSearcher
+
+
+def train_child(config: dict, data: DataSplits | None = None,
+                proxy: Mapping[str, Any] | None = None, use_gpu: bool = False) -> None:
+    """Tune function trainable: trains the child and reports every epoch, then the outcome."""
+    from ray import tune
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        tune.report({"epoch": epoch, **{f"epoch_{k}": v for k, v in metrics.items()
+                                        if isinstance(v, (int, float))}})
+
+    assert data is not None
+    result = run_child(config, data, ProxyConfig.from_dict(dict(proxy or {})),
+                       device=pick_device(use_gpu), on_epoch=on_epoch)
+    tune.report({**result, "final": True})
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a fresh local one."""
+    import ray
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
+                              "include_dashboard": False}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or "a local cluster"
+        raise ConfigError(f"could not start or join Ray at {where}: {str(e).splitlines()[0]}; "
+                          "check --address (or RAY_ADDRESS), or leave it unset for a local run") from None
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
+    """Refuse requests the cluster can never meet (Tune would wait for them forever)."""
+    import ray
+    res = ray.cluster_resources()
+    cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
+    if gpus_per_trial > 0 and gpus < gpus_per_trial:
+        raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has "
+                          f"{gpus:g} GPUs; use --gpus-per-trial 0 or join a cluster with GPUs")
+    if cpus_per_trial > cpus:
+        raise ConfigError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has "
+                          f"{cpus:g} CPUs; ask for fewer")
+    return {"CPU": cpus, "GPU": gpus}
+
+
+def _quiet_tune() -> None:
+    # Tune's console tables would interleave with the search's own progress line.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+def run_trials(driver: ChildDriver, data: DataSplits, proxy: ProxyConfig, run_dir: Path,
+               session: str, workers: int, cpus_per_trial: float, gpus_per_trial: float,
+               max_failures: int, on_records: Callable[[list[ChildRecord]], None]) -> None:
+    """Run every child the driver hands out as a Tune trial, ``workers`` at a time."""
+    _quiet_tune()
+    from ray import tune
+
+    state_path = run_dir / "driver.pt"
+    searcher = _searcher_class()(driver, state_path, on_records)
+    trainable = tune.with_parameters(train_child, data=data, proxy=proxy.to_dict(),
+                                     use_gpu=gpus_per_trial > 0)
+    trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                    max_concurrent_trials=workers, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    tuner.fit()
