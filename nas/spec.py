@@ -284,7 +284,7 @@ def spec_from_dict(d: Any, source: str | None = None) -> ArchSpec:
     if unknown:
         _fail(source, unknown[0], f"unknown key; allowed keys: {', '.join(sorted(allowed))}")
     version = d.get("format_version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
+    if not _is_int(version) or version != FORMAT_VERSION:  # True == 1 and 1.0 == 1 in Python
         _fail(source, "format_version", f"got {version!r}; this version reads format_version "
               f"{FORMAT_VERSION}")
     if "stages" not in d:

@@ -326,7 +326,8 @@ def _parse(d: Any, source: str | None) -> SearchSpace:
         raise _err(source, "top level", "expected a mapping")
     top = ("format_version", "name", "channel_divisor", "fixed", "global", "defaults", "blocks")
     _unknown(source, "", d, top)
-    if d.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+    version = d.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
         raise _err(source, "format_version", f"got {d.get('format_version')!r}; this version "
                    f"reads {FORMAT_VERSION}")
     name = d.get("name", "space")
