@@ -20,7 +20,10 @@ from typing import Iterable, Sequence
 from nas.errors import SpecError
 from nas.spec import ArchSpec, StageSpec
 
-_OPTION = re.compile(r"^([a-z]+)(\d.*)$")
+# ASCII only: str.isdigit() and int() also accept other scripts' digits ("３", "٣"), and "3³"
+# passes isdigit() but makes int() raise a bare ValueError.
+_OPTION = re.compile(r"^([a-z]+)(\d.*)$", re.ASCII)
+_RATIO = re.compile(r"^\d+(\.\d*)?([eE][-+]?\d+)?$", re.ASCII)
 
 
 def _fmt_ratio(x: float) -> str:
@@ -52,17 +55,15 @@ def _split(block: str, flags: Sequence[str], keys: Sequence[str],
 
 
 def _int(block: str, key: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise SpecError(f"block string {block!r}: {key}{value} is not a whole number")
     return int(value)
 
 
 def _ratio(block: str, value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise SpecError(f"block string {block!r}: se{value} is not a number") from None
-    return x
+    if not _RATIO.match(value):  # float() would also take "٠.٢٥", "0.25\n" and "1_0"
+        raise SpecError(f"block string {block!r}: se{value} is not a number")
+    return float(value)
 
 
 def _require(block: str, options: dict[str, str], keys: Iterable[str]) -> None:
@@ -86,7 +87,7 @@ def decode_tf(block: str) -> tuple[StageSpec, int]:
     options, flags = _split(block, ("noskip",), ("r", "k", "s", "e", "i", "o", "se"))
     _require(block, options, ("r", "k", "s", "e", "i", "o"))
     s = options["s"]
-    if len(s) != 2 or s[0] != s[1] or not s.isdigit():
+    if len(s) != 2 or s[0] != s[1] or not (s.isascii() and s.isdigit()):
         raise SpecError(f"block string {block!r}: stride s{s} must be two equal digits (s11, s22)")
     expand = _int(block, "e", options["e"])
     stage = _make_stage(
