@@ -62,8 +62,15 @@ def _searcher_class() -> type:
                       if error else None)
             records = self.driver.complete(trial_id, result, reason)
             save_state(self.driver, self.state_path)
-            if records:
+            if records and self.on_records is not None:
                 self.on_records(records)
+
+        def __getstate__(self) -> dict:
+            # Tune pickles the searcher with the experiment; the output callback (TensorBoard
+            # writer, open files) stays in this process.
+            state = self.__dict__.copy()
+            state["on_records"] = None
+            return state
 
         # Tune snapshots the searcher too; the driver file above is what --resume reads.
         def save(self, checkpoint_path: str) -> None:
@@ -124,10 +131,13 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, f
     return {"CPU": cpus, "GPU": gpus}
 
 
+def _trial_name(trial: Any) -> str:
+    return f"child{trial.config.get('child', '')}_{trial.trial_id}"
+
+
 def _quiet_tune() -> None:
     # Tune's console tables would interleave with the search's own progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def run_trials(driver: ChildDriver, data: DataSplits, proxy: ProxyConfig, run_dir: Path,
@@ -145,7 +155,9 @@ def run_trials(driver: ChildDriver, data: DataSplits, proxy: ProxyConfig, run_di
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=workers, reuse_actors=True),
+                                    max_concurrent_trials=workers, reuse_actors=True,
+                                    trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),

@@ -1,0 +1,110 @@
+"""Layered, strict run configuration: bundled defaults, a preset, a YAML file, then flags.
+
+Every layer may only set keys the defaults define (an unknown key is an error naming the
+layer and the key). Sections whose values are free-form by design (``strategy_options``)
+are merged as a whole. ``proxy`` may be a bundled proxy config's name or a path at any
+layer; it is read and merged like a mapping. The resolved config is written into every
+run folder, so a run can always be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from nas.errors import ConfigError
+from nas.io import config_path, read_yaml
+
+FREE_FORM = ("strategy_options",)
+
+
+def _resolve_file(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if os.sep not in name_or_path and not name_or_path.endswith((".yaml", ".yml")):
+        return config_path(name_or_path)
+    raise ConfigError(f"{name_or_path}: file not found; check the path")
+
+
+def _proxy_mapping(value: Any, source: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        data = read_yaml(_resolve_file(value))
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{value}: a proxy config must be a mapping of settings")
+        return dict(data)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: proxy: expected a mapping or the name of a proxy config")
+    return dict(value)
+
+
+def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str,
+          prefix: str = "") -> dict[str, Any]:
+    """``base`` updated with ``layer``; keys not in ``base`` are errors (except free-form)."""
+    out = copy.deepcopy(base)
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if key not in out:
+            allowed = ", ".join(sorted(out))
+            raise ConfigError(f"{source}: unknown key {dotted!r}; allowed here: {allowed}")
+        if dotted == "proxy":
+            merged = _proxy_mapping(out[key], source)
+            merged.update(_proxy_mapping(value, source))
+            out[key] = merged
+        elif isinstance(out[key], dict) and dotted not in FREE_FORM:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {dotted}: expected a mapping")
+            out[key] = merge(out[key], value, source, f"{dotted}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> nested dict; values are read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set proxy.epochs=2")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_layers(defaults: str, preset: str | None, config_file: str | None,
+                overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Resolve the layers in order and return the merged plain config."""
+    base = read_yaml(config_path(defaults))
+    if "proxy" in base:
+        base["proxy"] = _proxy_mapping(base["proxy"], str(config_path(defaults)))
+    if preset:
+        try:
+            path = config_path(f"{defaults}-{preset}")
+        except ConfigError:
+            raise ConfigError(f"--preset {preset!r}: unknown preset; see the {defaults}-*.yaml "
+                              "files in configs/") from None
+        base = merge(base, read_yaml(path) or {}, str(path))
+    if config_file:
+        data = read_yaml(config_file)
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{config_file}: expected a mapping of settings")
+        base = merge(base, data, config_file)
+    return merge(base, overrides, "command line")
+
+
+def dump(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)

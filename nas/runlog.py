@@ -1,0 +1,183 @@
+"""What a run leaves on disk and prints: tables, specs, TensorBoard events, progress.
+
+Every table is rewritten atomically from the driver's records after each result, so the
+files on disk always agree with the driver's checkpoint, whatever interrupts the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from nas.driver import CACHED, OK, REFERENCE, ChildRecord
+from nas.io import save_spec, write_text_atomic
+from nas.spec import ArchSpec
+from nas.units import format_macs
+
+COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
+           "wall_seconds", "policy_version", "blocks", "tokens", "error")
+
+
+def pareto_front(records: Iterable[ChildRecord]) -> list[ChildRecord]:
+    """Records no other record beats in both accuracy (higher) and MACs (lower)."""
+    ok = sorted((r for r in records if r.status in (OK, REFERENCE)), key=lambda r: (r.macs, -r.accuracy))
+    front: list[ChildRecord] = []
+    best = -math.inf
+    for r in ok:
+        if r.accuracy > best:
+            front.append(r)
+            best = r.accuracy
+    return front
+
+
+def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "children") -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for r in records:
+        d = r.to_dict()
+        d["tokens"] = " ".join(map(str, r.tokens))
+        d["accuracy"] = "" if math.isnan(r.accuracy) else f"{r.accuracy:.6f}"
+        d["reward"] = f"{r.reward:.6f}"
+        d["seconds"] = f"{r.seconds:.2f}"
+        d["wall_seconds"] = f"{r.wall_seconds:.2f}"
+        w.writerow([d[c] for c in COLUMNS])
+    write_text_atomic(out / f"{stem}.csv", buf.getvalue())
+    lines = [json.dumps({**r.to_dict(), "accuracy": None if math.isnan(r.accuracy) else r.accuracy})
+             for r in records]
+    write_text_atomic(out / f"{stem}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+
+
+def save_specs(items: Sequence[tuple[ChildRecord, ArchSpec]], folder: Path,
+               provenance: dict[str, Any]) -> list[Path]:
+    """Write specs with their metrics as provenance; replaces the folder's previous YAMLs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    paths = []
+    for rank, (rec, spec) in enumerate(items, start=1):
+        meta = {**provenance, "metrics": record_metrics(rec)}
+        name = f"{rank:02d}-child{rec.child}" if rec.status != REFERENCE else f"{rank:02d}-reference"
+        paths.append(save_spec(spec.replace(name=name).with_meta(**meta), folder / f"{name}.yaml"))
+    return paths
+
+
+def record_metrics(r: ChildRecord) -> dict[str, Any]:
+    return {"child": r.child, "status": r.status, "accuracy": None if math.isnan(r.accuracy)
+            else r.accuracy, "reward": r.reward, "macs": r.macs, "params": r.params,
+            "train_seconds": r.seconds, "blocks": r.blocks, "tokens": list(r.tokens)}
+
+
+def plot_front(records: Sequence[ChildRecord], reference: ChildRecord | None, target_macs: int,
+               title: str) -> Any:
+    """A matplotlib figure of proxy accuracy against MACs with the Pareto front marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.status == OK]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    if ok:
+        ax.scatter([r.macs / 1e6 for r in ok], [r.accuracy for r in ok], s=14, alpha=0.6,
+                   label="children")
+    front = pareto_front(ok)
+    if front:
+        ax.plot([r.macs / 1e6 for r in front], [r.accuracy for r in front], "-o", color="C3",
+                ms=4, label="Pareto front")
+    if reference is not None and not math.isnan(reference.accuracy):
+        ax.scatter([reference.macs / 1e6], [reference.accuracy], marker="*", s=160, color="k",
+                   label="EfficientNet-B0 (same proxy)", zorder=5)
+    ax.axvline(target_macs / 1e6, color="grey", ls="--", lw=1, label="target")
+    ax.set_xlabel("MACs at the target setting (M)")
+    ax.set_ylabel("proxy validation accuracy")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+class TensorBoardLog:
+    """Scalars per child and per controller update, an hparams entry per child, the figure."""
+
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+        self.folder = folder
+        self.writer = SummaryWriter(log_dir=str(folder))
+        self.best = -math.inf
+        self.updates = 0
+
+    def child(self, r: ChildRecord, step: int) -> None:
+        w = self.writer
+        if r.status in (CACHED,):
+            return
+        prefix = "reference" if r.status == REFERENCE else "child"
+        w.add_scalar(f"{prefix}/reward", r.reward, step)
+        w.add_scalar(f"{prefix}/macs_M", r.macs / 1e6, step)
+        w.add_scalar(f"{prefix}/params_M", r.params / 1e6, step)
+        w.add_scalar(f"{prefix}/failed", 0.0 if r.status in (OK, REFERENCE) else 1.0, step)
+        if not math.isnan(r.accuracy):
+            w.add_scalar(f"{prefix}/accuracy", r.accuracy, step)
+        if r.status == OK:
+            self.best = max(self.best, r.reward)
+            w.add_scalar("search/best_reward", self.best, step)
+            w.add_hparams({"child": r.child, "blocks": r.blocks},
+                          {"hparam/accuracy": r.accuracy, "hparam/macs_M": r.macs / 1e6,
+                           "hparam/reward": r.reward}, run_name=f"child{r.child:04d}")
+
+    def diagnostics(self, diags: Iterable[dict[str, float]]) -> None:
+        for d in diags:
+            self.updates += 1
+            for k, v in d.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.writer.add_scalar(f"controller/{k}", v, self.updates)
+
+    def figure(self, fig: Any, step: int) -> None:
+        self.writer.add_figure("search/accuracy_vs_macs", fig, step)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+
+
+class Progress:
+    """One progress line: children done/total, best reward so far, time left."""
+
+    def __init__(self, total: int, workers: int, stream: Any = None):
+        self.total = total
+        self.workers = max(1, workers)
+        self.stream = stream or sys.stdout
+        self.start = time.time()
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+
+    def update(self, done: int, best: float | None, best_macs: int | None, failed: int,
+               mean_wall: float | None) -> None:
+        elapsed = time.time() - self.start
+        left = ""
+        if mean_wall and done < self.total:
+            left = f", ~{_fmt_duration((self.total - done) * mean_wall / self.workers)} left"
+        best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
+        line = (f"children {done}/{self.total}  best reward {best_s}  failed {failed}  "
+                f"elapsed {_fmt_duration(elapsed)}{left}")
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt_duration(s: float) -> str:
+    s = int(max(0, s))
+    h, m = divmod(s, 3600)
+    m, sec = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
