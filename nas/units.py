@@ -1,0 +1,76 @@
+"""Multiply-add counts as people write them: ``400M``, ``0.4G``, ``4e8``; and back.
+
+The papers' "FLOPS" are multiply-adds (MACs), so ``--target-flops 400M`` means 400 million
+MACs, the unit :func:`nas.cost.count_macs` returns. Torch-free.
+
+Accepted: a plain decimal or scientific number (``400000000``, ``4e8``, ``400e6``,
+``0.4e9``), optionally followed by one suffix: ``K``/``k`` (10^3), ``M`` (10^6), ``G`` or
+``B`` (10^9), ``T`` (10^12). Nothing else: no sign, no spaces inside the number, no
+lower-case ``m`` (milli or mega?), no ``MACs``/``FLOPs`` words, no ``inf``/``nan``. The result
+must be at least one multiply-add.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from nas.errors import ConfigError
+
+_SUFFIXES = {"": 1, "K": 10**3, "k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
+_NUMBER = re.compile(r"^(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<suffix>[KkMGBT]?)$")
+_EXAMPLES = "such as 400M, 0.4G or 4e8"
+
+
+def parse_macs(value: str | int | float, option: str = "--target-flops") -> int:
+    """Parse a count of multiply-adds; bad input raises a one-line :class:`ConfigError`.
+
+    ``option`` names the setting in the message (``--target-flops 'abc': expected ...``).
+    Integers and floats (e.g. from YAML) are accepted when positive and finite.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        m = _NUMBER.match(value.strip())
+        if m is None:
+            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+        try:
+            amount = Decimal(m["num"]) * _SUFFIXES[m["suffix"]]
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds "
+                              f"{_EXAMPLES}") from None
+    else:
+        raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+    if amount.adjusted() > 30:  # 10^30 MACs: a typo, and too big for the quantize below
+        raise ConfigError(f"{option} {value!r}: implausibly large; expected a number of "
+                          f"multiply-adds {_EXAMPLES}")
+    macs = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    if macs < 1:
+        raise ConfigError(f"{option} {value!r}: expected a positive number of multiply-adds "
+                          f"{_EXAMPLES}")
+    return macs
+
+
+def format_macs(macs: int | float) -> str:
+    """Short human form: ``385.8M``, ``1.83G``, ``37.75G``, ``12.5K``, ``950``.
+
+    One decimal for K and M, two for G and T; the unit is chosen after rounding, so
+    999,960,000 prints as ``1.00G``, not ``1000.0M``. ``parse_macs`` reads every result.
+    """
+    n = float(macs)
+    if not math.isfinite(n) or n < 0:
+        raise ValueError(f"format_macs: expected a non-negative count, got {macs!r}")
+    if round(n) < 1000:
+        return str(int(round(n)))
+    for scale, suffix, digits in ((1e3, "K", 1), (1e6, "M", 1), (1e9, "G", 2)):
+        shown = round(n / scale, digits)
+        if shown < 1000:
+            return f"{shown:.{digits}f}{suffix}"
+    return f"{n / 1e12:.2f}T"
