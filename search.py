@@ -26,8 +26,15 @@ from typing import Any
 from nas.errors import ConfigError, NasError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and pointing at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target-flops", metavar="T",
                    help="target multiply-adds at the target setting: 400M, 0.4G or 4e8 "
@@ -310,7 +317,10 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed
+        return int(e.code or 0)
     try:
         return run(args)
     except NasError as e:

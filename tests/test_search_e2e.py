@@ -1,0 +1,141 @@
+"""search.py end to end with real Ray workers on tiny data in the Fashion-MNIST file format."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nas
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--target-flops", "400M", "--preset", "smoke", "--set", "proxy.train_subset=256",
+        "--set", "proxy.resolution=16", "--set", "data.val_size=100"]
+
+
+def search_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "search.py"), *FAST, "--data", str(data), "--out",
+            str(out), *extra]
+
+
+def trained(out: Path) -> list[dict]:
+    path = out / "children.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["status"] not in ("cached", "reference")]
+
+
+def test_search_writes_every_output(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "5", "--set",
+                                     "strategy_options={batch_size: 2}"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "children 5/5" in proc.stdout and "best child" in proc.stdout
+    for name in ("config.yaml", "children.csv", "children.jsonl", "best.yaml", "summary.json",
+                 "driver.pt", "accuracy_vs_macs.png"):
+        assert (out / name).is_file(), name
+    rows = trained(out)
+    assert sorted(r["child"] for r in rows) == list(range(5))
+    assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in rows)
+    header = (out / "children.csv").read_text().splitlines()[0].split(",")
+    for col in ("trial", "tokens", "blocks", "params", "macs", "accuracy", "reward", "seconds",
+                "status", "error"):
+        assert col in header
+    # The best child is a spec that builds, with its provenance.
+    best = nas.load_spec(out / "best.yaml")
+    meta = best.meta
+    assert meta["search"]["space_hash"] and meta["search"]["reward"]["target_macs"] == 400_000_000
+    assert meta["metrics"]["reward"] == max(r["reward"] for r in rows)
+    assert nas.count_macs(best) == meta["metrics"]["macs"]
+    nas.build_model(best, num_classes=10, in_channels=1)
+    assert list((out / "top").glob("*.yaml")) and list((out / "pareto").glob("*.yaml"))
+    # The reference B0 was trained on the same proxy.
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference"]["macs"] == 385_814_752 and summary["finished"]
+    # TensorBoard event files hold the search's scalars, the controller's diagnostics, the figure.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("child/reward", "child/accuracy", "child/macs_M", "search/best_reward",
+                "controller/losses/policy_loss", "controller/losses/entropy",
+                "controller/losses/approx_kl", "controller/losses/clipfrac"):
+        assert tag in scalars, (tag, scalars)
+    assert "search/accuracy_vs_macs" in acc.Tags()["images"]
+    assert list((out / "tensorboard").glob("child*/**/events.out.tfevents.*"))  # hparams
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    budget = 8
+    proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", str(budget)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while len(trained(out)) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["child"]: r for r in trained(out)}
+    assert 3 <= len(before) < budget, "the search ended before it could be killed"
+
+    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = trained(out)
+    assert sorted(r["child"] for r in after) == list(range(budget))  # none lost, none twice
+    by_child = {r["child"]: r for r in after}
+    for child, r in before.items():  # finished children were kept, not trained again
+        assert by_child[child]["trial"] == r["trial"]
+        assert by_child[child]["accuracy"] == r["accuracy"]
+    assert len({tuple(r["tokens"]) for r in after}) == budget
+
+
+def test_resume_refuses_to_change_the_search(tiny_fmnist, tmp_path, capsys):
+    import search
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "driver.pt").write_bytes(b"")
+    (out / "config.yaml").write_text("strategy: ppo\n")
+    code = search.main(["--resume", "--out", str(out), "--strategy", "random"])
+    assert code == 2 and "cannot change" in capsys.readouterr().err
+
+
+def test_search_survives_losing_a_node(tiny_fmnist, tmp_path):
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        out = tmp_path / "run"
+        env = {**os.environ, "RAY_ADDRESS": cluster.address}
+        proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", "8", "--workers", "2"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+        deadline = time.time() + 300
+        while len(trained(out)) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        cluster.remove_node(worker)
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-3000:]
+        rows = trained(out)
+        assert sorted(r["child"] for r in rows) == list(range(8))
+    finally:
+        cluster.shutdown()
+
+
+def test_gpu_request_without_gpu_is_refused(tiny_fmnist, tmp_path):
+    res = subprocess.run(search_cmd(tiny_fmnist, tmp_path / "run", "--gpus-per-trial", "0.5"),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "--gpus-per-trial 0.5 but the Ray cluster has 0 GPUs" in res.stderr
