@@ -40,12 +40,30 @@ def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
     return max(1, int(math.ceil(repeats * multiplier - 1e-9)))
 
 
-def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int = 8) -> int:
-    """Scale an input resolution and round it to the nearest multiple of ``multiple``."""
+RESOLUTION_ROUNDING = ("nearest", "down", "up")
+
+
+def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int = 8,
+                     rounding: str = "nearest") -> int:
+    """Scale an input resolution and round it to a multiple of ``multiple``.
+
+    ``nearest`` (the default) takes the nearest multiple; ``down`` and ``up`` take the
+    multiple on that side of the exact value (the budget solver uses them when the nearest
+    one cannot land a model within its MACs tolerance).
+    """
     if multiplier <= 0 or resolution <= 0:
         raise SpecError(f"round_resolution: resolution and multiplier must be positive, got "
                         f"{resolution!r} x {multiplier!r}")
-    return max(multiple, int(round(resolution * multiplier / multiple)) * multiple)
+    if rounding not in RESOLUTION_ROUNDING:
+        raise SpecError(f"round_resolution: rounding {rounding!r}; use one of "
+                        f"{', '.join(RESOLUTION_ROUNDING)}")
+    exact = resolution * multiplier
+    nearest = max(multiple, int(round(exact / multiple)) * multiple)
+    if rounding == "down" and nearest > exact and nearest > multiple:
+        return nearest - multiple
+    if rounding == "up" and nearest < exact:
+        return nearest + multiple
+    return nearest
 
 
 def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from nas.cost import count
 from nas.errors import ConfigError
-from nas.rounding import round_resolution, scale_spec
+from nas.rounding import RESOLUTION_ROUNDING, round_resolution, scale_spec
 from nas.spec import ArchSpec
 from nas.units import format_macs
 
@@ -191,7 +191,7 @@ def grid_candidates(step: float = 0.05, alpha_range: tuple[float, float] = (1.0,
 # --------------------------------------------------------------------------- scaling one point
 
 
-RESOLUTION_ROUNDING = ("nearest", "down", "up")
+# The one list lives with the rounding itself.
 
 
 def scaled_resolution(resolution: int, multiplier: float, multiple: int = 8,
@@ -206,13 +206,7 @@ def scaled_resolution(resolution: int, multiplier: float, multiple: int = 8,
     if rounding not in RESOLUTION_ROUNDING:
         raise ConfigError(f"--resolution-rounding {rounding!r}: use one of "
                           f"{', '.join(RESOLUTION_ROUNDING)}")
-    nearest = round_resolution(resolution, multiplier, multiple)
-    exact = resolution * multiplier
-    if rounding == "down" and nearest > exact and nearest > multiple:
-        return nearest - multiple
-    if rounding == "up" and nearest < exact:
-        return nearest + multiple
-    return nearest
+    return round_resolution(resolution, multiplier, multiple, rounding)
 
 
 def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
