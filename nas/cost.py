@@ -103,19 +103,79 @@ def stage_costs(spec: ArchSpec, resolution: int | None = None, num_classes: int 
     return rows
 
 
+def _totals(spec: ArchSpec, size: int, num_classes: int, in_channels: int) -> tuple[int, int]:
+    """(params, MACs) of the whole model: the rules of :func:`layer_cost` on plain integers.
+
+    The search calls this for every child, so it builds no :class:`Cost` or :class:`StageCost`
+    objects and counts a stage's repeated layers once. ``tests/test_cost.py`` checks that it
+    equals the sum of :func:`stage_costs` rows.
+    """
+    # Kernels are odd (the spec enforces it), so a conv's output is ceil(size / stride).
+    c, stride = spec.stem, spec.stem_stride
+    out = (size - 1) // stride + 1
+    w = in_channels * c * 9
+    params, macs = w + 2 * c, w * out * out
+    size = out
+    for st in spec.stages:
+        op, kk, c_out, se, pool = st.op, st.kernel * st.kernel, st.out, st.se, st.skip == "pool"
+        repeats, stride = st.repeats, st.stride
+        c_in = c
+        while repeats:
+            out = (size - 1) // stride + 1
+            area = out * out
+            if op == "mbconv":
+                mid = c_in * st.expand
+                w_dw_proj = mid * kk + mid * c_out
+                p = c_in * mid + w_dw_proj + 4 * mid + 2 * c_out
+                m = c_in * mid * size * size + w_dw_proj * area
+                gated = mid
+            elif op == "ds":
+                w = c_in * kk + c_in * c_out
+                p, m, gated = w + 2 * c_in + 2 * c_out, w * area, c_in
+            else:  # conv
+                w = c_in * c_out * kk
+                p, m, gated = w + 2 * c_out, w * area, c_out
+            if se > 0:
+                squeeze = max(1, int(c_in * se))
+                w = 2 * gated * squeeze
+                p += w + squeeze + gated
+                m += w
+            if pool and c_in != c_out:
+                w = c_in * c_out
+                p += w + 2 * c_out
+                m += w * area
+            if c_in == c_out and stride == 1:  # every remaining layer is this one again
+                params += p * repeats
+                macs += m * repeats
+                break
+            params += p
+            macs += m
+            repeats -= 1
+            c_in, stride, size = c_out, 1, out
+        size = out
+        c = c_out
+    if spec.head:
+        w = c * spec.head
+        params += w + 2 * spec.head
+        macs += w * size * size
+        c = spec.head
+    return params + c * num_classes + num_classes, macs + c * num_classes
+
+
 def count_params(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3) -> int:
     """Number of parameters of the built model (exact)."""
-    return sum(r.params for r in stage_costs(spec, spec.resolution, num_classes, in_channels))
+    return _totals(spec, spec.resolution, num_classes, in_channels)[0]
 
 
 def count_macs(spec: ArchSpec, resolution: int | None = None, num_classes: int = 1000,
                in_channels: int = 3) -> int:
     """Multiply-adds of one forward pass at ``resolution`` (None: the spec's own)."""
-    return sum(r.macs for r in stage_costs(spec, resolution, num_classes, in_channels))
+    size = spec.resolution if resolution is None else int(resolution)
+    return _totals(spec, size, num_classes, in_channels)[1]
 
 
 def count(spec: ArchSpec, resolution: int | None = None, num_classes: int = 1000,
           in_channels: int = 3) -> Cost:
     """Parameters and MACs in one pass."""
-    rows = stage_costs(spec, resolution, num_classes, in_channels)
-    return Cost(sum(r.params for r in rows), sum(r.macs for r in rows))
+    size = spec.resolution if resolution is None else int(resolution)
+    return Cost(*_totals(spec, size, num_classes, in_channels))
