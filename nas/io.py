@@ -46,6 +46,9 @@ def read_yaml(path: str | os.PathLike[str], error: type[Exception] = ConfigError
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or type(e).__name__
         raise error(f"{p}: invalid YAML{at}: {problem}; fix the file's syntax") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{p}: not UTF-8 text (bad byte at offset {e.start}); is this the right "
+                    "file?") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
