@@ -292,6 +292,13 @@ def test_invalid_yaml_and_missing_and_empty_files(tmp_path: Path) -> None:
     with pytest.raises(nas.SpecError, match=r"empty\.yaml: top level: expected a mapping"):
         nas.load_spec(empty)
 
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    with pytest.raises(nas.SpecError) as info:
+        nas.load_spec(binary)
+    assert str(info.value) == (f"{binary}: not UTF-8 text (bad byte at offset 0); "
+                               "is this the right file?")
+
     a_list = tmp_path / "list.yaml"
     a_list.write_text("- 1\n- 2\n")
     with pytest.raises(nas.SpecError, match="top level: expected a mapping, got list"):
