@@ -3,7 +3,7 @@ with proposals in flight, strict inputs, and the diagnostics.
 
 The planted objective: reward = fraction of decisions that match a hidden target sequence. Its
 optimum is unique (only the target scores 1.0) and a uniform sample hits it with probability
-about 1e-19, so reaching it shows that a strategy learns; the signal per decision is small
+about 5e-19, so reaching it shows that a strategy learns; the signal per decision is small
 (1/43 of the reward), as in a real search where one choice moves accuracy a little.
 """
 
