@@ -134,7 +134,8 @@ def train_children(driver: Any, data: Any, settings: dict[str, Any], out: Path, 
     from nas.runlog import Progress, TensorBoardLog, write_tables
 
     tb = TensorBoardLog(out / "tensorboard")
-    progress = Progress(total, settings["workers"])
+    progress = Progress(total, settings["workers"], noun=table,
+                        metric="reward" if table == "children" else "accuracy")
 
     def on_records(records: list) -> None:
         for r in records:

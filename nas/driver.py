@@ -31,9 +31,12 @@ OK, FAILED, DIVERGED, OOM, CACHED, REFERENCE = "ok", "failed", "diverged", "oom"
 
 @dataclass(frozen=True)
 class Target:
-    """The setting at which MACs and params are counted for the reward (the papers' setting)."""
+    """The setting at which MACs and params are counted for the reward (the papers' setting).
 
-    resolution: int = 224
+    ``resolution=None`` counts each child at its own spec resolution (scaling candidates).
+    """
+
+    resolution: int | None = 224
     num_classes: int = 1000
     in_channels: int = 3
 
@@ -288,6 +291,33 @@ class ChildDriver:
         self.converged = bool(state["converged"])
         if state.get("reference") is not None:
             self.reference = spec_from_dict(state["reference"])
+
+
+class FixedList:
+    """A strategy that proposes the items of a fixed list once each, in order (token ``(i,)``).
+
+    Scaling candidates and single-dimension baselines run through the same driver and Ray
+    machinery as a search with it; rewards are recorded, not learned from.
+    """
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.next = 0
+
+    def ask(self) -> Any:
+        from controller import Proposal
+        i = self.next % self.n
+        self.next += 1
+        return Proposal(tokens=(i,))
+
+    def tell(self, proposal: Any, reward: float) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"n": self.n, "next": self.next}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.n, self.next = int(state["n"]), int(state["next"])
 
 
 def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, str]:

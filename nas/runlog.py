@@ -148,7 +148,9 @@ class TensorBoardLog:
 class Progress:
     """One progress line: children done/total, best reward so far, time left."""
 
-    def __init__(self, total: int, workers: int, stream: Any = None):
+    def __init__(self, total: int, workers: int, stream: Any = None, noun: str = "children",
+                 metric: str = "reward"):
+        self.noun, self.metric = noun, metric
         self.total = total
         self.workers = max(1, workers)
         self.stream = stream or sys.stdout
@@ -162,7 +164,7 @@ class Progress:
         if mean_wall and done < self.total:
             left = f", ~{_fmt_duration((self.total - done) * mean_wall / self.workers)} left"
         best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
-        line = (f"children {done}/{self.total}  best reward {best_s}  failed {failed}  "
+        line = (f"{self.noun} {done}/{self.total}  best {self.metric} {best_s}  failed {failed}  "
                 f"elapsed {_fmt_duration(elapsed)}{left}")
         if self.tty:
             self.stream.write("\r\033[K" + line)
