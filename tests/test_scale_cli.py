@@ -1,0 +1,119 @@
+"""scale.py: families without training, bad input, and (slow) a real grid and --compare on Ray."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import nas
+import scale
+import scaler
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED_PARAMS = [7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704,
+                    66_347_960]
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = scale.main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def family_specs(folder: Path) -> list[nas.ArchSpec]:
+    return [nas.load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+def test_official_rule_reproduces_the_published_family(capsys, tmp_path):
+    code, out, err = run_main(capsys, "--rule", "official", "--baseline", "efficientnet-b0",
+                              "--out", str(tmp_path))
+    assert code == 0, err
+    specs = family_specs(tmp_path / "family-official")
+    assert [nas.count_params(s) for s in specs] == PUBLISHED_PARAMS
+    for s in specs:  # every emitted YAML loads, builds and re-counts to its recorded numbers
+        assert nas.count_macs(s) == s.meta["family"]["macs"]
+        assert nas.count_params(s) == s.meta["family"]["params"]
+    rows = list(csv.DictReader(open(tmp_path / "family-official" / "family.csv")))
+    assert len(rows) == 8 and "official" in (tmp_path / "family-official" / "family.md").read_text()
+
+
+def test_budget_family_and_custom_budgets_land_within_3_percent(capsys, tmp_path):
+    code, _, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    for s in family_specs(tmp_path / "a" / "family-budget"):
+        fam = s.meta["family"]
+        assert abs(nas.count_macs(s) / fam["target_macs"] - 1) <= 0.03
+    code, out, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--budgets",
+                              "600M,1.2G,2.5G", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    specs = family_specs(tmp_path / "b" / "family-budgets")
+    targets = sorted(s.meta["family"]["target_macs"] for s in specs)
+    assert targets == [600_000_000, 1_200_000_000, 2_500_000_000]
+    for s in specs:
+        assert abs(nas.count_macs(s) / s.meta["family"]["target_macs"] - 1) <= 0.03
+        nas.build_model(s.replace(resolution=32), num_classes=10)  # builds as it is
+
+
+def test_coefficients_come_from_a_scaling_file(capsys, tmp_path):
+    c = scaler.Coefficients(1.2, 1.1, 1.15)
+    scaler.write_scaling(c, [scaler.GridResult(c, 0.9, 770_000_000)], tmp_path / "s.yaml",
+                         baseline_name="efficientnet-b0")
+    code, out, err = run_main(capsys, "--scaling", str(tmp_path / "s.yaml"), "--rule", "paper",
+                              "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert "alpha=1.2 beta=1.1 gamma=1.15" in out
+    specs = family_specs(tmp_path / "run" / "family-paper")
+    assert len(specs) == 7 and all(s.meta["family"]["rule"] == "paper" for s in specs)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--target-flops", "abc"], "--target-flops"),
+    (["--target-flops", "10M"], "below the baseline"),
+    (["--budgets", "600M,zz"], "--budgets"),
+    (["--coefficients", "1.2,1.1"], "--coefficients"),
+    (["--coefficients", "a,b,c"], "--coefficients"),
+    (["--rule", "magic"], "--rule"),
+    (["--grid", "--step", "0"], "--step"),
+    (["--grid", "--tol", "-1"], "--tol"),
+    (["--grid", "--alpha-range", "2"], "--alpha-range"),
+    (["--baseline", "/nonexistent.yaml"], "file not found"),
+    (["--set", "nope=1"], "unknown key 'nope'"),
+    (["--target-flops", "1G", "--budgets", "2G"], "exclude each other"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, needle):
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+
+
+@pytest.mark.slow
+def test_small_real_grid_and_compare_end_to_end(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "scale.py"), "--grid", "--compare", "--preset", "smoke",
+           "--data", str(tiny_fmnist), "--set", "data.val_size=100",
+           "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = scaler.load_scaling(out / "scaling.yaml")
+    grid = scaler.GridConfig(step=0.25, tol=0.25)
+    assert record.grid_points == len(grid.candidates()) and record.best is not None
+    for r in record.results:  # every candidate satisfies the constraint and the bounds
+        c = r.coefficients
+        assert abs(c.product() - 2) <= 0.25 and min(c.alpha, c.beta, c.gamma) >= 1
+    assert (out / "grid" / "candidates.csv").is_file()
+    assert list((out / "grid" / "tensorboard").glob("events.out.tfevents.*"))
+    compare = (out / "compare" / "compare.md").read_text()
+    for label in ("width only", "depth only", "resolution only", "compound"):
+        assert label in compare
+    specs = family_specs(out / "family-budget")
+    assert len(specs) == 7
+    for s in specs:
+        assert nas.count_macs(s) == s.meta["family"]["macs"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["grid"]["step"] == 0.25
