@@ -1,0 +1,130 @@
+"""Search throughput on this machine, side by side in one run.
+
+    .venv/bin/python bench/bench_search.py [--children 6] [--proxy proxy-default]
+
+Trains the same list of children (seeded samples of the MnasNet space, Fashion-MNIST proxy)
+four ways and prints children per hour:
+
+1. one plain process, no Ray (the work alone);
+2. two plain independent processes, each with half the list (the machine's ceiling for two
+   workers: on 2 cores about 1.5x one process, since memory bandwidth is shared);
+3. the search machinery (ChildDriver + Ray Tune) with 1 worker;
+4. the search machinery with 2 workers.
+
+Goals: (4) >= 0.95 of (2); the search's wall time over the children's own training time
+(sum of training seconds / workers) under 1.1. The data set is loaded once per process
+before timing starts, as the search loads it once and shares it through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def children(n: int, seed: int = 0) -> list[dict]:
+    import numpy as np
+
+    import nas
+    from nas.spec import spec_to_dict
+    from search_space import SearchSpace
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    rng = np.random.default_rng(seed)
+    return [{"child": i, "spec": spec_to_dict(space.sample(rng)), "proxy": {}} for i in range(n)]
+
+
+def _load(proxy_name: str):
+    from nas.cli import load_data
+    from nas.config import load_layers
+    from nas.proxy import ProxyConfig
+    cfg = load_layers("search", None, None, {"proxy": proxy_name})
+    return load_data(cfg), ProxyConfig.from_dict(cfg["proxy"]).replace(num_threads=1)
+
+
+def _worker(configs: list[dict], proxy_name: str, barrier, out) -> None:
+    from nas.child import run_child
+    data, proxy = _load(proxy_name)
+    barrier.wait()
+    t0 = time.perf_counter()
+    train = 0.0
+    for c in configs:
+        r = run_child(c, data, proxy)
+        assert r["status"] == "ok", r
+        train += r["train_seconds"]
+    out.put((time.perf_counter() - t0, train))
+
+
+def plain(configs: list[dict], processes: int, proxy_name: str) -> tuple[float, float]:
+    """Wall seconds and summed training seconds of ``processes`` independent processes."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(processes + 1), ctx.Queue()
+    parts = [configs[i::processes] for i in range(processes)]
+    procs = [ctx.Process(target=_worker, args=(p, proxy_name, barrier, out)) for p in parts]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    results = [out.get() for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return wall, sum(r[1] for r in results)
+
+
+def tune(configs: list[dict], workers: int, proxy_name: str) -> tuple[float, float]:
+    from nas import tune_adapter as ta
+    from nas.driver import ChildDriver, FixedList, Target
+    from nas.reward import RewardConfig
+    from nas.spec import spec_from_dict
+    data, proxy = _load(proxy_name)
+    specs = [spec_from_dict(c["spec"]) for c in configs]
+    driver = ChildDriver(lambda t: (specs[t[0]], {}), FixedList(len(specs)), budget=len(specs),
+                         reward=RewardConfig(), target=Target())
+    ta.init_ray(None)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ta.run_trials(driver, data, proxy, Path(tmp), "bench", workers, 1, 0, 0, lambda r: None)
+        wall = time.perf_counter() - t0
+    recs = driver.trained_records()
+    assert len(recs) == len(specs) and all(r.status == "ok" for r in recs), recs
+    return wall, sum(r.seconds for r in recs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--children", type=int, default=6)
+    p.add_argument("--proxy", default="proxy-default")
+    args = p.parse_args()
+    configs = children(args.children)
+    print(f"{args.children} children, proxy {args.proxy}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    rows = {}
+    # Tune first while the machine is fresh for Ray; plain runs need no warm-up.
+    rows["search, 1 worker"] = tune(configs, 1, args.proxy)
+    rows["search, 2 workers"] = tune(configs, 2, args.proxy)
+    rows["1 plain process"] = plain(configs, 1, args.proxy)
+    rows["2 plain processes (ceiling)"] = plain(configs, 2, args.proxy)
+    n = args.children
+    rate = {k: n * 3600 / w for k, (w, _) in rows.items()}
+    one = rate["1 plain process"]
+    print(f"\n| run | wall s | children/hour | vs 1 process | wall / (training s / workers) |")
+    print("|---|---|---|---|---|")
+    for k, (wall, train) in rows.items():
+        workers = 2 if "2" in k else 1
+        print(f"| {k} | {wall:.1f} | {rate[k]:.0f} | {rate[k] / one:.2f}x | "
+              f"{wall / (train / workers):.3f} |")
+    ceiling = rate["2 plain processes (ceiling)"]
+    print(f"\nsearch with 2 workers reaches {rate['search, 2 workers'] / ceiling:.3f} of the "
+          f"ceiling (goal >= 0.95); the ceiling is {ceiling / one:.2f}x one process.")
+
+
+if __name__ == "__main__":
+    main()
