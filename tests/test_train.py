@@ -1,0 +1,381 @@
+"""nas.train: full training of a spec, every output file, exact resume, early stopping with the
+best weights kept, export, and one-line errors for bad input.
+
+Runs are tiny (a 2-stage spec, a few hundred 28x28 images in the real IDX format, a few
+epochs, one thread) and go through ``nas.train.main`` in-process, so no run pays for a fresh
+``import torch``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import nas.train as train
+from nas.builder import build_model
+from nas.cost import count_macs, count_params
+from nas.io import load_spec
+from nas.rounding import scale_spec
+
+# torch.jit is deprecated in favour of torch.export, but TorchScript is the format asked for.
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parent.parent
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+TINY_SPEC = """\
+format_version: 1
+name: tiny
+resolution: 16
+stem: 8
+stem_stride: 1
+head: 32
+dropout: 0.1
+drop_path_rate: 0.1
+stages:
+  - {op: ds, kernel: 3, stride: 1, se: 0.25, out: 8, repeats: 1}
+  - {op: mbconv, kernel: 3, stride: 2, expand: 2, out: 16, repeats: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+def args(spec: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """A fast, learnable setting: 500 train / 100 val images, batches of 50, Adam."""
+    return [str(spec), "--dataset", "fashion-mnist", "--data", str(data), "--val-size", "100",
+            "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--threads", "1",
+            "--out", str(out), *extra]
+
+
+def run_ok(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = train.main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def metrics_of(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def model_from(state: dict, spec_dict: dict) -> torch.nn.Module:
+    from nas.spec import spec_from_dict
+    model = build_model(spec_from_dict(spec_dict), num_classes=10, in_channels=1)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+def test_trains_and_writes_every_file(capsys, tiny_spec, tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    stdout = run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "3",
+                                 "--width-mult", "1.5"))
+    for name in ("last.pt", "best.pt", "metrics.json", "train.csv", "model.pt"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert stdout.count("epoch ") >= 3 and "test accuracy" in stdout
+
+    m = metrics_of(out)
+    assert m["status"] == "completed" and m["epochs_run"] == 3
+    assert 0.0 <= m["test_accuracy"] <= 1.0
+    assert m["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert m["test_images"] == 100
+    # Validation is held out of the 600 training images; the test split is separate.
+    assert (m["data"]["train"], m["data"]["val"], m["data"]["test"]) == (500, 100, 100)
+    curve = [r["val_accuracy"] for r in m["val_curve"]]
+    assert len(curve) == 3 and m["best_val_accuracy"] == max(curve)
+    assert m["best_epoch"] == curve.index(max(curve)) + 1
+
+    # Default resolution: the data's native 28 px, not the spec's 16; costs from nas.cost.
+    spec = scale_spec(load_spec(tiny_spec), width=1.5)
+    assert m["config"]["resolution"] == 28
+    assert m["macs"]["at_trained_resolution"] == count_macs(spec, 28, 10, 1)
+    assert m["macs"]["at_spec_resolution"] == count_macs(spec, 16, 10, 1)
+    assert m["macs"]["at_trained_resolution"] > m["macs"]["at_spec_resolution"]
+    assert m["params"] == count_params(spec, 10, 1)
+    assert m["seconds"] > 0 and m["images_per_second"] > 0 and "nas.train" in m["command"]
+
+    rows = list(csv.DictReader((out / "train.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["val_accuracy"]) for r in rows] == pytest.approx(curve, abs=1e-6)
+
+    best = ckpt(out / "best.pt")
+    assert best["epoch"] == m["best_epoch"]
+    model = model_from(best["model"], best["spec"])
+    assert sum(p.numel() for p in model.parameters()) == m["params"]
+
+    # The export loads, carries its preprocessing, and gives the trained model's logits.
+    extra = {"preprocess.json": ""}
+    scripted = torch.jit.load(str(out / "model.pt"), _extra_files=extra)
+    assert json.loads(extra["preprocess.json"])["resolution"] == 28
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model(x), atol=1e-5)
+    assert m["export"]["format"] == "torchscript" and m["export"]["max_abs_diff"] < 1e-4
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "val/accuracy", "test/accuracy"} <= set(tags)
+    assert [e.step for e in events.Scalars("val/accuracy")] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _same_run(a: Path, b: Path) -> None:
+    la, lb = ckpt(a / "last.pt"), ckpt(b / "last.pt")
+    assert la["step"] == lb["step"] and la["epoch"] == lb["epoch"]
+    for key in ("model", "best_model"):
+        assert la[key].keys() == lb[key].keys()
+        for name in la[key]:
+            assert torch.equal(la[key][name], lb[key][name]), (key, name)
+    for key in ("exp_avg", "exp_avg_sq"):
+        for pa, pb in zip(la["optimizer"]["state"].values(), lb["optimizer"]["state"].values()):
+            assert torch.equal(pa[key], pb[key])
+    ma, mb = metrics_of(a), metrics_of(b)
+    for key in ("val_accuracy", "val_loss", "train_loss", "lr"):
+        assert [r[key] for r in ma["val_curve"]] == [r[key] for r in mb["val_curve"]], key
+    assert (ma["test_accuracy"], ma["test_loss"], ma["best_epoch"]) == \
+        (mb["test_accuracy"], mb["test_loss"], mb["best_epoch"])
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(
+        capsys, tiny_spec, tiny_fmnist, tmp_path, monkeypatch):
+    # Dropout, drop path and augmentation are on, so the RNG states must come back too.
+    common = ("--epochs", "4", "--augment", "--resolution", "16", "--export", "none")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, straight, *common))
+
+    real_epoch = train.Trainer.train_epoch
+
+    def interrupt_after_two(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupt_after_two)
+    assert train.main(args(tiny_spec, tiny_fmnist, stopped, *common)) == 130
+    assert f"--resume --out {stopped}" in capsys.readouterr().err
+    assert ckpt(stopped / "last.pt")["epoch"] == 2 and not (stopped / "metrics.json").exists()
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+
+    out = run_ok(capsys, ["--resume", "--out", str(stopped)])
+    assert "resumed at epoch 2" in out
+    _same_run(straight, stopped)
+    rows = list(csv.DictReader((stopped / "train.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_extending_a_finished_run_equals_training_longer(capsys, tiny_spec, tiny_fmnist,
+                                                         tmp_path):
+    # The settings that otherwise derive from --epochs are pinned, and the schedule is one
+    # that does not look at --epochs, so 2 + 2 epochs must be exactly 4.
+    common = ("--resolution", "16", "--warmup-epochs", "0.5", "--bn-momentum", "0.1",
+              "--export", "none")
+    four, two = tmp_path / "four", tmp_path / "two"
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, four, "--epochs", "4", *common))
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, two, "--epochs", "2", *common))
+    run_ok(capsys, ["--resume", "--out", str(two), "--epochs", "4"])
+    _same_run(four, two)
+
+
+def test_time_limit_stops_between_epochs_and_resume_finishes(capsys, tiny_spec, tiny_fmnist,
+                                                             tmp_path):
+    out = tmp_path / "run"
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "2", "--resolution", "16",
+                        "--max-epochs-time", "0.001", "--export", "none"))
+    m = metrics_of(out)
+    assert m["status"] == "time_limit" and m["epochs_run"] == 1 and "--resume" in m["reason"]
+    assert m["test_accuracy"] is not None  # the best weights so far are still tested
+    run_ok(capsys, ["--resume", "--out", str(out)])
+    assert metrics_of(out)["status"] == "completed" and metrics_of(out)["epochs_run"] == 2
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_stops_and_keeps_the_best_weights(capsys, tiny_spec, tiny_fmnist,
+                                                         tmp_path, monkeypatch):
+    # Scripted validation accuracies (the real ones on tiny data keep rising): the best is
+    # epoch 2, so patience 2 stops after epoch 4. Test-set scoring stays real.
+    scripted = iter([0.5, 0.8, 0.6, 0.7, 0.95])
+    real_evaluate = train._evaluate
+
+    def fake_evaluate(model, feeder, *rest):
+        if feeder.n == 50:  # the validation split (--val-size 50); the test split has 100
+            return next(scripted), 1.0
+        return real_evaluate(model, feeder, *rest)
+
+    monkeypatch.setattr(train, "_evaluate", fake_evaluate)
+    out = tmp_path / "run"
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "10", "--patience", "2",
+                        "--resolution", "16", "--val-size", "50"))
+    m = metrics_of(out)
+    assert m["status"] == "early_stopped" and m["epochs_run"] == 4 and m["best_epoch"] == 2
+    assert m["best_val_accuracy"] == 0.8
+    assert len(list(csv.DictReader((out / "train.csv").open()))) == 4
+
+    last, best = ckpt(out / "last.pt"), ckpt(out / "best.pt")
+    assert best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], last["best_model"][k]) for k in best["model"])
+    assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    # What was tested and exported is the epoch-2 model, not the last one.
+    kept, final = model_from(best["model"], best["spec"]), model_from(last["model"], last["spec"])
+    scripted_model = torch.jit.load(str(out / "model.pt"))
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(scripted_model(x), kept(x), atol=1e-5)
+        assert not torch.allclose(scripted_model(x), final(x), atol=1e-5)
+
+    # Resuming with the same patience does not train on.
+    run_ok(capsys, ["--resume", "--out", str(out)])
+    assert metrics_of(out)["epochs_run"] == 4
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_auto_batch_norm_momentum_only_rises_for_short_runs():
+    assert train._auto_bn_momentum(0.01, 10_000) == 0.01  # the spec's TF 0.99 decay
+    short = train._auto_bn_momentum(0.01, 39)
+    assert 0.1 < short < 0.2 and (1 - short) ** 39 <= 0.0101
+
+
+def test_time_values():
+    assert train._seconds("90") == 90 and train._seconds("90m") == 5400
+    assert train._seconds("1.5h") == 5400
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    code = train.main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "two"], "--epochs"),
+    (["--lr", "-1"], "--lr"),
+    (["--batch-size", "1"], "--batch-size"),
+    (["--optimizer", "lamb"], "--optimizer"),
+    (["--schedule", "linear"], "--schedule"),
+    (["--dropout", "1.5"], "--dropout"),
+    (["--drop-path-rate", "-0.1"], "--drop-path-rate"),
+    (["--label-smoothing", "1"], "--label-smoothing"),
+    (["--width-mult", "0"], "--width-mult"),
+    (["--patience", "0"], "--patience"),
+    (["--val-size", "0"], "--val-size"),
+    (["--val-size", "1.5"], "--val-size"),
+    (["--val-size", "1000000"], "val_size"),
+    (["--train-subset", "1"], "--train-subset"),
+    (["--resolution", "2"], "--resolution"),
+    (["--warmup-epochs", "9"], "--warmup-epochs"),
+    (["--max-epochs-time", "soon"], "--max-epochs-time"),
+    (["--device", "tpu"], "--device"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_bad_options_are_one_line_and_exit_2(capsys, tiny_spec, tiny_fmnist, tmp_path, extra,
+                                             needle):
+    line = one_line_error(capsys, args(tiny_spec, tiny_fmnist, tmp_path / "run", "--epochs",
+                                       "1", *extra))
+    assert needle in line
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_bad_specs_and_data_are_one_line_and_exit_2(capsys, tiny_spec, tiny_fmnist, tmp_path):
+    out = str(tmp_path / "run")
+    assert "file not found" in one_line_error(capsys, [str(tmp_path / "missing.yaml")])
+    assert "efficientnet-b99" in one_line_error(capsys, ["efficientnet-b99"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY_SPEC.replace("head: 32", "head: 32\nheads: 4"))
+    assert "unknown key" in one_line_error(capsys, [str(bad), "--out", out])
+    bad.write_text(TINY_SPEC.replace("kernel: 3, stride: 1", "kernel: 4, stride: 1"))
+    assert "kernel" in one_line_error(capsys, [str(bad), "--out", out])
+    bad.write_text("stages: [unclosed")
+    assert "invalid YAML" in one_line_error(capsys, [str(bad), "--out", out])
+    line = one_line_error(capsys, [str(tiny_spec), "--data", str(tmp_path / "nodata"),
+                                   "--out", out])
+    assert "apt-get install dataset-fashion-mnist" in line
+    assert "cifar-10-python.tar.gz" in one_line_error(
+        capsys, [str(tiny_spec), "--dataset", "cifar10", "--data", str(tmp_path), "--out", out])
+    assert "SPEC is required" in one_line_error(capsys, ["--epochs", "1"])
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_resume_errors_are_one_line_and_exit_2(capsys, tiny_spec, tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    assert "--resume needs --out" in one_line_error(capsys, ["--resume"])
+    assert "no checkpoint" in one_line_error(capsys, ["--resume", "--out", str(out)])
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "1", "--resolution", "16",
+                        "--export", "none"))
+    line = one_line_error(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "1"))
+    assert "already holds a training run" in line
+    line = one_line_error(capsys, ["--resume", "--out", str(out), "--lr", "0.5"])
+    assert line.startswith("error: --lr:") and "keeps its settings" in line
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_SPEC.replace("out: 16", "out: 24"))
+    assert "not the spec" in one_line_error(capsys, [str(other), "--resume", "--out", str(out)])
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "last.pt").write_bytes(b"not a checkpoint")
+    assert "cannot read" in one_line_error(capsys, ["--resume", "--out", str(tmp_path / "junk")])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is not None, reason="onnx is installed")
+def test_onnx_export_without_onnx_says_how_to_install(capsys, tiny_spec, tiny_fmnist, tmp_path):
+    line = one_line_error(capsys, args(tiny_spec, tiny_fmnist, tmp_path / "run", "--export",
+                                       "onnx"))
+    assert "pip install onnx" in line
+    assert not (tmp_path / "run").exists()  # refused before any training
+
+
+def test_command_line_entry_point(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "nas.train", str(tmp_path / "none.yaml")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+    assert res.stdout == ""
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Fashion-MNIST is not installed")
+def test_one_epoch_on_real_fashion_mnist(capsys, tiny_spec, tmp_path):
+    out = tmp_path / "run"
+    # The paper's recipe as defaulted (RMSProp, lr scaled to the batch), 62 steps.
+    run_ok(capsys, [str(tiny_spec), "--epochs", "1", "--train-subset", "2000", "--threads", "1",
+                    "--batch-size", "32", "--out", str(out)])
+    m = metrics_of(out)
+    assert (m["data"]["name"], m["data"]["train"], m["data"]["val"], m["data"]["test"]) == \
+        ("fashion-mnist", 55000, 5000, 10000)
+    assert m["images_per_epoch"] == 1984  # 62 batches of 32 from the 2000-image subset
+    assert m["config"]["resolution"] == 28 and m["test_images"] == 10000
+    assert 0.25 < m["test_accuracy"] <= 1.0  # a 3,300-parameter net, 62 steps; chance is 0.1
+    assert (out / "model.pt").is_file()
