@@ -109,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
     from nas.config import merge
     cfg = load_config(args, "scale", FLAGS)
     cfg = merge(cfg, _cli_layer(args), "command line")
-    if args.resume and args.coefficients is None and args.grid:
-        pass  # the grid is continued from its own driver state below
     import scaler
     from nas.io import load_spec, write_text_atomic
     from nas.units import format_macs
