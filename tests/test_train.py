@@ -188,10 +188,9 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
 
 def test_extending_a_finished_run_equals_training_longer(capsys, tiny_spec, tiny_fmnist,
                                                          tmp_path):
-    # The settings that otherwise derive from --epochs are pinned, and the schedule is one
+    # The warm-up (which otherwise derives from --epochs) is pinned, and the schedule is one
     # that does not look at --epochs, so 2 + 2 epochs must be exactly 4.
-    common = ("--resolution", "16", "--warmup-epochs", "0.5", "--bn-momentum", "0.1",
-              "--export", "none")
+    common = ("--resolution", "16", "--warmup-epochs", "0.5", "--export", "none")
     four, two = tmp_path / "four", tmp_path / "two"
     run_ok(capsys, args(tiny_spec, tiny_fmnist, four, "--epochs", "4", *common))
     run_ok(capsys, args(tiny_spec, tiny_fmnist, two, "--epochs", "2", *common))
@@ -255,10 +254,11 @@ def test_early_stopping_stops_and_keeps_the_best_weights(capsys, tiny_spec, tiny
 # --------------------------------------------------------------------------- helpers
 
 
-def test_auto_batch_norm_momentum_only_rises_for_short_runs():
-    assert train._auto_bn_momentum(0.01, 10_000) == 0.01  # the spec's TF 0.99 decay
-    short = train._auto_bn_momentum(0.01, 39)
-    assert 0.1 < short < 0.2 and (1 - short) ** 39 <= 0.0101
+def test_auto_batch_norm_momentum_follows_the_epoch_length():
+    assert train._auto_bn_momentum(0.01, 10_000) == 0.01  # ImageNet-sized epochs: the spec's
+    assert train._auto_bn_momentum(0.01, 390) == pytest.approx(1 / 39, abs=1e-4)
+    assert train._auto_bn_momentum(0.01, 39) == 0.1  # never faster than PyTorch's default
+    assert train._auto_bn_momentum(0.5, 39) == 0.5  # a spec that asks for more keeps it
 
 
 def test_time_values():
