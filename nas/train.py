@@ -6,11 +6,12 @@
 
 The recipe is the paper's (REFERENCE.md, "Training recipe of the paper"): TF-style RMSProp
 (decay 0.9, momentum 0.9, eps 1e-3), weight decay 1e-5, a learning rate that decays by 0.97
-every 2.4 epochs after a linear warm-up, label smoothing, stochastic depth and dropout from
-the spec. The paper's 0.256 is for batch 4096; the default here scales it linearly
-(0.016 per 256 images, as the TF reference does). Validation images are held out of the
-*training* set (``--val-size``); early stopping and the kept "best" weights look at them
-only. The test split is scored once, at the end, with the best weights.
+every 2.4 epochs after a linear warm-up, stochastic depth and dropout from the spec, plus the
+TF reference's label smoothing 0.1 and 5-epoch warm-up. The paper's 0.256 is for batch 4096;
+the default here scales it linearly (0.016 per 256 images, as the TF reference does).
+Validation images are held out of the *training* set (``--val-size``); early stopping and the
+kept "best" weights look at them only. The test split is scored once, at the end, with the
+best weights. A short run (a few hundred steps) needs a lower --lr than the recipe's.
 
 The run folder (``--out``) gets ``last.pt`` (everything needed to continue exactly: model,
 optimizer, step, epoch, best weights, RNG states, the resolved settings) and ``best.pt``
@@ -142,7 +143,7 @@ _PROXY_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "resolution"
                 "schedule": "--schedule", "warmup_epochs": "--warmup-epochs",
                 "decay_rate": "--decay-rate", "decay_epochs": "--decay-epochs",
                 "label_smoothing": "--label-smoothing", "augment": "--augment", "seed": "--seed",
-                "amp": "--amp", "bn_momentum": "--bn-momentum", "num_threads": "--threads",
+                "bn_momentum": "--bn-momentum", "num_threads": "--threads",
                 "train_subset": "--train-subset"}
 
 
@@ -168,9 +169,7 @@ def _proxy_config(c: TrainConfig) -> ProxyConfig:
 def resolve(c: TrainConfig) -> TrainConfig:
     """Fill in the defaults that derive from other settings (before any data is read)."""
     lr = c.lr if c.lr is not None else _LR_PER_256 * c.batch_size / 256
-    warm = c.warmup_epochs
-    if warm is None:
-        warm = min(_WARMUP_EPOCHS, c.epochs / 10) if isinstance(c.epochs, int) else 0.0
+    warm = c.warmup_epochs if c.warmup_epochs is not None else min(_WARMUP_EPOCHS, c.epochs / 10)
     return replace(c, lr=lr, warmup_epochs=warm)
 
 

@@ -251,6 +251,33 @@ def test_early_stopping_stops_and_keeps_the_best_weights(capsys, tiny_spec, tiny
     assert metrics_of(out)["epochs_run"] == 4
 
 
+def test_divergence_in_the_first_epoch_is_one_line_and_exit_2(capsys, tiny_spec, tiny_fmnist,
+                                                               tmp_path):
+    line = one_line_error(capsys, args(tiny_spec, tiny_fmnist, tmp_path / "run", "--epochs",
+                                       "2", "--resolution", "16", "--optimizer", "sgd",
+                                       "--lr", "1e12"))
+    assert "training diverged in epoch 1" in line and "lower --lr" in line
+
+
+def test_later_divergence_stops_and_tests_the_last_good_weights(
+        capsys, tiny_spec, tiny_fmnist, tmp_path, monkeypatch):
+    real_epoch = train.Trainer.train_epoch
+
+    def diverge_in_epoch_two(self):
+        if self.epoch == 1:
+            raise train.Diverged("training diverged in epoch 2 (scripted); lower --lr")
+        return real_epoch(self)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", diverge_in_epoch_two)
+    out = tmp_path / "run"
+    assert train.main(args(tiny_spec, tiny_fmnist, out, "--epochs", "3", "--resolution", "16",
+                           "--export", "none")) == 1
+    assert "lower --lr" in capsys.readouterr().out
+    m = metrics_of(out)
+    assert (m["status"], m["epochs_run"], m["best_epoch"]) == ("diverged", 1, 1)
+    assert 0.0 <= m["test_accuracy"] <= 1.0
+
+
 # --------------------------------------------------------------------------- helpers
 
 
