@@ -33,18 +33,15 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -55,7 +52,7 @@ from nas.builder import build_model
 from nas.cost import count
 from nas.data import SOURCES, DataSplits, load_splits
 from nas.errors import ConfigError, NasError
-from nas.io import load_spec, write_text_atomic
+from nas.io import atomic_file, load_spec, write_text_atomic
 from nas.proxy import (
     OPTIMIZERS, SCHEDULES, ProxyConfig, _amp, _autocast, _bn_momentum, _device, _evaluate,
     _Feeder, _optimizer, _threads, lr_at,
@@ -473,28 +470,9 @@ class Trainer:
 # --------------------------------------------------------------------------- files
 
 
-@contextmanager
-def _atomic_file(path: Path) -> Iterator[Any]:
-    """A binary file that replaces ``path`` only once it is complete (readers see the old or
-    the new content, never a partial one). ``nas.io.write_text_atomic`` does this for text."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from other users
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through :func:`_atomic_file`."""
-    with _atomic_file(path) as f:
+    """``torch.save`` to ``path`` atomically."""
+    with atomic_file(path, "wb") as f:
         torch.save(obj, f)
 
 
@@ -561,7 +539,7 @@ def export_model(model: nn.Module, example: torch.Tensor, kind: str, out: Path,
                 traced = torch.jit.trace(m, x, check_trace=False)
             buf = io.BytesIO()
             torch.jit.save(traced, buf, _extra_files={"preprocess.json": json.dumps(preprocess)})
-            with _atomic_file(path) as f:
+            with atomic_file(path, "wb") as f:
                 f.write(buf.getvalue())
             loaded = torch.jit.load(str(path), map_location="cpu")
             with torch.inference_mode():

@@ -18,6 +18,7 @@ from nas.child import pick_device, run_child
 from nas.data import DataSplits
 from nas.driver import ChildDriver, ChildRecord
 from nas.errors import ConfigError
+from nas.io import atomic_file
 from nas.proxy import ProxyConfig
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,8 @@ log = logging.getLogger(__name__)
 
 def save_state(driver: ChildDriver, path: Path) -> None:
     import torch
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(driver.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        torch.save(driver.state_dict(), f)
 
 
 def load_state(path: Path) -> dict[str, Any]:
