@@ -169,7 +169,7 @@ def _summary(driver: Any, cfg: dict, seconds: float) -> dict[str, Any]:
         "children_failed": sum(1 for r in trained if r.status != "ok"),
         "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
         "session_seconds": round(seconds, 1),
-        "children_train_seconds": round(sum(r.seconds for r in trained), 1),
+        "children_seconds": round(sum(r.seconds for r in trained), 1),
         "best": None if not best else {"child": best[0].child, "reward": best[0].reward,
                                        "accuracy": best[0].accuracy, "macs": best[0].macs,
                                        "params": best[0].params, "blocks": best[0].blocks},

@@ -54,7 +54,7 @@ class ChildRecord:
     macs: int
     accuracy: float            # NaN when there is none
     reward: float
-    seconds: float             # the child's own training time
+    seconds: float             # the child's own time on its worker: build, training, evaluation
     wall_seconds: float        # from suggestion to result, queueing included
     error: str = ""
     policy_version: int = 0
@@ -186,16 +186,16 @@ class ChildDriver:
             reward = compute_reward(acc, cost.macs, self.reward_cfg).reward
         else:
             reward = self.reward_cfg.failure_reward
-        proxy_info = {k: result[k] for k in ("images_per_second", "epochs", "val_loss",
-                                             "train_loss", "proxy_macs", "proxy_resolution")
-                      if k in result}
+        proxy_info = {k: result[k] for k in ("train_seconds", "images_per_second", "epochs",
+                                             "val_loss", "train_loss", "proxy_macs",
+                                             "proxy_resolution") if k in result}
         proxy_info.update({f"override_{k}": v for k, v in proxy.items()})
         version = getattr(job.proposal, "version", 0) if job.proposal is not None else 0
         record = ChildRecord(
             child=job.child if job.child >= 0 else -1, trial=trial_id,
             status=REFERENCE if job.child == -2 else status,
             tokens=job.tokens, blocks=block_string(spec), params=cost.params, macs=cost.macs,
-            accuracy=acc, reward=reward, seconds=float(result.get("train_seconds", 0.0)),
+            accuracy=acc, reward=reward, seconds=float(result.get("seconds", 0.0)),
             wall_seconds=max(0.0, self.clock() - job.started), error=err,
             policy_version=version, proxy=proxy_info)
         if job.child == -2:

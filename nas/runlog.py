@@ -71,7 +71,7 @@ def save_specs(items: Sequence[tuple[ChildRecord, ArchSpec]], folder: Path,
 def record_metrics(r: ChildRecord) -> dict[str, Any]:
     return {"child": r.child, "status": r.status, "accuracy": None if math.isnan(r.accuracy)
             else r.accuracy, "reward": r.reward, "macs": r.macs, "params": r.params,
-            "train_seconds": r.seconds, "blocks": r.blocks, "tokens": list(r.tokens)}
+            "seconds": r.seconds, "blocks": r.blocks, "tokens": list(r.tokens)}
 
 
 def plot_front(records: Sequence[ChildRecord], reference: ChildRecord | None, target_macs: int,

@@ -27,7 +27,7 @@ def make_driver(space, strategy="random", budget=6, reference=None, **options):
 
 
 def ok_result(acc=0.8):
-    return {"status": "ok", "accuracy": acc, "train_seconds": 1.5}
+    return {"status": "ok", "accuracy": acc, "train_seconds": 1.5, "seconds": 2.0}
 
 
 def test_reward_matches_formula():
