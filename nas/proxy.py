@@ -310,7 +310,7 @@ class ProxyResult:
 # --------------------------------------------------------------------------- batches
 
 
-class _Feeder:
+class Feeder:
     """Turns index arrays into normalised float batches on ``device``, never writing the source."""
 
     def __init__(self, data: ImageData, indices: np.ndarray | None, device: torch.device,
@@ -379,14 +379,14 @@ def _crop_flip(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 # --------------------------------------------------------------------------- helpers
 
 
-def _device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available here; use device 'cpu'")
     return d
 
 
-def _amp(cfg: ProxyConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+def amp_settings(cfg: ProxyConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, use a gradient scaler)."""
     mode = cfg.amp
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
@@ -401,12 +401,12 @@ def _amp(cfg: ProxyConfig, device: torch.device) -> tuple[torch.dtype | None, bo
     return torch.bfloat16, False
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @contextmanager
-def _bn_momentum(model: nn.Module, momentum: float | None) -> Iterator[None]:
+def bn_momentum_override(model: nn.Module, momentum: float | None) -> Iterator[None]:
     if momentum is None:
         yield
         return
@@ -422,7 +422,7 @@ def _bn_momentum(model: nn.Module, momentum: float | None) -> Iterator[None]:
 
 
 @contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
@@ -434,7 +434,7 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _optimizer(model: nn.Module, cfg: ProxyConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: ProxyConfig) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
@@ -491,18 +491,18 @@ def evaluate(model: nn.Module, data: ImageData, cfg: ProxyConfig | None = None,
     format (default: ``ProxyConfig()``).
     """
     cfg = cfg or ProxyConfig()
-    dev = _device(device)
+    dev = resolve_device(device)
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    feeder = _Feeder(data, None, dev, stats or data.channel_stats(), cfg.resolution,
+    feeder = Feeder(data, None, dev, stats or data.channel_stats(), cfg.resolution,
                      cfg.channels_last)
-    amp_dtype, _ = _amp(cfg, dev)
-    with _threads(cfg.num_threads):
-        return _evaluate(model, feeder, cfg.eval_batch_size, dev, amp_dtype)
+    amp_dtype, _ = amp_settings(cfg, dev)
+    with torch_threads(cfg.num_threads):
+        return evaluate_feeder(model, feeder, cfg.eval_batch_size, dev, amp_dtype)
 
 
-def _evaluate(model: nn.Module, feeder: _Feeder, batch_size: int, device: torch.device,
+def evaluate_feeder(model: nn.Module, feeder: Feeder, batch_size: int, device: torch.device,
               amp_dtype: torch.dtype | None) -> tuple[float, float]:
     if feeder.n == 0:
         raise DataError("evaluate: the data set is empty; use a non-empty validation split")
@@ -512,7 +512,7 @@ def _evaluate(model: nn.Module, feeder: _Feeder, batch_size: int, device: torch.
     with torch.inference_mode():
         for start in range(0, feeder.n, batch_size):
             x, y = feeder.batch(np.arange(start, min(start + batch_size, feeder.n)))
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 logits = model(x)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
@@ -546,13 +546,13 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
     if train.num_classes != val.num_classes or train.in_channels != val.in_channels:
         raise ConfigError("train and val differ in classes or channels; load them together "
                           "with nas.data.load_splits")
-    dev = _device(device)
-    amp_dtype, use_scaler = _amp(cfg, dev)
+    dev = resolve_device(device)
+    amp_dtype, use_scaler = amp_settings(cfg, dev)
     fork_devices = ([torch.cuda.current_device() if dev.index is None else dev.index]
                     if dev.type == "cuda" else [])
 
-    with (_threads(cfg.num_threads), torch.random.fork_rng(devices=fork_devices),
-          _bn_momentum(model, cfg.bn_momentum)):
+    with (torch_threads(cfg.num_threads), torch.random.fork_rng(devices=fork_devices),
+          bn_momentum_override(model, cfg.bn_momentum)):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -561,8 +561,8 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
         subset = None
         if cfg.train_subset is not None and cfg.train_subset < len(train):
             subset = np.sort(rng.choice(len(train), size=cfg.train_subset, replace=False))
-        feeder = _Feeder(train, subset, dev, stats, cfg.resolution, cfg.channels_last)
-        val_feeder = _Feeder(val, None, dev, stats, cfg.resolution, cfg.channels_last)
+        feeder = Feeder(train, subset, dev, stats, cfg.resolution, cfg.channels_last)
+        val_feeder = Feeder(val, None, dev, stats, cfg.resolution, cfg.channels_last)
         n = feeder.n
         if n < 2:
             raise DataError("train_proxy: need at least 2 training images; use a larger "
@@ -574,7 +574,7 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
         model.to(dev)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        opt = _optimizer(model, cfg)
+        opt = make_optimizer(model, cfg)
         scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
 
         step, epochs_done, status, reason = 0, 0, "ok", ""
@@ -591,7 +591,7 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
                 for g in opt.param_groups:
                     g["lr"] = lr
                 x, y = feeder.batch(order[b * bs:(b + 1) * bs], cfg.augment, gen)
-                with _autocast(dev, amp_dtype):
+                with autocast(dev, amp_dtype):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
@@ -622,7 +622,7 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
             if status != "ok":
                 break
             epochs_done += 1
-            acc, vloss = _evaluate(model, val_feeder, cfg.eval_batch_size, dev, amp_dtype)
+            acc, vloss = evaluate_feeder(model, val_feeder, cfg.eval_batch_size, dev, amp_dtype)
             if on_epoch is not None:
                 metrics = {"epoch": epochs_done, "train_loss": train_loss, "val_accuracy": acc,
                            "val_loss": vloss, "lr": lr, "seconds": time.perf_counter() - t_start,
@@ -634,7 +634,7 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
         if status == "diverged":
             acc, vloss = 0.0, float("nan")
         elif status == "timeout":
-            acc, vloss = _evaluate(model, val_feeder, cfg.eval_batch_size, dev, amp_dtype)
+            acc, vloss = evaluate_feeder(model, val_feeder, cfg.eval_batch_size, dev, amp_dtype)
         model.eval()
 
     return ProxyResult(

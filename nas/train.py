@@ -54,8 +54,8 @@ from nas.data import SOURCES, DataSplits, load_splits
 from nas.errors import ConfigError, NasError
 from nas.io import atomic_file, load_spec, write_text_atomic
 from nas.proxy import (
-    OPTIMIZERS, SCHEDULES, ProxyConfig, _amp, _autocast, _bn_momentum, _device, _evaluate,
-    _Feeder, _optimizer, _threads, lr_at,
+    OPTIMIZERS, SCHEDULES, ProxyConfig, amp_settings, autocast, bn_momentum_override, resolve_device, evaluate_feeder,
+    Feeder, make_optimizer, torch_threads, lr_at,
 )
 from nas.rounding import scale_spec
 from nas.spec import ArchSpec, spec_from_dict, spec_to_dict
@@ -351,9 +351,9 @@ class Trainer:
         model.to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.train_feed = _Feeder(splits.train, None, device, self.stats, cfg.resolution,
+        self.train_feed = Feeder(splits.train, None, device, self.stats, cfg.resolution,
                                   cfg.channels_last)
-        self.val_feed = _Feeder(splits.val, None, device, self.stats, cfg.resolution,
+        self.val_feed = Feeder(splits.val, None, device, self.stats, cfg.resolution,
                                 cfg.channels_last)
         n = self.train_feed.n
         per_epoch = n if cfg.train_subset is None else min(cfg.train_subset, n)
@@ -362,8 +362,8 @@ class Trainer:
                               "--val-size)")
         self.batch_size = min(cfg.batch_size, per_epoch)
         self.steps_per_epoch = per_epoch // self.batch_size  # the last partial batch is dropped
-        self.amp_dtype, use_scaler = _amp(cfg, device)
-        self.opt = _optimizer(model, cfg)
+        self.amp_dtype, use_scaler = amp_settings(cfg, device)
+        self.opt = make_optimizer(model, cfg)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
         self.rng = np.random.default_rng(cfg.seed)  # batch order and subsets
         self.gen = torch.Generator().manual_seed(cfg.seed)  # augmentation
@@ -395,7 +395,7 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             x, y = self.train_feed.batch(order[b * bs:(b + 1) * bs], cfg.augment, self.gen)
-            with _autocast(dev, self.amp_dtype):
+            with autocast(dev, self.amp_dtype):
                 logits = model(x)
             logits = logits.float()
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -420,7 +420,7 @@ class Trainer:
             raise Diverged(f"training diverged in epoch {self.epoch + 1} (non-finite loss at "
                            f"lr {lr:.3g}); lower --lr or raise --warmup-epochs")
         t1 = time.perf_counter()
-        val_acc, val_loss = _evaluate(model, self.val_feed, cfg.eval_batch_size, dev,
+        val_acc, val_loss = evaluate_feeder(model, self.val_feed, cfg.eval_batch_size, dev,
                                       self.amp_dtype)
         self.epoch += 1
         if val_acc > self.best_val_accuracy:
@@ -603,7 +603,7 @@ def _auto_bn_momentum(spec_momentum: float, steps_per_epoch: int) -> float:
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return _device(name)
+    return resolve_device(name)
 
 
 def _default_out(spec_name: str) -> str:
@@ -674,7 +674,7 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.train", *argv])
 
     fork = [dev.index or 0] if dev.type == "cuda" else []
-    with _threads(c.threads), torch.random.fork_rng(devices=fork):
+    with torch_threads(c.threads), torch.random.fork_rng(devices=fork):
         splits = _load_data(c)
         if c.resolution is None:
             c = replace(c, resolution=splits.image_size)
@@ -709,7 +709,7 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
         tb = SummaryWriter(log_dir=str(s.out / "tensorboard"),
                            purge_step=trainer.epoch + 1 if ckpt is not None else None)
         try:
-            with _bn_momentum(model, c.bn_momentum):
+            with bn_momentum_override(model, c.bn_momentum):
                 status, reason = _train(trainer, s, tb)
         except KeyboardInterrupt:
             tb.close()
@@ -776,9 +776,9 @@ def _finish(trainer: Trainer, s: _Session, tb: Any, status: str, reason: str
     trainer.load_best()
     test_acc = test_loss = None
     if splits.test is not None:
-        feed = _Feeder(splits.test, None, trainer.device, trainer.stats, c.resolution,
+        feed = Feeder(splits.test, None, trainer.device, trainer.stats, c.resolution,
                        trainer.cfg.channels_last)
-        test_acc, test_loss = _evaluate(model, feed, trainer.cfg.eval_batch_size,
+        test_acc, test_loss = evaluate_feeder(model, feed, trainer.cfg.eval_batch_size,
                                         trainer.device, trainer.amp_dtype)
         tb.add_scalar("test/accuracy", test_acc, trainer.best_epoch)
         tb.add_scalar("test/loss", test_loss, trainer.best_epoch)
@@ -788,7 +788,7 @@ def _finish(trainer: Trainer, s: _Session, tb: Any, status: str, reason: str
     exported = None
     if c.export != "none":
         sample = splits.test if splits.test is not None else splits.val
-        x, _ = _Feeder(sample, None, torch.device("cpu"), trainer.stats, c.resolution,
+        x, _ = Feeder(sample, None, torch.device("cpu"), trainer.stats, c.resolution,
                        False).batch(np.arange(min(8, len(sample))))
         exported = export_model(model, x, c.export, s.out, preprocess)
 

@@ -218,14 +218,14 @@ def test_early_stopping_stops_and_keeps_the_best_weights(capsys, tiny_spec, tiny
     # Scripted validation accuracies (the real ones on tiny data keep rising): the best is
     # epoch 2, so patience 2 stops after epoch 4. Test-set scoring stays real.
     scripted = iter([0.5, 0.8, 0.6, 0.7, 0.95])
-    real_evaluate = train._evaluate
+    real_evaluate = train.evaluate_feeder
 
     def fake_evaluate(model, feeder, *rest):
         if feeder.n == 50:  # the validation split (--val-size 50); the test split has 100
             return next(scripted), 1.0
         return real_evaluate(model, feeder, *rest)
 
-    monkeypatch.setattr(train, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(train, "evaluate_feeder", fake_evaluate)
     out = tmp_path / "run"
     run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "10", "--patience", "2",
                         "--resolution", "16", "--val-size", "50"))
