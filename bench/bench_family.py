@@ -74,8 +74,8 @@ def main() -> None:
                 print(f"finished {job[0]} (exit {proc.returncode})", flush=True)
     hours = (time.time() - t0) / 3600
 
-    print(f"\n| model | spec | params | MACs (own res) | trained at | MACs (trained) | "
-          f"best val acc | test acc | train hours |")
+    print("\n| model | spec | params | MACs (own res) | trained at | MACs (trained) | "
+          "best val acc | test acc | train hours |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, spec, res, out, _ in jobs:
         m = json.loads((out / "metrics.json").read_text())

@@ -115,7 +115,7 @@ def main() -> None:
     n = args.children
     rate = {k: n * 3600 / w for k, (w, _) in rows.items()}
     one = rate["1 plain process"]
-    print(f"\n| run | wall s | children/hour | vs 1 process | wall / (training s / workers) |")
+    print("\n| run | wall s | children/hour | vs 1 process | wall / (training s / workers) |")
     print("|---|---|---|---|---|")
     for k, (wall, train) in rows.items():
         workers = 2 if "2" in k else 1
