@@ -93,8 +93,11 @@ def load_spec(path: str | os.PathLike[str]) -> ArchSpec:
     if not p.exists() and not str(path).endswith((".yaml", ".yml")) and os.sep not in str(path):
         try:
             p = config_path(str(path))
-        except ConfigError:
-            pass
+        except ConfigError:  # neither a file nor a bundled name: say both
+            specs = sorted(q.stem for q in configs_dir().glob("*.yaml")
+                           if "stages" in (read_yaml(q) or {}))
+            raise SpecError(f"{path}: no such file and no bundled spec of that name; bundled "
+                            f"specs: {', '.join(specs)}") from None
     return spec_from_dict(read_yaml(p, SpecError), source=str(p))
 
 

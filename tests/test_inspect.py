@@ -89,7 +89,7 @@ def test_inspect_does_not_import_torch() -> None:
 
 @pytest.mark.parametrize("args,fragment", [
     (["no/such/spec.yaml"], "no/such/spec.yaml: file not found"),
-    (["not-a-bundled-name"], "not-a-bundled-name: file not found"),
+    (["not-a-bundled-name"], "not-a-bundled-name: no such file and no bundled spec of that name"),
     (["configs/mnasnet-space.yaml"], "mnasnet-space.yaml: blocks: unknown key"),
     (["efficientnet-b0", "--resolution", "0"], "--resolution: 0 must be at least 1"),
     (["efficientnet-b0", "--num-classes", "ten"], "--num-classes: 'ten' is not a whole number"),

@@ -176,7 +176,7 @@ def test_unknown_bundled_name() -> None:
     with pytest.raises(nas.ConfigError, match="no bundled config named 'nope'; known: .*"
                        "efficientnet-b0"):
         nas.config_path("nope")
-    with pytest.raises(nas.SpecError, match="nope: file not found"):
+    with pytest.raises(nas.SpecError, match="nope: no such file and no bundled spec of that name; bundled specs: efficientnet-b0"):
         nas.load_spec("nope")
 
 
