@@ -1,6 +1,6 @@
 """PPO vs random search vs regularized evolution on Fashion-MNIST at an equal budget.
 
-    .venv/bin/python bench/bench_strategies.py [--budget 24] [--seeds 0 1 2]
+    .venv/bin/python bench/bench_strategies.py [--budget 20] [--seeds 0 1 2]
 
 Each (strategy, seed) is a real `search.py` run (Ray, 2 workers, target 400M MACs) with a
 light proxy (1 epoch over 4,000 images, 32 px, width 0.5) so that nine searches fit in about
@@ -41,7 +41,7 @@ def run(strategy: str, seed: int, budget: int, out: Path) -> tuple[list[float], 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=int, default=24)
+    p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--strategies", nargs="+", default=["ppo", "random", "evolution"])
     args = p.parse_args()
