@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from dictpath import DELETE, replaced
 
 import nas
 from nas.spec import StageSpec
@@ -292,20 +292,7 @@ def _default_dict() -> dict[str, Any]:
 
 
 def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    d = copy.deepcopy(d)
-    parts = path.split(".")
-    target: Any = d
-    for p in parts[:-1]:
-        target = target[int(p)] if p.isdigit() else target[p]
-    last: Any = int(parts[-1]) if parts[-1].isdigit() else parts[-1]
-    if value is DELETE:
-        del target[last]
-    else:
-        target[last] = value
-    return d
-
-
-DELETE = object()
+    return replaced(d, path, value)
 
 BAD_SPACES = [
     ("colour", "blue", "colour", "unknown key"),

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from dictpath import DELETE, replaced
 
 import nas
 from nas.spec import ACTIVATIONS, OPS, SKIPS, ArchSpec, StageSpec, spec_from_dict, spec_to_dict
@@ -189,20 +190,7 @@ def _good() -> dict[str, Any]:
 
 def _bad(key_path: str, value: Any) -> dict[str, Any]:
     """The B0 dict with one value replaced (``stages.2.kernel``) or, for ``DELETE``, removed."""
-    d = _good()
-    parts = key_path.split(".")
-    target: Any = d
-    for p in parts[:-1]:
-        target = target[int(p)] if p.isdigit() else target[p]
-    last: Any = int(parts[-1]) if parts[-1].isdigit() else parts[-1]
-    if value is DELETE:
-        del target[last]
-    else:
-        target[last] = value
-    return d
-
-
-DELETE = object()
+    return replaced(_good(), key_path, value)
 
 # (change, the key the message must name, a fragment of the explanation)
 BAD_SPECS = [
