@@ -38,8 +38,6 @@ def run_child(config: Mapping[str, Any], data: DataSplits, proxy: ProxyConfig,
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": "failed", "error": "", "train_seconds": 0.0}
     try:
-        import torch
-
         from nas.builder import build_model
         from nas.cost import count_macs
 
