@@ -1,0 +1,82 @@
+"""Proxy training and full training give the numbers they gave before the training loops were
+merged into one engine (recorded on this code's parent commit: CPU, one thread, tiny data).
+
+A change to the training step that alters results must change these numbers on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import nas.train as train
+from conftest import write_tiny_fashion_mnist
+from nas.builder import build_model
+from nas.data import synthetic_splits
+from nas.proxy import ProxyConfig, train_proxy
+from nas.spec import spec_from_dict
+
+TINY = {
+    "format_version": 1, "name": "tiny", "resolution": 16, "stem": 8, "stem_stride": 1,
+    "head": 32, "dropout": 0.1, "drop_path_rate": 0.1,
+    "stages": [{"op": "ds", "kernel": 3, "stride": 1, "se": 0.25, "out": 8, "repeats": 1},
+               {"op": "mbconv", "kernel": 3, "stride": 2, "expand": 2, "out": 16, "repeats": 2}],
+}
+
+PROXY_CASES = {
+    # a fixed training subset, augmentation, label smoothing, resizing, the default optimizer
+    "subset_augment": (
+        dict(epochs=3, batch_size=32, train_subset=160, augment=True, label_smoothing=0.1,
+             lr=0.01, resolution=12, num_threads=1),
+        dict(accuracy=0.4375, val_loss=1.609592080116272, train_loss=0.9649653673171997,
+             steps=15, epochs_done=3, train_images=160)),
+    # SGD with a step schedule and the model's own batch-norm momentum
+    "sgd_step": (
+        dict(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, schedule="step",
+             decay_epochs=1.0, decay_rate=0.5, warmup_epochs=0.0, num_threads=1,
+             bn_momentum=None),
+        dict(accuracy=0.265625, val_loss=1.323914647102356, train_loss=0.7590141445398331,
+             steps=16, epochs_done=2, train_images=256)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", sorted(PROXY_CASES))
+def test_proxy_run_unchanged(case):
+    settings, want = PROXY_CASES[case]
+    splits = synthetic_splits(n_train=256, n_val=128, num_classes=4, image_size=8)
+    torch.manual_seed(3)
+    model = build_model(spec_from_dict(TINY), num_classes=4, in_channels=1)
+    r = train_proxy(model, splits, ProxyConfig(**settings))
+    assert r.status == "ok"
+    for key, value in want.items():
+        assert getattr(r, key) == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_full_training_run_unchanged(tmp_path: Path, capsys):
+    data = write_tiny_fashion_mnist(tmp_path / "data")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(json.dumps(TINY))
+    argv = [str(spec), "--dataset", "fashion-mnist", "--data", str(data), "--val-size", "100",
+            "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--threads", "1",
+            "--out", str(tmp_path / "out"), "--epochs", "3", "--augment",
+            "--train-subset", "300", "--export", "none", "--seed", "1"]
+    assert train.main(argv) == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    curve = [v for r in m["val_curve"] for v in (r["train_loss"], r["val_accuracy"], r["val_loss"])]
+    want = [2.301786462465922, 0.11, 2.300706329345703,
+            2.2858033577601113, 0.11, 2.2947346496582033,
+            2.2348467111587524, 0.11, 2.2815081787109377]
+    assert curve == pytest.approx(want, rel=1e-6)
+    assert m["test_accuracy"] == pytest.approx(0.09)
+    assert m["test_loss"] == pytest.approx(2.3155476379394533, rel=1e-6)
