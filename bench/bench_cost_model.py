@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import nas  # noqa: E402
-from nas.cost import count, stage_costs  # noqa: E402
+from nas.arch.cost import count, stage_costs  # noqa: E402
 from search_space import SearchSpace  # noqa: E402
 
 GOAL_PER_S = 10_000

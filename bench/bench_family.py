@@ -30,7 +30,7 @@ def train_resolution(spec_resolution: int, base_resolution: int) -> int:
 
 def main() -> None:
     import nas
-    from nas.units import format_macs
+    from nas.arch.units import format_macs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("family", type=Path)

@@ -34,7 +34,7 @@ def children(n: int, seed: int = 0) -> list[dict]:
     import numpy as np
 
     import nas
-    from nas.spec import spec_to_dict
+    from nas.arch.spec import spec_to_dict
     from search_space import SearchSpace
     space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
     rng = np.random.default_rng(seed)
@@ -42,15 +42,16 @@ def children(n: int, seed: int = 0) -> list[dict]:
 
 
 def _load(proxy_name: str):
-    from nas.cli import load_data
-    from nas.config import load_layers
-    from nas.proxy import ProxyConfig
+    from nas.cli.config import load_layers
+    from nas.data import DataSettings
+    from nas.training.recipe import Recipe
     cfg = load_layers("search", None, None, {"proxy": proxy_name})
-    return load_data(cfg), ProxyConfig.from_dict(cfg["proxy"]).replace(num_threads=1)
+    return (DataSettings.from_dict(cfg["data"]).load(),
+            Recipe.from_dict(cfg["proxy"]).replace(num_threads=1))
 
 
 def _worker(configs: list[dict], proxy_name: str, barrier, out) -> None:
-    from nas.child import run_child
+    from nas.search.child import run_child
     data, proxy = _load(proxy_name)
     barrier.wait()
     t0 = time.perf_counter()
@@ -80,10 +81,12 @@ def plain(configs: list[dict], processes: int, proxy_name: str) -> tuple[float, 
 
 
 def tune(configs: list[dict], workers: int, proxy_name: str) -> tuple[float, float]:
-    from nas import tune_adapter as ta
-    from nas.driver import ChildDriver, FixedList, Target
-    from nas.reward import RewardConfig
-    from nas.spec import spec_from_dict
+    from controller import FixedList
+    from nas.arch.spec import spec_from_dict
+    from nas.search import tune_adapter as ta
+    from nas.search.driver import ChildDriver, Target
+    from nas.search.reward import RewardConfig
+    from nas.search.settings import TrialSettings
     data, proxy = _load(proxy_name)
     specs = [spec_from_dict(c["spec"]) for c in configs]
     driver = ChildDriver(lambda t: (specs[t[0]], {}), FixedList(len(specs)), budget=len(specs),
@@ -91,7 +94,8 @@ def tune(configs: list[dict], workers: int, proxy_name: str) -> tuple[float, flo
     ta.init_ray(None)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        ta.run_trials(driver, data, proxy, Path(tmp), "bench", workers, 1, 0, 0, lambda r: None)
+        trials = TrialSettings(recipe=proxy, workers=workers, cpus_per_trial=1, max_failures=0)
+        ta.run_trials(driver, data, trials, Path(tmp), "bench", lambda r: None)
         wall = time.perf_counter() - t0
     recs = driver.trained_records()
     assert len(recs) == len(specs) and all(r.status == "ok" for r in recs), recs

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 from controller.base import Proposal, RewardError, Strategy, check_reward, check_sizes
 from controller.evolution import RegularizedEvolution
+from controller.fixed import FixedList
 from controller.random_search import RandomSearch
-from nas.errors import ConfigError
+from nas.core.errors import ConfigError
 
 STRATEGIES: tuple[str, ...] = ("ppo", "reinforce", "random", "evolution")
 
@@ -54,6 +55,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Proposal", "Strategy", "RewardError", "STRATEGIES", "make_strategy", "strategy_class",
-    "check_reward", "check_sizes", "PPO", "Reinforce", "RandomSearch", "RegularizedEvolution",
+    "check_reward", "check_sizes", "FixedList", "PPO", "Reinforce", "RandomSearch", "RegularizedEvolution",
     "LSTMPolicy",
 ]

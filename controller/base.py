@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from nas.errors import ConfigError, NasError, SpaceError
+from nas.core.checks import is_int, is_number
+from nas.core.errors import ConfigError, NasError, SpaceError
 
 STATE_FORMAT = 1
 
@@ -62,7 +63,7 @@ class Proposal:
                 "token or none")
         if not all(math.isfinite(v) for v in logp):
             raise SpaceError(f"Proposal.logp must be finite, got {list(logp)}")
-        if isinstance(self.version, bool) or not isinstance(self.version, numbers.Integral) \
+        if not is_int(self.version) \
                 or self.version < 0:
             raise SpaceError(f"Proposal.version must be an integer >= 0, got {self.version!r}")
         object.__setattr__(self, "tokens", tokens)
@@ -93,7 +94,7 @@ def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
             raise SpaceError(f"{what} must be a sequence of integers, got {values!r}") from None
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        if not is_int(v):
             raise SpaceError(f"{what} must hold integers, got {v!r} in {list(values)!r}")
         out.append(int(v))
     return tuple(out)
@@ -135,13 +136,13 @@ Check = Callable[[str, Any], Any]
 
 
 def positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+    if not is_int(v) or v < 1:
         raise ConfigError(f"option {name!r} must be an integer >= 1, got {v!r}")
     return int(v)
 
 
 def _real(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+    if not is_number(v):
         raise ConfigError(f"option {name!r} must be a finite number, got {v!r}")
     return float(v)
 
@@ -195,7 +196,7 @@ class Strategy(ABC):
 
     def __init__(self, sizes: Sequence[int], seed: int = 0, **options: Any) -> None:
         self.sizes = check_sizes(sizes)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = int(seed)
         unknown = sorted(set(options) - set(self.OPTIONS))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
 from controller.base import Proposal, Strategy, positive_int
 from controller.random_search import rng_state, set_rng_state, uniform_tokens
+from nas.core.errors import ConfigError
 
 
 class RegularizedEvolution(Strategy):

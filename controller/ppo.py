@@ -29,8 +29,16 @@ from typing import Any
 
 import torch
 
-from controller.base import (Proposal, Strategy, boolean, nonnegative_float, optional,
-                             positive_float, positive_int, unit_interval)
+from controller.base import (
+    Proposal,
+    Strategy,
+    boolean,
+    nonnegative_float,
+    optional,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 from controller.policy import LSTMPolicy
 
 _SHARED_OPTIONS = {

@@ -1,4 +1,18 @@
-"""Architecture specs, the builder, the cost model and proxy training.
+"""effnas: find a baseline network the way EfficientNet-B0 was found, then scale it.
+
+The package is built in layers; each imports only the ones below it (``docs/architecture.md``):
+
+=================  ==============================================================
+``nas.core``       errors, number checks, files (no torch, no Ray)
+``nas.arch``       specs, units, block strings, rounding, cost model, spec files, builder
+``nas.data``       image data sets as numpy arrays
+``nas.training``   one training engine: proxy runs and full training (torch, no Ray)
+``nas.search``     reward, driver, child runner, run log, the Ray Tune adapter
+``nas.cli``        the commands (``search.py``, ``scale.py``, ``python -m nas.train``, ...)
+=================  ==============================================================
+
+Beside them: ``search_space`` and ``controller`` (the strategies) on the floor of
+``nas.training``, and ``scaler`` (compound scaling, pure) there too.
 
 ``import nas`` does not import torch: the spec, the rounding module and the cost model are
 pure Python. :func:`build_model` imports torch when first called.
@@ -8,24 +22,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError
-from nas.io import config_path, configs_dir, load_spec, save_spec
-from nas.rounding import round_filters, round_repeats, round_resolution, scale_spec
-from nas.spec import ArchSpec, StageSpec, spec_from_dict, spec_to_dict
+from nas import _compat
+from nas.arch.io import load_spec, save_spec
+from nas.arch.rounding import round_filters, round_repeats, round_resolution, scale_spec
+from nas.arch.spec import ArchSpec, StageSpec, spec_from_dict, spec_to_dict
+from nas.core.errors import ConfigError, DataError, NasError, SpaceError, SpecError
+from nas.core.files import config_path, configs_dir
 
 __version__ = "0.1.0"
 
+_compat.install()
+
 
 def build_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3) -> Any:
-    """Build ``spec`` as a ``torch.nn.Module`` (see :mod:`nas.builder`)."""
-    from nas.builder import build_model as _build
+    """Build ``spec`` as a ``torch.nn.Module`` (see :mod:`nas.arch.builder`)."""
+    from nas.arch.builder import build_model as _build
     return _build(spec, num_classes=num_classes, in_channels=in_channels)
 
 
 def __getattr__(name: str) -> Any:
     # The cost model is imported lazily only to keep import order simple; it is torch-free.
     if name in ("count_params", "count_macs", "stage_costs"):
-        from nas import cost
+        from nas.arch import cost
         return getattr(cost, name)
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 

@@ -7,15 +7,45 @@ and hands the results to :func:`select_best` and :func:`write_scaling`.
 
 from __future__ import annotations
 
-from scaler.compound import (PAPER_COEFFICIENTS, RESOLUTION_ROUNDING, Coefficients, GridConfig,
-                             GridPoint, GridResult, distinct_candidates, grid_candidates,
-                             proxy_resolution, scale_candidate, scaled_resolution, select_best,
-                             summarize)
-from scaler.family import (DEFAULT_NAMES, EFFICIENTNET, PHI_MAX, PHI_MIN, RULES, TOLERANCE,
-                           FamilyMember, Published, Solution, fit_budget, fit_budgets,
-                           make_family, solve_budget, solve_phi)
-from scaler.report import (FamilyFiles, ScalingRecord, load_scaling, save_scaling, write_family,
-                           write_scaling)
+from scaler.compound import (
+                             PAPER_COEFFICIENTS,
+                             RESOLUTION_ROUNDING,
+                             Coefficients,
+                             GridConfig,
+                             GridPoint,
+                             GridResult,
+                             distinct_candidates,
+                             grid_candidates,
+                             proxy_resolution,
+                             scale_candidate,
+                             scaled_resolution,
+                             select_best,
+                             summarize,
+)
+from scaler.family import (
+                             DEFAULT_NAMES,
+                             EFFICIENTNET,
+                             PHI_MAX,
+                             PHI_MIN,
+                             RULES,
+                             TOLERANCE,
+                             FamilyMember,
+                             Published,
+                             Solution,
+                             fit_budget,
+                             fit_budgets,
+                             make_family,
+                             solve_budget,
+                             solve_phi,
+)
+from scaler.report import (
+                             FamilyFiles,
+                             ScalingRecord,
+                             load_scaling,
+                             save_scaling,
+                             write_family,
+                             write_scaling,
+)
 
 __all__ = [
     "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "GridPoint", "GridResult",

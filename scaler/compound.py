@@ -7,7 +7,7 @@ point's coefficients then scale the family (:mod:`scaler.family`).
 
 Everything here is pure: no torch, no Ray. The Ray Tune side (``scale.py``) takes
 :func:`distinct_candidates` as its trial list, reports one :class:`GridResult` per trial and
-hands them to :func:`select_best`. All rounding goes through :mod:`nas.rounding`.
+hands them to :func:`select_best`. All rounding goes through :mod:`nas.arch.rounding`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from nas.cost import count
-from nas.errors import ConfigError
-from nas.rounding import RESOLUTION_ROUNDING, round_resolution, scale_spec
-from nas.spec import ArchSpec
-from nas.units import format_macs
+from nas.arch.cost import count
+from nas.arch.rounding import RESOLUTION_ROUNDING, round_resolution, scale_spec
+from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs
+from nas.core.checks import is_number
+from nas.core.errors import ConfigError
 
 _DECIMALS = 10          # grid values are exact decimals, rounded to this many places
 MAX_GRID_POINTS = 1_000_000
@@ -30,10 +31,6 @@ MAX_GRID_POINTS = 1_000_000
 def _dec(x: float) -> Decimal:
     """The exact decimal a grid value stands for (0.05 * 3 is 0.15, not 0.15000000000000002)."""
     return Decimal(repr(round(float(x), _DECIMALS)))
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class Coefficients:
     def __post_init__(self) -> None:
         for key in ("alpha", "beta", "gamma"):
             v = getattr(self, key)
-            if not _is_num(v) or float(v) <= 0:
+            if not is_number(v) or float(v) <= 0:
                 raise ConfigError(f"coefficient {key} = {v!r}: expected a positive number "
                                   "(the paper's are alpha 1.2, beta 1.1, gamma 1.15)")
             object.__setattr__(self, key, float(v))
@@ -75,7 +72,7 @@ class Coefficients:
         if missing:
             raise ConfigError(f"{source}.{missing[0]}: missing; give alpha, beta and gamma")
         for k in ("alpha", "beta", "gamma"):
-            if not _is_num(d[k]):
+            if not is_number(d[k]):
                 hint = " (YAML reads 1e0 as a string: write 1.0)" if isinstance(d[k], str) else ""
                 raise ConfigError(f"{source}.{k}: got {d[k]!r}; expected a positive number{hint}")
         return cls(d["alpha"], d["beta"], d["gamma"])
@@ -108,13 +105,13 @@ class GridConfig:
     tol: float = 0.1
 
     def __post_init__(self) -> None:
-        if not _is_num(self.step) or self.step <= 0:
+        if not is_number(self.step) or self.step <= 0:
             raise ConfigError(f"--step {self.step!r}: must be a positive grid step; use e.g. 0.05")
         object.__setattr__(self, "step", float(self.step))
         for key in ("alpha_range", "beta_range", "gamma_range"):
             option = "--" + key.replace("_", "-")
             r = getattr(self, key)
-            if (not isinstance(r, (tuple, list)) or len(r) != 2 or not all(_is_num(v) for v in r)):
+            if (not isinstance(r, (tuple, list)) or len(r) != 2 or not all(is_number(v) for v in r)):
                 raise ConfigError(f"{option} {r!r}: expected two numbers LOW HIGH, e.g. 1.0 1.5")
             lo, hi = float(r[0]), float(r[1])
             if lo < 1.0:
@@ -125,11 +122,11 @@ class GridConfig:
                 raise ConfigError(f"{option} {lo:g} {hi:g}: LOW is above HIGH; give the range "
                                   "as LOW HIGH")
             object.__setattr__(self, key, (lo, hi))
-        if not _is_num(self.target) or self.target < 1:
+        if not is_number(self.target) or self.target < 1:
             raise ConfigError(f"--target {self.target!r}: the MACs factor per step of phi must "
                               "be a number >= 1; the paper uses 2")
         object.__setattr__(self, "target", float(self.target))
-        if not _is_num(self.tol) or self.tol < 0:
+        if not is_number(self.tol) or self.tol < 0:
             raise ConfigError(f"--tol {self.tol!r}: must be a number >= 0; use e.g. 0.1")
         object.__setattr__(self, "tol", float(self.tol))
         n = 1
@@ -221,7 +218,7 @@ def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
     ``alpha``, ``beta``, ``gamma``, ``resolution_multiplier`` (gamma^phi),
     ``resolution_multiple`` and ``resolution_rounding`` (see :func:`scaled_resolution`).
     """
-    if not _is_num(phi):
+    if not is_number(phi):
         raise ConfigError(f"--phi {phi!r}: expected a number")
     _check_multiple(resolution_multiple)
     depth, width, res_mult = c.multipliers(phi)
@@ -365,7 +362,7 @@ class GridResult:
             if req not in d:
                 raise ConfigError(f"{source}.{req}: missing")
         c = Coefficients.from_dict({k: d.get(k) for k in ("alpha", "beta", "gamma")}, source)
-        if "product" in d and (not _is_num(d["product"])
+        if "product" in d and (not is_number(d["product"])
                                or abs(float(d["product"]) - c.product()) > 1e-6):
             raise ConfigError(f"{source}.product: {d['product']!r} is not alpha*beta^2*gamma^2 "
                               f"= {c.product():.6g}; fix or drop it")
@@ -397,7 +394,7 @@ def select_best(results: Iterable[GridResult | tuple[Coefficients, float, int]],
     if not ok:
         raise ConfigError(f"no grid candidate finished with a finite accuracy ({len(rs)} "
                           "results); check the trials' logs and rerun the grid")
-    if not _is_num(tie_tol) or tie_tol < 0:
+    if not is_number(tie_tol) or tie_tol < 0:
         raise ConfigError(f"--tie-tol {tie_tol!r}: expected a number >= 0")
     top = max(r.accuracy for r in ok)  # type: ignore[type-var]
     tied = [r for r in ok if r.accuracy >= top - tie_tol]  # type: ignore[operator]

@@ -44,11 +44,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from nas.cost import count
-from nas.errors import ConfigError
-from nas.rounding import round_resolution, scale_spec
-from nas.spec import ArchSpec
-from nas.units import format_macs, parse_macs
+from nas.arch.cost import count
+from nas.arch.rounding import round_resolution, scale_spec
+from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs, parse_macs
+from nas.core.errors import ConfigError
 from scaler.compound import PAPER_COEFFICIENTS, Coefficients, scale_candidate
 
 RULES = ("budget", "paper", "official")
@@ -452,7 +452,7 @@ def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: i
                refine: bool = True) -> FamilyMember:
     """One member whose counted MACs land within ``tolerance`` of ``target_macs``.
 
-    ``target_macs`` may be a string (``"600M"``, see :func:`nas.units.parse_macs`). The
+    ``target_macs`` may be a string (``"600M"``, see :func:`nas.arch.units.parse_macs`). The
     member's name defaults to the budget (``600.0M``); ``published`` is the nearest
     EfficientNet in MACs. Raises :class:`ConfigError` when the closest reachable MACs are
     farther than ``tolerance`` after the fallbacks of :func:`solve_budget` (with

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from nas.cost import count
-from nas.errors import ConfigError
-from nas.io import dump_yaml, read_yaml, save_spec, write_text_atomic
-from nas.spec import ArchSpec
-from nas.units import format_macs
+from nas.arch.cost import count
+from nas.arch.io import save_spec
+from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs
+from nas.core.errors import ConfigError
+from nas.core.files import dump_yaml, read_yaml, write_csv, write_text_atomic
 from scaler.compound import Coefficients, GridConfig, GridResult, select_best
 from scaler.family import EFFICIENTNET, NUM_CLASSES, FamilyMember
 
@@ -82,14 +81,9 @@ def _published_cols(p: Any, b0: Any) -> dict[str, Any]:
             "published_ratio_to_b0": p.macs / b0.macs}
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float)
-                                                 else r[k])) for k in _COLUMNS})
-    return buf.getvalue()
+def _csv_cells(r: dict[str, Any]) -> list[Any]:
+    return ["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
+            for k in _COLUMNS]
 
 
 def _g(v: Any, fmt: str = "{:.4g}") -> str:
@@ -156,7 +150,7 @@ def write_family(members: Sequence[FamilyMember], out_dir: str | os.PathLike[str
     md = out / "family.md"
     write_text_atomic(md, _markdown(rows, renamed, f"{title_base or 'Scaled'} family"))
     table = out / "family.csv"
-    write_text_atomic(table, _csv_text(rows))
+    write_csv(table, _COLUMNS, (_csv_cells(r) for r in rows))
     return FamilyFiles(paths, md, table)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.errors import NasError
-from nas.io import config_path
+from nas.core.errors import NasError
+from nas.core.files import config_path
 from search_space.space import SearchSpace
 
 

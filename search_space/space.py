@@ -24,7 +24,7 @@ A definition (see ``configs/mnasnet-space.yaml``)::
 
 A block may override any default, give absolute ``filters`` or ``layers`` lists instead of
 multipliers/offsets, or add ``extra_filters``. Multipliers are rounded with
-:func:`nas.rounding.round_filters` (``channel_divisor``, default 8); repeats below 1 are
+:func:`nas.arch.rounding.round_filters` (``channel_divisor``, default 8); repeats below 1 are
 raised to 1; duplicates are dropped, so a decision may have fewer choices than listed.
 """
 
@@ -40,10 +40,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nas.errors import SpaceError, SpecError
-from nas.io import read_yaml
-from nas.rounding import CHANNEL_DIVISOR, round_filters
-from nas.spec import ACTIVATIONS, SKIPS, ArchSpec, StageSpec
+from nas.arch.rounding import CHANNEL_DIVISOR, round_filters
+from nas.arch.spec import ACTIVATIONS, SKIPS, ArchSpec, StageSpec
+from nas.core.checks import is_int, is_number
+from nas.core.errors import SpaceError, SpecError
+from nas.core.files import read_yaml
 
 FORMAT_VERSION = 1
 BLOCK_KEYS = ("op", "kernel", "se", "skip", "filters", "layers")
@@ -268,7 +269,7 @@ def _list(source: str | None, key: str, v: Any) -> list[Any]:
 def _ints(source: str | None, key: str, v: Any, minimum: int = 1) -> list[int]:
     out = _list(source, key, v)
     for x in out:
-        if isinstance(x, bool) or not isinstance(x, int) or x < minimum:
+        if not is_int(x) or x < minimum:
             raise _err(source, key, f"{x!r} is not an integer >= {minimum}")
     return out
 
@@ -276,7 +277,7 @@ def _ints(source: str | None, key: str, v: Any, minimum: int = 1) -> list[int]:
 def _nums(source: str | None, key: str, v: Any, lo: float, hi: float) -> list[float]:
     out = _list(source, key, v)
     for x in out:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not lo <= x <= hi:
+        if not is_number(x) or not lo <= x <= hi:
             hint = " (YAML reads 1e-1 as a string: write 0.1)" if isinstance(x, str) else ""
             raise _err(source, key, f"{x!r} is not a number in [{lo}, {hi}]{hint}")
     return [float(x) for x in out]

@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 
 import nas
-from nas.blockstrings import (block_string, decode_tf, decode_tf_stages, decode_timm,
-                              decode_timm_stages, encode_tf, encode_tf_stages, encode_timm,
-                              encode_timm_stages)
-from nas.spec import OPS, SKIPS, ArchSpec, StageSpec
+from nas.arch.blockstrings import (
+    block_string,
+    decode_tf,
+    decode_tf_stages,
+    decode_timm,
+    decode_timm_stages,
+    encode_tf,
+    encode_tf_stages,
+    encode_timm,
+    encode_timm_stages,
+)
+from nas.arch.spec import OPS, SKIPS, ArchSpec, StageSpec
 from search_space import SearchSpace
 
 # The reference strings, verbatim from REFERENCE.md.

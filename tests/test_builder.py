@@ -9,9 +9,16 @@ import torch
 from torch import nn
 
 import nas
-from nas.builder import (DropPath, Layer, Model, SqueezeExcite, build_model, count_model_params,
-                         plan_layers)
-from nas.spec import ArchSpec, StageSpec
+from nas.arch.builder import (
+    DropPath,
+    Layer,
+    Model,
+    SqueezeExcite,
+    build_model,
+    count_model_params,
+    plan_layers,
+)
+from nas.arch.spec import ArchSpec, StageSpec
 
 torch.set_num_threads(1)
 

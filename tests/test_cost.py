@@ -19,10 +19,18 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import nas
-from nas.builder import build_model
-from nas.cost import Cost, StageCost, conv_out_size, count, count_macs, count_params, stage_costs
-from nas.rounding import round_filters, round_repeats, round_resolution, scale_spec
-from nas.spec import ACTIVATIONS, OPS, SKIPS, ArchSpec, StageSpec
+from nas.arch.builder import build_model
+from nas.arch.cost import (
+    Cost,
+    StageCost,
+    conv_out_size,
+    count,
+    count_macs,
+    count_params,
+    stage_costs,
+)
+from nas.arch.rounding import round_filters, round_repeats, round_resolution, scale_spec
+from nas.arch.spec import ACTIVATIONS, OPS, SKIPS, ArchSpec, StageSpec
 from search_space import SearchSpace
 
 torch.set_num_threads(1)
@@ -216,7 +224,7 @@ def test_conv_out_size_matches_padding_rule() -> None:
 
 
 def test_cost_model_does_not_import_torch() -> None:
-    code = ("import sys, nas, nas.cost\n"
+    code = ("import sys, nas, nas.arch.cost\n"
             "s = nas.load_spec('efficientnet-b0')\n"
             "assert nas.count_params(s) == 5288548 and nas.count_macs(s) > 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")

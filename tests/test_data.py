@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas.core.errors import DataError
 from nas.data import (
     DataSplits,
     ImageData,
@@ -20,7 +21,6 @@ from nas.data import (
     synthetic_splits,
     write_idx,
 )
-from nas.errors import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

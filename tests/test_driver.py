@@ -9,8 +9,17 @@ import torch
 
 import nas
 from controller import Proposal, make_strategy
-from nas.driver import CACHED, DIVERGED, FAILED, OK, OOM, REFERENCE, ChildDriver, Target
-from nas.reward import RewardConfig, compute_reward
+from nas.search.driver import (
+    CACHED,
+    DIVERGED,
+    FAILED,
+    OK,
+    OOM,
+    REFERENCE,
+    ChildDriver,
+    Target,
+)
+from nas.search.reward import RewardConfig, compute_reward
 from search_space import SearchSpace
 
 

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 import nas
-from nas.blockstrings import encode_tf_stages, encode_timm_stages
-from nas.cost import count_macs, count_params
-from nas.inspect import main, op_label, report
-from nas.spec import ArchSpec, StageSpec, spec_to_dict
+from nas.arch.blockstrings import encode_tf_stages, encode_timm_stages
+from nas.arch.cost import count_macs, count_params
+from nas.arch.spec import ArchSpec, StageSpec, spec_to_dict
+from nas.cli.inspect import main, op_label, report
 from search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_json_as_a_subprocess_matches_the_cost_model() -> None:
 
 
 def test_inspect_does_not_import_torch() -> None:
-    code = ("import sys\nfrom nas.inspect import main\n"
+    code = ("import sys\nfrom nas.cli.inspect import main\n"
             "assert main(['efficientnet-b0', '--json']) == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

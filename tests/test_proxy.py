@@ -10,19 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from nas.core.errors import ConfigError
+from nas.core.files import dump_yaml
 from nas.data import DataSplits, ImageData, load_splits, synthetic_splits
-from nas.errors import ConfigError
-from nas.io import dump_yaml
-from nas.proxy import (
-    OPTIMIZERS,
-    SCHEDULES,
-    ProxyConfig,
-    ProxyResult,
-    evaluate,
-    load_proxy_config,
-    lr_at,
-    train_proxy,
-)
+from nas.training.optim import lr_at
+from nas.training.proxy import ProxyResult, evaluate, train_proxy
+from nas.training.recipe import OPTIMIZERS, SCHEDULES, ProxyConfig, load_proxy_config
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

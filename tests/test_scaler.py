@@ -15,12 +15,29 @@ import pytest
 import yaml
 
 import nas
-from nas.errors import ConfigError
-from nas.units import format_macs, parse_macs
-from scaler import (EFFICIENTNET, PAPER_COEFFICIENTS, Coefficients, GridConfig, GridResult,
-                    distinct_candidates, fit_budget, fit_budgets, grid_candidates, load_scaling,
-                    make_family, proxy_resolution, save_scaling, scale_candidate,
-                    scaled_resolution, select_best, solve_phi, write_family, write_scaling)
+from nas.arch.units import format_macs, parse_macs
+from nas.core.errors import ConfigError
+from scaler import (
+    EFFICIENTNET,
+    PAPER_COEFFICIENTS,
+    Coefficients,
+    GridConfig,
+    GridResult,
+    distinct_candidates,
+    fit_budget,
+    fit_budgets,
+    grid_candidates,
+    load_scaling,
+    make_family,
+    proxy_resolution,
+    save_scaling,
+    scale_candidate,
+    scaled_resolution,
+    select_best,
+    solve_phi,
+    write_family,
+    write_scaling,
+)
 from search_space import SearchSpace
 
 # Published counts (REFERENCE.md): 1000 classes, each model at its own resolution.
@@ -450,7 +467,7 @@ def test_load_scaling_is_strict(tmp_path, edit):
 
 
 def test_scaler_is_torch_and_ray_free():
-    code = ("import sys, scaler, nas.units; "
+    code = ("import sys, scaler, nas.arch.units; "
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

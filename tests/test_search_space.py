@@ -12,7 +12,7 @@ import yaml
 from dictpath import DELETE, replaced
 
 import nas
-from nas.spec import StageSpec
+from nas.arch.spec import StageSpec
 from search_space import SearchSpace, op_choice, op_name
 from search_space.space import BLOCK_KEYS
 

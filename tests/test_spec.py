@@ -12,7 +12,15 @@ import yaml
 from dictpath import DELETE, replaced
 
 import nas
-from nas.spec import ACTIVATIONS, OPS, SKIPS, ArchSpec, StageSpec, spec_from_dict, spec_to_dict
+from nas.arch.spec import (
+    ACTIVATIONS,
+    OPS,
+    SKIPS,
+    ArchSpec,
+    StageSpec,
+    spec_from_dict,
+    spec_to_dict,
+)
 from search_space import SearchSpace
 
 BUNDLED_SPECS = ("efficientnet-b0", "mnasnet-a1", "mobilenetv2")

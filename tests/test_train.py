@@ -19,10 +19,12 @@ import pytest
 import torch
 
 import nas.train as train
-from nas.builder import build_model
-from nas.cost import count_macs, count_params
-from nas.io import load_spec
-from nas.rounding import scale_spec
+from nas.arch.builder import build_model
+from nas.arch.cost import count_macs, count_params
+from nas.arch.io import load_spec
+from nas.arch.rounding import scale_spec
+from nas.cli.parser import seconds
+from nas.training import engine, fit
 
 # torch.jit is deprecated in favour of torch.export, but TorchScript is the format asked for.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
@@ -75,7 +77,7 @@ def ckpt(path: Path) -> dict:
 
 
 def model_from(state: dict, spec_dict: dict) -> torch.nn.Module:
-    from nas.spec import spec_from_dict
+    from nas.arch.spec import spec_from_dict
     model = build_model(spec_from_dict(spec_dict), num_classes=10, in_channels=1)
     model.load_state_dict(state)
     return model.eval()
@@ -104,7 +106,7 @@ def test_trains_and_writes_every_file(capsys, tiny_spec, tiny_fmnist, tmp_path):
     assert len(curve) == 3 and m["best_val_accuracy"] == max(curve)
     assert m["best_epoch"] == curve.index(max(curve)) + 1
 
-    # Default resolution: the data's native 28 px, not the spec's 16; costs from nas.cost.
+    # Default resolution: the data's native 28 px, not the spec's 16; costs from nas.arch.cost.
     spec = scale_spec(load_spec(tiny_spec), width=1.5)
     assert m["config"]["resolution"] == 28
     assert m["macs"]["at_trained_resolution"] == count_macs(spec, 28, 10, 1)
@@ -166,18 +168,18 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_ok(capsys, args(tiny_spec, tiny_fmnist, straight, *common))
 
-    real_epoch = train.Trainer.train_epoch
+    real_epoch = engine.Engine.train_epoch
 
     def interrupt_after_two(self):
         if self.epoch == 2:
             raise KeyboardInterrupt
         return real_epoch(self)
 
-    monkeypatch.setattr(train.Trainer, "train_epoch", interrupt_after_two)
+    monkeypatch.setattr(engine.Engine, "train_epoch", interrupt_after_two)
     assert train.main(args(tiny_spec, tiny_fmnist, stopped, *common)) == 130
     assert f"--resume --out {stopped}" in capsys.readouterr().err
     assert ckpt(stopped / "last.pt")["epoch"] == 2 and not (stopped / "metrics.json").exists()
-    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    monkeypatch.setattr(engine.Engine, "train_epoch", real_epoch)
 
     out = run_ok(capsys, ["--resume", "--out", str(stopped)])
     assert "resumed at epoch 2" in out
@@ -218,14 +220,14 @@ def test_early_stopping_stops_and_keeps_the_best_weights(capsys, tiny_spec, tiny
     # Scripted validation accuracies (the real ones on tiny data keep rising): the best is
     # epoch 2, so patience 2 stops after epoch 4. Test-set scoring stays real.
     scripted = iter([0.5, 0.8, 0.6, 0.7, 0.95])
-    real_evaluate = train.evaluate_feeder
+    real_evaluate = engine.evaluate_feeder
 
     def fake_evaluate(model, feeder, *rest):
         if feeder.n == 50:  # the validation split (--val-size 50); the test split has 100
             return next(scripted), 1.0
         return real_evaluate(model, feeder, *rest)
 
-    monkeypatch.setattr(train, "evaluate_feeder", fake_evaluate)
+    monkeypatch.setattr(engine, "evaluate_feeder", fake_evaluate)
     out = tmp_path / "run"
     run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "10", "--patience", "2",
                         "--resolution", "16", "--val-size", "50"))
@@ -261,14 +263,14 @@ def test_divergence_in_the_first_epoch_is_one_line_and_exit_2(capsys, tiny_spec,
 
 def test_later_divergence_stops_and_tests_the_last_good_weights(
         capsys, tiny_spec, tiny_fmnist, tmp_path, monkeypatch):
-    real_epoch = train.Trainer.train_epoch
+    real_epoch = engine.Engine.train_epoch
 
     def diverge_in_epoch_two(self):
         if self.epoch == 1:
-            raise train.Diverged("training diverged in epoch 2 (scripted); lower --lr")
+            raise fit.Diverged("training diverged in epoch 2 (scripted); lower --lr")
         return real_epoch(self)
 
-    monkeypatch.setattr(train.Trainer, "train_epoch", diverge_in_epoch_two)
+    monkeypatch.setattr(engine.Engine, "train_epoch", diverge_in_epoch_two)
     out = tmp_path / "run"
     assert train.main(args(tiny_spec, tiny_fmnist, out, "--epochs", "3", "--resolution", "16",
                            "--export", "none")) == 1
@@ -282,15 +284,15 @@ def test_later_divergence_stops_and_tests_the_last_good_weights(
 
 
 def test_auto_batch_norm_momentum_follows_the_epoch_length():
-    assert train._auto_bn_momentum(0.01, 10_000) == 0.01  # ImageNet-sized epochs: the spec's
-    assert train._auto_bn_momentum(0.01, 390) == pytest.approx(1 / 39, abs=1e-4)
-    assert train._auto_bn_momentum(0.01, 39) == 0.1  # never faster than PyTorch's default
-    assert train._auto_bn_momentum(0.5, 39) == 0.5  # a spec that asks for more keeps it
+    assert fit.auto_bn_momentum(0.01, 10_000) == 0.01  # ImageNet-sized epochs: the spec's
+    assert fit.auto_bn_momentum(0.01, 390) == pytest.approx(1 / 39, abs=1e-4)
+    assert fit.auto_bn_momentum(0.01, 39) == 0.1  # never faster than PyTorch's default
+    assert fit.auto_bn_momentum(0.5, 39) == 0.5  # a spec that asks for more keeps it
 
 
 def test_time_values():
-    assert train._seconds("90") == 90 and train._seconds("90m") == 5400
-    assert train._seconds("1.5h") == 5400
+    assert seconds("90") == 90 and seconds("90m") == 5400
+    assert seconds("1.5h") == 5400
 
 
 # --------------------------------------------------------------------------- bad input

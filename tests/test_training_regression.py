@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_tiny_fashion_mnist
 
 import nas.train as train
-from conftest import write_tiny_fashion_mnist
-from nas.builder import build_model
+from nas.arch.builder import build_model
+from nas.arch.spec import spec_from_dict
 from nas.data import synthetic_splits
-from nas.proxy import ProxyConfig, train_proxy
-from nas.spec import spec_from_dict
+from nas.training.proxy import train_proxy
+from nas.training.recipe import ProxyConfig
 
 TINY = {
     "format_version": 1, "name": "tiny", "resolution": 16, "stem": 8, "stem_stride": 1,

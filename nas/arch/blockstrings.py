@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from nas.errors import SpecError
-from nas.spec import ArchSpec, StageSpec
+from nas.arch.spec import ArchSpec, StageSpec
+from nas.core.errors import SpecError
 
 # ASCII only: str.isdigit() and int() also accept other scripts' digits ("３", "٣"), and "3³"
 # passes isdigit() but makes int() raise a bare ValueError.

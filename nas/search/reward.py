@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from nas.errors import ConfigError
+from nas.core.errors import ConfigError
 
 FORMS = ("soft", "hard")
 

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from nas.errors import ConfigError
-from nas.io import config_path, read_yaml
+from nas.core.errors import ConfigError
+from nas.core.files import config_path, read_yaml
 
 FREE_FORM = ("strategy_options",)
 

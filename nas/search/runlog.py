@@ -6,8 +6,6 @@ files on disk always agree with the driver's checkpoint, whatever interrupts the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -15,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from nas.driver import CACHED, OK, REFERENCE, ChildRecord
-from nas.io import save_spec, write_text_atomic
-from nas.spec import ArchSpec
-from nas.units import format_macs
+from nas.arch.io import save_spec
+from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs
+from nas.core.files import write_csv, write_text_atomic
+from nas.search.driver import CACHED, OK, REFERENCE, ChildRecord
 
 COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
            "wall_seconds", "policy_version", "blocks", "tokens", "error")
@@ -37,9 +36,7 @@ def pareto_front(records: Iterable[ChildRecord]) -> list[ChildRecord]:
 
 
 def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "children") -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(COLUMNS)
+    rows = []
     for r in records:
         d = r.to_dict()
         d["tokens"] = " ".join(map(str, r.tokens))
@@ -47,8 +44,8 @@ def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "childre
         d["reward"] = f"{r.reward:.6f}"
         d["seconds"] = f"{r.seconds:.2f}"
         d["wall_seconds"] = f"{r.wall_seconds:.2f}"
-        w.writerow([d[c] for c in COLUMNS])
-    write_text_atomic(out / f"{stem}.csv", buf.getvalue())
+        rows.append([d[c] for c in COLUMNS])
+    write_csv(out / f"{stem}.csv", COLUMNS, rows)
     lines = [json.dumps({**r.to_dict(), "accuracy": None if math.isnan(r.accuracy) else r.accuracy})
              for r in records]
     write_text_atomic(out / f"{stem}.jsonl", "\n".join(lines) + ("\n" if lines else ""))

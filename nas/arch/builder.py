@@ -1,7 +1,7 @@
-"""Interpret an :class:`~nas.spec.ArchSpec` as a ``torch.nn.Module``.
+"""Interpret an :class:`~nas.arch.spec.ArchSpec` as a ``torch.nn.Module``.
 
 The builder decides nothing: every channel count, stride, kernel, op, skip and rate comes
-from the spec (see :mod:`nas.spec` for the exact semantics). It first turns the spec into a
+from the spec (see :mod:`nas.arch.spec` for the exact semantics). It first turns the spec into a
 flat tuple of :class:`LayerPlan` records, one per layer, and then makes one module per plan,
 so what each layer will be can be inspected without torch.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.spec import ArchSpec
+from nas.arch.spec import ArchSpec
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}
 

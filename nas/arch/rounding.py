@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from nas.errors import SpecError
-from nas.spec import ArchSpec
+from nas.arch.spec import ArchSpec
+from nas.core.errors import SpecError
 
 CHANNEL_DIVISOR = 8
 
@@ -93,3 +93,19 @@ def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
     if spec.name:
         scaling["base"] = spec.name
     return new.with_meta(scaling=scaling)
+
+
+def as_trained(spec: ArchSpec, width: float | None = None, resolution: int | None = None,
+               dropout: float | None = None, drop_path_rate: float | None = None) -> ArchSpec:
+    """The spec as a training run builds it: width-scaled (a proxy's or ``--width-mult``), at
+    the training resolution, with the run's dropout and drop-path rate. ``None`` (and a
+    width of 1) leaves that part of the spec as it is."""
+    out = scale_spec(spec, width=width) if width is not None and width != 1.0 else spec
+    changes: dict[str, float | int] = {}
+    if resolution is not None:
+        changes["resolution"] = int(resolution)
+    if dropout is not None:
+        changes["dropout"] = float(dropout)
+    if drop_path_rate is not None:
+        changes["drop_path_rate"] = float(drop_path_rate)
+    return out.replace(**changes) if changes else out

@@ -14,12 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nas.child import pick_device, run_child
+from nas.core.errors import ConfigError
+from nas.core.files import atomic_file
 from nas.data import DataSplits
-from nas.driver import ChildDriver, ChildRecord
-from nas.errors import ConfigError
-from nas.io import atomic_file
-from nas.proxy import ProxyConfig
+from nas.search.child import run_child
+from nas.search.driver import ChildDriver, ChildRecord
+from nas.search.settings import TrialSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,12 @@ def train_child(config: dict, data: DataSplits | None = None,
         tune.report({"epoch": epoch, **{f"epoch_{k}": v for k, v in metrics.items()
                                         if isinstance(v, (int, float))}})
 
+    from nas.training.device import pick_device
+    from nas.training.recipe import Recipe
+
     assert data is not None
-    result = run_child(config, data, ProxyConfig.from_dict(dict(proxy or {})),
-                       device=pick_device(use_gpu), on_epoch=on_epoch)
+    result = run_child(config, data, Recipe.from_dict(dict(proxy or {})),
+                       device=pick_device("auto" if use_gpu else "cpu"), on_epoch=on_epoch)
     tune.report({**result, "final": True})
 
 
@@ -139,27 +142,27 @@ def _quiet_tune() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-def run_trials(driver: ChildDriver, data: DataSplits, proxy: ProxyConfig, run_dir: Path,
-               session: str, workers: int, cpus_per_trial: float, gpus_per_trial: float,
-               max_failures: int, on_records: Callable[[list[ChildRecord]], None]) -> None:
-    """Run every child the driver hands out as a Tune trial, ``workers`` at a time."""
+def run_trials(driver: ChildDriver, data: DataSplits, trials: TrialSettings, run_dir: Path,
+               session: str, on_records: Callable[[list[ChildRecord]], None]) -> None:
+    """Run every child the driver hands out as a Tune trial, ``trials.workers`` at a time."""
     _quiet_tune()
     from ray import tune
 
     state_path = run_dir / "driver.pt"
     searcher = _searcher_class()(driver, state_path, on_records)
-    trainable = tune.with_parameters(train_child, data=data, proxy=proxy.to_dict(),
-                                     use_gpu=gpus_per_trial > 0)
-    trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = tune.with_parameters(train_child, data=data, proxy=trials.recipe.to_dict(),
+                                     use_gpu=trials.gpus_per_trial > 0)
+    trainable = tune.with_resources(trainable, {"cpu": trials.cpus_per_trial,
+                                                "gpu": trials.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=workers, reuse_actors=True,
+                                    max_concurrent_trials=trials.workers, reuse_actors=True,
                                     trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=max_failures),
+            failure_config=tune.FailureConfig(max_failures=trials.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     tuner.fit()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.spec import ArchSpec, StageSpec
+from nas.arch.spec import ArchSpec, StageSpec
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The architecture spec: a typed, immutable, fully resolved description of a network.
 
-A spec is data. The builder (:mod:`nas.builder`) interprets it and the cost model
-(:mod:`nas.cost`) counts it; neither decides anything a spec does not say. All channel
+A spec is data. The builder (:mod:`nas.arch.builder`) interprets it and the cost model
+(:mod:`nas.arch.cost`) counts it; neither decides anything a spec does not say. All channel
 counts and repeats in a spec are final: scaling and rounding happen once, in
-:mod:`nas.rounding`, and produce a new spec.
+:mod:`nas.arch.rounding`, and produce a new spec.
 
 Ops (each stage repeats one op ``repeats`` times; only the first layer has the stride and
 the channel change):
@@ -25,12 +25,12 @@ input, not its expanded width), as in the reference implementation.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
-from nas.errors import SpecError, where
+from nas.core.checks import is_int, is_number
+from nas.core.errors import SpecError, where
 
 FORMAT_VERSION = 1
 
@@ -114,15 +114,6 @@ _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(StageSpec))
 _ARCH_KEYS = tuple(f.name for f in dataclasses.fields(ArchSpec))
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(float(v)))
-
-
 def _fail(source: str | None, key: str, msg: str) -> None:
     raise SpecError(f"{where(source, key)}: {msg}")
 
@@ -130,15 +121,15 @@ def _fail(source: str | None, key: str, msg: str) -> None:
 def _validate_stage(s: StageSpec, source: str | None, at: str) -> None:
     if s.op not in OPS:
         _fail(source, f"{at}.op", f"unknown op {s.op!r}; use one of {', '.join(OPS)}")
-    if not _is_int(s.kernel) or s.kernel < 1 or s.kernel % 2 == 0:
+    if not is_int(s.kernel) or s.kernel < 1 or s.kernel % 2 == 0:
         _fail(source, f"{at}.kernel", f"got {s.kernel!r}; use an odd integer >= 1 (e.g. 3 or 5)")
-    if s.stride not in (1, 2) or not _is_int(s.stride):
+    if s.stride not in (1, 2) or not is_int(s.stride):
         _fail(source, f"{at}.stride", f"got {s.stride!r}; use 1 or 2")
-    if not _is_int(s.out) or s.out < 1:
+    if not is_int(s.out) or s.out < 1:
         _fail(source, f"{at}.out", f"got {s.out!r}; use a positive integer channel count")
-    if not _is_int(s.repeats) or s.repeats < 1:
+    if not is_int(s.repeats) or s.repeats < 1:
         _fail(source, f"{at}.repeats", f"got {s.repeats!r}; use an integer >= 1")
-    if not _is_int(s.expand) or s.expand < 1:
+    if not is_int(s.expand) or s.expand < 1:
         _fail(source, f"{at}.expand", f"got {s.expand!r}; use an integer >= 1")
     if s.op == "mbconv" and s.expand < 2:
         _fail(source, f"{at}.expand", "an mbconv needs expand >= 2; an MBConv with expand 1 "
@@ -146,7 +137,7 @@ def _validate_stage(s: StageSpec, source: str | None, at: str) -> None:
     if s.op != "mbconv" and s.expand != 1:
         _fail(source, f"{at}.expand", f"op {s.op!r} takes no expansion; set expand: 1 "
               "or use op 'mbconv'")
-    if not _is_num(s.se) or not 0.0 <= float(s.se) <= 1.0:
+    if not is_number(s.se) or not 0.0 <= float(s.se) <= 1.0:
         _fail(source, f"{at}.se", f"got {s.se!r}; use a squeeze-excite ratio in [0, 1] (0 = none)")
     if s.skip not in SKIPS:
         _fail(source, f"{at}.skip", f"unknown skip {s.skip!r}; use one of {', '.join(SKIPS)}")
@@ -158,25 +149,25 @@ def _validate_arch(a: ArchSpec, source: str | None) -> None:
     for i, s in enumerate(a.stages):
         if not isinstance(s, StageSpec):  # direct construction with plain dicts
             _fail(source, f"stages[{i}]", f"expected a StageSpec, got {type(s).__name__}")
-    if not _is_int(a.stem) or a.stem < 1:
+    if not is_int(a.stem) or a.stem < 1:
         _fail(source, "stem", f"got {a.stem!r}; use a positive integer channel count")
-    if a.stem_stride not in (1, 2) or not _is_int(a.stem_stride):
+    if a.stem_stride not in (1, 2) or not is_int(a.stem_stride):
         _fail(source, "stem_stride", f"got {a.stem_stride!r}; use 1 or 2")
-    if not _is_int(a.head) or a.head < 0:
+    if not is_int(a.head) or a.head < 0:
         _fail(source, "head", f"got {a.head!r}; use a channel count >= 1, or 0 for no head conv")
     if a.activation not in ACTIVATIONS:
         _fail(source, "activation", f"unknown activation {a.activation!r}; use one of "
               f"{', '.join(ACTIVATIONS)}")
-    if not _is_int(a.resolution) or a.resolution < 8:
+    if not is_int(a.resolution) or a.resolution < 8:
         _fail(source, "resolution", f"got {a.resolution!r}; use an integer >= 8 (pixels)")
     for key in ("dropout", "drop_path_rate"):
         v = getattr(a, key)
-        if not _is_num(v) or not 0.0 <= float(v) < 1.0:
+        if not is_number(v) or not 0.0 <= float(v) < 1.0:
             _fail(source, key, f"got {v!r}; use a rate in [0, 1)")
-    if not _is_num(a.bn_momentum) or not 0.0 < float(a.bn_momentum) <= 1.0:
+    if not is_number(a.bn_momentum) or not 0.0 < float(a.bn_momentum) <= 1.0:
         _fail(source, "bn_momentum", f"got {a.bn_momentum!r}; use a PyTorch batch-norm momentum "
               "in (0, 1] (TF decay 0.99 is momentum 0.01)")
-    if not _is_num(a.bn_eps) or not float(a.bn_eps) > 0.0:
+    if not is_number(a.bn_eps) or not float(a.bn_eps) > 0.0:
         _fail(source, "bn_eps", f"got {a.bn_eps!r}; use a small positive number such as 0.001")
     if not isinstance(a.name, str):
         _fail(source, "name", f"got {a.name!r}; use a string")
@@ -230,7 +221,7 @@ def _plain(v: Any) -> Any:
 
 
 def _check_type(source: str | None, key: str, v: Any, kind: str) -> None:
-    ok = {"int": _is_int(v), "num": _is_num(v), "str": isinstance(v, str)}[kind]
+    ok = {"int": is_int(v), "num": is_number(v), "str": isinstance(v, str)}[kind]
     if not ok:
         what = {"int": "an integer", "num": "a number", "str": "a string"}[kind]
         hint = " (YAML reads 3e8 as a string: write 3.0e+8)" if isinstance(v, str) and kind != "str" else ""
@@ -284,7 +275,7 @@ def spec_from_dict(d: Any, source: str | None = None) -> ArchSpec:
     if unknown:
         _fail(source, unknown[0], f"unknown key; allowed keys: {', '.join(sorted(allowed))}")
     version = d.get("format_version", FORMAT_VERSION)
-    if not _is_int(version) or version != FORMAT_VERSION:  # True == 1 and 1.0 == 1 in Python
+    if not is_int(version) or version != FORMAT_VERSION:  # True == 1 and 1.0 == 1 in Python
         _fail(source, "format_version", f"got {version!r}; this version reads format_version "
               f"{FORMAT_VERSION}")
     if "stages" not in d:

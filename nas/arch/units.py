@@ -1,7 +1,7 @@
 """Multiply-add counts as people write them: ``400M``, ``0.4G``, ``4e8``; and back.
 
 The papers' "FLOPS" are multiply-adds (MACs), so ``--target-flops 400M`` means 400 million
-MACs, the unit :func:`nas.cost.count_macs` returns. Torch-free.
+MACs, the unit :func:`nas.arch.cost.count_macs` returns. Torch-free.
 
 Accepted: a plain decimal or scientific number (``400000000``, ``4e8``, ``400e6``,
 ``0.4e9``), optionally followed by one suffix: ``K``/``k`` (10^3), ``M`` (10^6), ``G`` or
@@ -16,7 +16,7 @@ import math
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from nas.errors import ConfigError
+from nas.core.errors import ConfigError
 
 _SUFFIXES = {"": 1, "K": 10**3, "k": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
 _NUMBER = re.compile(r"^(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<suffix>[KkMGBT]?)$")

@@ -3,7 +3,7 @@
 :class:`ChildDriver` turns a strategy's proposals into child jobs and results into rewards
 and records. It owns every piece of state that must survive an interruption: the strategy's
 state, the results of every child, the proposals still in flight (which are re-issued first
-after a restart) and the child counter. The Ray Tune adapter (:mod:`nas.tune_adapter`) only
+after a restart) and the child counter. The Ray Tune adapter (:mod:`nas.search.tune_adapter`) only
 forwards ``suggest``/``complete`` to it and saves :meth:`state_dict` after every result.
 
 A proposal whose architecture was already evaluated in this run is not trained again: its
@@ -18,10 +18,10 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
-from nas.blockstrings import block_string
-from nas.cost import count
-from nas.reward import RewardConfig, compute_reward
-from nas.spec import ArchSpec, spec_from_dict, spec_to_dict
+from nas.arch.blockstrings import block_string
+from nas.arch.cost import count
+from nas.arch.spec import ArchSpec, spec_from_dict, spec_to_dict
+from nas.search.reward import RewardConfig, compute_reward
 
 STATE_FORMAT = 1
 
@@ -291,33 +291,6 @@ class ChildDriver:
         self.converged = bool(state["converged"])
         if state.get("reference") is not None:
             self.reference = spec_from_dict(state["reference"])
-
-
-class FixedList:
-    """A strategy that proposes the items of a fixed list once each, in order (token ``(i,)``).
-
-    Scaling candidates and single-dimension baselines run through the same driver and Ray
-    machinery as a search with it; rewards are recorded, not learned from.
-    """
-
-    def __init__(self, n: int):
-        self.n = int(n)
-        self.next = 0
-
-    def ask(self) -> Any:
-        from controller import Proposal
-        i = self.next % self.n
-        self.next += 1
-        return Proposal(tokens=(i,))
-
-    def tell(self, proposal: Any, reward: float) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, int]:
-        return {"n": self.n, "next": self.next}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.n, self.next = int(state["n"]), int(state["next"])
 
 
 def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, str]:

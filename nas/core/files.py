@@ -1,19 +1,20 @@
-"""Reading and writing specs as YAML, and finding the bundled configs."""
+"""Files: the bundled configs, strict YAML reading, atomic writes, CSV tables."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
-from nas.errors import ConfigError, SpecError
-from nas.spec import ArchSpec, spec_from_dict, spec_to_dict
+from nas.core.errors import ConfigError
 
-_REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def configs_dir() -> Path:
@@ -84,25 +85,12 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
-def load_spec(path: str | os.PathLike[str]) -> ArchSpec:
-    """Load a spec from YAML, strictly (unknown keys and bad values raise :class:`SpecError`).
-
-    ``path`` may also be the name of a bundled config (``"efficientnet-b0"``).
-    """
-    p = Path(path)
-    if not p.exists() and not str(path).endswith((".yaml", ".yml")) and os.sep not in str(path):
-        try:
-            p = config_path(str(path))
-        except ConfigError:  # neither a file nor a bundled name: say both
-            specs = sorted(q.stem for q in configs_dir().glob("*.yaml")
-                           if "stages" in (read_yaml(q) or {}))
-            raise SpecError(f"{path}: no such file and no bundled spec of that name; bundled "
-                            f"specs: {', '.join(specs)}") from None
-    return spec_from_dict(read_yaml(p, SpecError), source=str(p))
-
-
-def save_spec(spec: ArchSpec, path: str | os.PathLike[str]) -> Path:
-    """Write a spec as YAML (atomically); ``load_spec(path) == spec``."""
-    p = Path(path)
-    write_text_atomic(p, dump_yaml(spec_to_dict(spec)))
-    return p
+def write_csv(path: str | os.PathLike[str], header: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV table atomically (``\n`` line ends): a header row, then ``rows``; values as
+    given (format floats first where a table wants fewer digits; None is written empty)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(header))
+    w.writerows(list(r) for r in rows)
+    write_text_atomic(path, buf.getvalue())

@@ -12,34 +12,27 @@ import time
 import traceback
 from typing import Any, Callable, Mapping
 
+from nas.arch.rounding import as_trained
+from nas.arch.spec import ArchSpec, spec_from_dict
 from nas.data import DataSplits
-from nas.proxy import ProxyConfig, train_proxy
-from nas.rounding import scale_spec
-from nas.spec import ArchSpec, spec_from_dict
+from nas.training.recipe import Recipe
 
 
-def proxy_spec(spec: ArchSpec, cfg: ProxyConfig) -> ArchSpec:
+def proxy_spec(spec: ArchSpec, cfg: Recipe) -> ArchSpec:
     """The spec as trained on the proxy: width-scaled and at the proxy resolution."""
-    scaled = scale_spec(spec, width=cfg.width_mult) if cfg.width_mult != 1.0 else spec
-    if cfg.resolution is not None:
-        scaled = scaled.replace(resolution=int(cfg.resolution))
-    return scaled
+    return as_trained(spec, width=cfg.width_mult, resolution=cfg.resolution)
 
 
-def pick_device(want_gpu: bool) -> str:
-    import torch
-    return "cuda" if want_gpu and torch.cuda.is_available() else "cpu"
-
-
-def run_child(config: Mapping[str, Any], data: DataSplits, proxy: ProxyConfig,
+def run_child(config: Mapping[str, Any], data: DataSplits, proxy: Recipe,
               device: str = "cpu",
               on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train the child described by a driver config (``{"spec": ..., "proxy": overrides}``)."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": "failed", "error": "", "train_seconds": 0.0}
     try:
-        from nas.builder import build_model
-        from nas.cost import count_macs
+        from nas.arch.builder import build_model
+        from nas.arch.cost import count_macs
+        from nas.training.proxy import train_proxy
 
         overrides = dict(config.get("proxy") or {})
         cfg = proxy.replace(**overrides) if overrides else proxy

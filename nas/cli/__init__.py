@@ -1,0 +1,1 @@
+"""Command lines: one parser base, one main wrapper, layered configs, the commands."""

@@ -1,0 +1,88 @@
+"""What the commands that train children on Ray share: their flags, the command line as a
+config layer, the layered config of a new or resumed run, and the typed settings built
+from it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from nas.cli import config as layers
+from nas.core.errors import ConfigError
+from nas.core.files import read_yaml
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """Flags of every command that trains children on Ray."""
+    p.add_argument("--preset", help="a bundled preset: smoke (a whole run in about a minute)")
+    p.add_argument("--config", metavar="YAML", help="a YAML file of settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set proxy.epochs=2 (repeatable)")
+    p.add_argument("--workers", type=int, help="children trained at the same time")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
+    p.add_argument("--gpus-per-trial", type=float,
+                   help="GPUs per child; fractions share a GPU (e.g. 0.25 = 4 children per GPU)")
+    p.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS); "
+                                     "default: a fresh local Ray")
+    p.add_argument("--data", metavar="PATH", help="data folder (default: the Fashion-MNIST "
+                                                  "install, or NAS_DATA_DIR)")
+    p.add_argument("--dataset", help="fashion-mnist (default) | mnist | cifar10 | cifar100 | imagefolder")
+    p.add_argument("--seed", type=int, help="seed of the controller/proxy and the data split")
+    p.add_argument("--name", help="run name (default: derived from the settings and the time)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+
+
+def overrides(args: argparse.Namespace, flag_keys: dict[str, str]) -> dict[str, Any]:
+    """The command line as a config layer: named flags first, then ``--set`` items."""
+    over: dict[str, Any] = {}
+    for attr, key in flag_keys.items():
+        v = getattr(args, attr, None)
+        if v is not None and v is not False:
+            over[key] = v
+    if getattr(args, "data", None) is not None:
+        over.setdefault("data", {})["path"] = args.data
+    if getattr(args, "dataset", None) is not None:
+        over.setdefault("data", {})["source"] = args.dataset
+    for k, v in layers.parse_set(args.set).items():
+        if isinstance(v, dict) and isinstance(over.get(k), dict):
+            over[k] = {**over[k], **v}
+        else:
+            over[k] = v
+    return over
+
+
+TRAINING_FLAGS = {"workers": "workers", "cpus_per_trial": "cpus_per_trial",
+                  "gpus_per_trial": "gpus_per_trial", "address": "address", "seed": "seed",
+                  "name": "name", "out": "out"}
+RESUMABLE = {"workers", "address", "budget", "cpus_per_trial", "gpus_per_trial", "out"}
+
+
+def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, str]) -> dict[str, Any]:
+    """Layered config for a new run, or the saved one (with a few flags) for ``--resume``."""
+    over = overrides(args, flag_keys)
+    if not args.resume:
+        return layers.load_layers(defaults, args.preset, args.config, over)
+    if not args.out:
+        raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
+    out = Path(args.out)
+    if not (out / "config.yaml").is_file():
+        raise ConfigError(f"--resume: {out} holds no run to continue (no config.yaml); check --out")
+    saved = read_yaml(out / "config.yaml")
+    changed = sorted(k for k in over if k not in RESUMABLE and over[k] != saved.get(k))
+    if changed:
+        raise ConfigError(f"--resume keeps the run's settings; {changed[0]!r} cannot change "
+                          f"(only {', '.join(sorted(RESUMABLE))} can)")
+    return layers.merge(saved, over, "command line")
+
+
+def trial_settings(cfg: dict[str, Any]) -> Any:
+    """The typed settings of every run that trains children on Ray."""
+    from nas.search.settings import TrialSettings
+    return TrialSettings.from_config(cfg)
+
+
+def data_settings(cfg: dict[str, Any]) -> Any:
+    from nas.data import DataSettings
+    return DataSettings.from_dict(cfg["data"])

@@ -1,0 +1,84 @@
+"""One parser base and one ``main`` wrapper for every command.
+
+A usage error is one line that names the problem and points at ``--help`` (exit 2); an
+expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; Ctrl-C is a
+line saying how to continue and exit 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any, Callable
+
+from nas.core.errors import NasError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and pointing at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
+
+
+def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
+             argv: list[str] | None, resume_hint: str | None = None) -> int:
+    """Parse, run, and turn every expected failure into one line and a non-zero exit.
+
+    ``resume_hint`` is the command that continues an interrupted run (printed on Ctrl-C).
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed
+        return int(e.code or 0)
+    try:
+        return run(args)
+    except NasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        hint = f"; continue with: {resume_hint}" if resume_hint else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def seconds(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h`` as seconds (an argparse type)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}; use seconds or 90m / 2h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def count_or_fraction(text: str) -> int | float:
+    """An image count (``5000``) or a fraction (``0.1``) (an argparse type)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; use an image count (5000) "
+                                         "or a fraction of the training images (0.1)") from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def described(doc: str | None, stop: str | None = None) -> Any:
+    """A module docstring as a parser description (cut before ``stop`` if given)."""
+    text = doc or ""
+    return text.split(stop)[0] if stop else text

@@ -1,0 +1,213 @@
+"""Train one spec fully, checkpoint every epoch, test the best weights, export the model.
+
+    python -m nas.train efficientnet-b0 --epochs 30                   # Fashion-MNIST at 28 px
+    python -m nas.train runs/scale/b2.yaml --dataset cifar10 --data ~/cifar --resolution 64
+    python -m nas.train efficientnet-b0 --resume --out runs/train-efficientnet-b0-20250101-120000
+
+The recipe is the paper's (TF-style RMSProp, weight decay 1e-5, lr decayed by 0.97 every 2.4
+epochs after a linear warm-up, label smoothing 0.1, stochastic depth and dropout from the
+spec), its learning rate scaled to the batch size. Validation images are held out of the
+training set; early stopping and the kept "best" weights look at them only, and the test
+split is scored once, at the end, with the best weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nas.arch.spec import ArchSpec, spec_from_dict
+from nas.cli.parser import (
+    EXIT_INTERRUPTED,
+    OneLineParser,
+    count_or_fraction,
+    run_main,
+    seconds,
+)
+from nas.core.errors import ConfigError
+from nas.data import SOURCES
+from nas.training.checkpoint import EXPORTS, load_checkpoint
+from nas.training.device import DEVICES
+from nas.training.fit import (
+    TrainConfig,
+    check,
+    default_out,
+    fit,
+    make_spec,
+    resolve,
+    summary_lines,
+)
+from nas.training.recipe import OPTIMIZERS, SCHEDULES
+
+PROG = "python -m nas.train"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(spec="")
+    p = OneLineParser(prog="python -m nas.train", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Every default is None here so that --resume can tell which flags were given; the real
+    # defaults live in TrainConfig and are shown in the help.
+    p.add_argument("spec", nargs="?", metavar="SPEC",
+                   help="spec YAML, or a bundled name such as efficientnet-b0")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", help=f"{' | '.join(SOURCES)} (default fashion-mnist; with --data "
+                                     "alone, the folder's format is detected)")
+    g.add_argument("--data", metavar="PATH", help="data folder (default: the installed "
+                                                  "Fashion-MNIST, or NAS_DATA_DIR)")
+    g.add_argument("--resolution", type=int, metavar="PX",
+                   help="train and test at PX x PX (images resized on the fly). Default: the "
+                        "data's native size (28 for Fashion-MNIST), NOT the spec's own "
+                        "resolution (224 for B0, far too slow on a CPU for 28-pixel images)")
+    g.add_argument("--val-size", type=count_or_fraction, metavar="N",
+                   help=f"training images held out for validation: a count or a fraction "
+                        f"(default {d.val_size}); the test split is never used for choices")
+    g.add_argument("--train-subset", type=int, metavar="N",
+                   help="train on N images per epoch, drawn afresh each epoch (seeded); "
+                        "default: all training images")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help="random crop (zero padding of size/8) and horizontal flip (default off; "
+                        "the paper's AutoAugment is not implemented)")
+    g = p.add_argument_group("model")
+    g.add_argument("--width-mult", type=float, metavar="W",
+                   help="scale the spec's widths by W first (nas.scale_spec; default 1)")
+    g.add_argument("--dropout", type=float, help="dropout before the classifier (default: the "
+                                                 "spec's)")
+    g.add_argument("--drop-path-rate", type=float,
+                   help="stochastic depth rate of the last layer (default: the spec's; the "
+                        "paper's survival 0.8 is 0.2)")
+    g.add_argument("--bn-momentum", type=float, metavar="M",
+                   help="batch-norm momentum while training, PyTorch convention (default auto: "
+                        "the spec's 0.01, raised where epochs are short so the running "
+                        "statistics average over at most a tenth of an epoch, at most 0.1)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
+    g.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"default {d.optimizer} (TF-style: decay 0.9, eps 1e-3)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 0.016 * batch-size / "
+                                            "256: the paper's 0.256 at batch 4096)")
+    g.add_argument("--momentum", type=float, help=f"rmsprop and sgd (default {d.momentum})")
+    g.add_argument("--weight-decay", type=float,
+                   help=f"on weights, not biases or batch norm (default {d.weight_decay:g})")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="exponential (default): lr * 0.97 ** (epoch / 2.4), smooth; step: the "
+                        "same in stairs, as the TF reference runs it; cosine (to 0 at "
+                        "--epochs); constant")
+    g.add_argument("--decay-rate", type=float, help=f"default {d.decay_rate}")
+    g.add_argument("--decay-epochs", type=float, help=f"default {d.decay_epochs}")
+    g.add_argument("--warmup-epochs", type=float,
+                   help="linear warm-up (default 5, as in the TF reference, at most a tenth of "
+                        "--epochs)")
+    g.add_argument("--label-smoothing", type=float, help=f"default {d.label_smoothing}")
+    g = p.add_argument_group("run")
+    g.add_argument("--patience", type=int, metavar="E",
+                   help="stop when validation accuracy has not improved for E epochs (default: "
+                        "no early stopping; the best weights are kept either way)")
+    g.add_argument("--max-epochs-time", type=seconds, metavar="T",
+                   help="in this invocation, start no epoch that would end after T (seconds, or "
+                        "90m, 2h); continue later with --resume")
+    g.add_argument("--seed", type=int, help="initialisation, split, batch order, augmentation, "
+                                            "dropout (default 0)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--device", choices=DEVICES,
+                   help="default auto (cuda if available); AMP (bf16, else fp16) on CUDA")
+    g.add_argument("--export", choices=EXPORTS,
+                   help="default torchscript (model.pt); onnx needs the onnx package")
+    g.add_argument("--out", metavar="DIR", help="run folder (default runs/train-SPEC-TIME)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from last.pt, exactly; only --epochs, "
+                        "--patience, --max-epochs-time, --threads, --device, --export and "
+                        "--data (the same data set, moved) may change")
+    return p
+
+
+# Flags that map one-to-one onto TrainConfig fields.
+_FLAG_FIELDS = ("dataset", "data", "resolution", "width_mult", "dropout", "drop_path_rate",
+                "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                "schedule", "warmup_epochs", "decay_rate", "decay_epochs", "label_smoothing",
+                "bn_momentum", "augment", "val_size", "train_subset", "patience", "seed",
+                "threads", "device", "max_epochs_time", "export", "out")
+_RESUME_MAY_CHANGE = ("epochs", "patience", "max_epochs_time", "threads", "device", "export",
+                      "data")
+
+
+def _given(ns: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(ns, k) for k in _FLAG_FIELDS if getattr(ns, k) is not None}
+
+
+def config_from_args(ns: argparse.Namespace) -> TrainConfig:
+    if ns.spec is None:
+        raise ConfigError("SPEC is required: a spec YAML or a bundled name such as "
+                          "efficientnet-b0 (or --resume --out DIR)")
+    c = resolve(TrainConfig(spec=ns.spec, **_given(ns)))
+    check(c)
+    return c
+
+
+def _resume(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec, dict[str, Any]]:
+    if ns.out is None:
+        raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
+    path = Path(ns.out) / "last.pt"
+    ckpt = load_checkpoint(path)
+    saved = TrainConfig.from_dict(ckpt["config"], str(path))
+    given = _given(ns)
+    for key, v in given.items():
+        if key not in _RESUME_MAY_CHANGE and key != "out" and v != getattr(saved, key):
+            raise ConfigError(f"--{key.replace('_', '-')}: a resumed run keeps its settings "
+                              f"({saved.to_dict()[key]!r} in {path}); only "
+                              f"{', '.join('--' + k.replace('_', '-') for k in _RESUME_MAY_CHANGE)}"
+                              " may change")
+    spec = spec_from_dict(ckpt["spec"], source=str(path))
+    if ns.spec is not None:
+        other = make_spec(replace(saved, spec=ns.spec))
+        if other != spec:
+            raise ConfigError(f"SPEC {ns.spec!r} is not the spec of the run in {ns.out}; leave "
+                              "SPEC out with --resume")
+    c = replace(saved, **{k: v for k, v in given.items() if k in _RESUME_MAY_CHANGE},
+                out=str(ns.out))
+    check(c)
+    return c, spec, ckpt
+
+
+def _fresh(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec]:
+    c = config_from_args(ns)
+    c.recipe()  # every option is checked before the spec or the data are read
+    spec = make_spec(c)
+    if c.out is None:
+        c = replace(c, out=default_out(spec.name))
+    if (Path(c.out) / "last.pt").exists():
+        raise ConfigError(f"{c.out} already holds a training run (last.pt); continue it with "
+                          "--resume --out DIR, or choose another --out")
+    return c, spec
+
+
+def run(ns: argparse.Namespace, argv: list[str]) -> int:
+    if ns.resume:
+        c, spec, ckpt = _resume(ns)
+    else:
+        (c, spec), ckpt = _fresh(ns), None
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.train", *argv])
+    result = fit(c, spec, ckpt, command)
+    out = Path(result.metrics["config"]["out"]) if result.metrics else Path(c.out)
+    if result.status == "interrupted":
+        print(f"\ninterrupted in epoch {result.epoch + 1}; last.pt holds epoch {result.epoch}: "
+              f"continue with {PROG} --resume --out {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    assert result.metrics is not None
+    print("\n".join(summary_lines(result.metrics, out)))
+    return 1 if result.status == "diverged" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_main(lambda ns: run(ns, argv), build_parser(), argv,
+                    f"{PROG} --resume --out DIR")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Number checks, in one place: what counts as an integer and as a finite number.
+
+``True`` is an ``int`` in Python and ``3e8`` is a string in YAML 1.1, so "is this a number"
+needs care everywhere a setting is read; every layer asks these functions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from nas.core.errors import ConfigError
+
+_YAML_HINT = " (YAML 1.1 reads 3e8 as a string: write 3.0e+8)"
+
+
+def is_int(v: Any) -> bool:
+    """An integer (Python's or numpy's), not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and \
+        type(v).__name__ != "bool_"
+
+
+def is_number(v: Any) -> bool:
+    """A finite real number (int or float, Python's or numpy's), not a bool."""
+    return (isinstance(v, numbers.Real) and not isinstance(v, bool)
+            and type(v).__name__ != "bool_" and math.isfinite(float(v)))
+
+
+def _hint(v: Any) -> str:
+    return _YAML_HINT if isinstance(v, str) else ""
+
+
+def check_int(v: Any, name: str, lo: int | None = None, hi: int | None = None,
+              error: type[Exception] = ConfigError) -> int:
+    """``v`` as an ``int`` in ``[lo, hi]``; otherwise a one-line error naming ``name``."""
+    if not is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        if lo is not None and hi is not None:
+            want = f"an integer in [{lo}, {hi}]"
+        elif lo is not None:
+            want = f"an integer >= {lo}"
+        elif hi is not None:
+            want = f"an integer <= {hi}"
+        else:
+            want = "an integer"
+        raise error(f"{name}: got {v!r}; use {want}{_hint(v)}")
+    return int(v)
+
+
+def check_number(v: Any, name: str, lo: float | None = None, hi: float | None = None,
+                 strict: bool = False, error: type[Exception] = ConfigError) -> float:
+    """``v`` as a finite ``float`` at least ``lo`` (above it when ``strict``) and at most
+    ``hi``; otherwise a one-line error naming ``name``."""
+    bad = not is_number(v)
+    if not bad and lo is not None:
+        bad = float(v) < lo or (strict and float(v) == lo)
+    if not bad and hi is not None:
+        bad = float(v) > hi
+    if bad:
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if strict else '>='} {lo:g}")
+        if hi is not None:
+            parts.append(f"<= {hi:g}")
+        want = "a number" + (" " + " and ".join(parts) if parts else "")
+        raise error(f"{name}: got {v!r}; use {want}{_hint(v)}")
+    return float(v)

@@ -1,0 +1,140 @@
+"""One search, start to end: the space, the strategy, the driver, the reference, children on
+Ray, and every output of the run folder (see the README's table of outputs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.core.errors import ConfigError
+from nas.search.settings import SearchSettings
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a search session ended with: ``summary`` is ``summary.json``'s content."""
+
+    out: Path
+    finished: bool
+    summary: dict[str, Any]
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """A new search needs a folder without one; ``--resume`` needs one to continue."""
+    if resume and not (out / "driver.pt").is_file():
+        raise ConfigError(f"--resume: {out} holds no search to continue (no driver.pt); check --out")
+    if not resume and (out / "driver.pt").exists():
+        raise ConfigError(f"{out} already holds a search; continue it with --resume --out {out}, "
+                          "or choose another --out")
+
+
+def search(s: SearchSettings, resume: bool, config_text: str,
+           say: Callable[[str], None] = lambda line: print(line, flush=True)) -> SearchOutcome:
+    """Run (or continue) the search ``s`` in ``s.out``; ``config_text`` is written there as
+    ``config.yaml`` once everything is known to be good."""
+    check_run_folder(s.out, resume)
+
+    # Everything below is heavy: load it only once the settings are known to be good.
+    from controller import Proposal, make_strategy
+    from nas.arch.io import load_spec, save_spec
+    from nas.arch.units import format_macs
+    from nas.core.files import config_path, write_text_atomic
+    from nas.search import tune_adapter as ta
+    from nas.search.driver import ChildDriver
+    from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
+    from nas.search.runner import train_children
+    from search_space import SearchSpace
+
+    out = s.out
+    space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
+    reference = load_spec(s.reference) if s.reference else None
+    data = s.data.load()
+    strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
+    driver = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
+                         reward=s.reward, target=s.target, reference=reference)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        driver.load_state_dict(ta.load_state(out / "driver.pt"), Proposal)
+        driver.budget = s.budget
+    write_text_atomic(out / "config.yaml", config_text)
+
+    provenance = {
+        "search": {"run": s.name, "strategy": s.strategy,
+                   "space": space.name, "space_hash": space.hash(),
+                   "reward": s.reward.to_dict(),
+                   "target": {"resolution": s.target.resolution,
+                              "num_classes": s.target.num_classes,
+                              "in_channels": s.target.in_channels},
+                   "data": data.name, "proxy": s.trials.recipe.to_dict()}}
+    say(f"search {s.name}: {s.strategy} over {space.name} "
+        f"({space.size():.2e} architectures), target {format_macs(s.target_macs)} MACs, "
+        f"{s.budget} children, {s.trials.workers} workers, data {data.name} "
+        f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
+
+    def write_outputs(tb: Any, final: bool) -> None:
+        best = driver.best(s.top_k)
+        if best:
+            top = [(r, driver.spec_of(r)) for r in best]
+            rec, spec = top[0]
+            save_spec(spec.replace(name=f"{s.name}-best").with_meta(
+                **provenance, metrics=record_metrics(rec)), out / "best.yaml")
+            save_specs(top, out / "top", provenance)
+            front = pareto_front(driver.trained_records())
+            save_specs([(r, driver.spec_of(r)) for r in front], out / "pareto", provenance)
+        trained = driver.trained_records()
+        if final or (trained and len(trained) % 10 == 0):
+            import matplotlib.pyplot as plt
+            fig = plot_front(trained, driver.reference_record(), s.target_macs, s.name)
+            tb.figure(fig, len(trained))
+            if final:
+                fig.savefig(out / "accuracy_vs_macs.png")
+            plt.close(fig)
+
+    t0 = time.time()
+    train_children(driver, data, s.trials, out, s.budget, write_outputs)
+    summary = summarize(driver, s.name, time.time() - t0)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return SearchOutcome(out, driver.finished(), summary)
+
+
+def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
+    """``summary.json``: counts, times, the best child and the reference."""
+    trained = driver.trained_records()
+    best = driver.best(1)
+    ref = driver.reference_record()
+    return {
+        "run": name, "finished": driver.finished(), "converged_early": driver.converged,
+        "children_trained": len(trained),
+        "children_failed": sum(1 for r in trained if r.status != "ok"),
+        "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
+        "session_seconds": round(seconds, 1),
+        "children_seconds": round(sum(r.seconds for r in trained), 1),
+        "best": None if not best else {"child": best[0].child, "reward": best[0].reward,
+                                       "accuracy": best[0].accuracy, "macs": best[0].macs,
+                                       "params": best[0].params, "blocks": best[0].blocks},
+        "reference": None if ref is None else {"reward": ref.reward, "accuracy": ref.accuracy,
+                                               "macs": ref.macs, "params": ref.params},
+    }
+
+
+def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
+    """What a finished search prints."""
+    from nas.arch.units import format_macs
+    lines = [f"done: {s['children_trained']} children ({s['children_failed']} failed) in "
+             f"{s['session_seconds']:.0f} s"]
+    if s["best"]:
+        b = s["best"]
+        lines.append(f"best child {b['child']}: reward {b['reward']:.4f}, accuracy "
+                     f"{b['accuracy']:.4f}, {format_macs(b['macs'])} MACs, "
+                     f"{b['params'] / 1e6:.2f}M params\n  {b['blocks']}")
+    r = s["reference"]
+    if r and r["accuracy"] is not None and not math.isnan(r["accuracy"]):
+        lines.append(f"EfficientNet-B0 on the same proxy: reward {r['reward']:.4f}, accuracy "
+                     f"{r['accuracy']:.4f}, {format_macs(r['macs'])} MACs")
+    lines.append(f"best spec: {out / 'best.yaml'}   table: {out / 'children.csv'}\n"
+                 f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    return lines

@@ -1,0 +1,56 @@
+"""Train every child a driver hands out on Ray, keeping the run folder's tables, TensorBoard
+and the progress line up to date after each result (and once more at the end)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.data import DataSplits
+from nas.search.driver import ChildDriver
+from nas.search.settings import TrialSettings
+
+
+def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings, out: Path,
+                   total: int, after_records: Callable[[Any, bool], None] | None = None,
+                   table: str = "children") -> None:
+    """Run the driver to the end (or to Ctrl-C) on Ray.
+
+    ``after_records(tb, final)`` writes the caller's own outputs at the same moments as the
+    tables; ``table`` names the table files and the progress line's noun.
+    """
+    from nas.search import tune_adapter as ta
+    from nas.search.runlog import Progress, TensorBoardLog, write_tables
+
+    tb = TensorBoardLog(out / "tensorboard")
+    progress = Progress(total, trials.workers, noun=table,
+                        metric="reward" if table == "children" else "accuracy")
+
+    def on_records(records: list) -> None:
+        for r in records:
+            tb.child(r, max(r.child, 0))
+        tb.diagnostics(driver.pop_diagnostics())
+        write_tables(driver.records, out, table)
+        if after_records is not None:
+            after_records(tb, False)
+        trained = driver.trained_records()
+        best = driver.best(1)
+        walls = [r.wall_seconds for r in trained if r.wall_seconds > 0]
+        progress.update(len(trained), best[0].reward if best else None,
+                        best[0].macs if best else None,
+                        sum(1 for r in trained if r.status != "ok"),
+                        sum(walls) / len(walls) if walls else None)
+
+    ta.init_ray(trials.address)
+    ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)
+    tune_dir = out / "tune"
+    session = f"session{len(list(tune_dir.glob('session*'))) if tune_dir.exists() else 0}"
+    try:
+        if not driver.finished():
+            ta.run_trials(driver, data, trials, out, session, on_records)
+    finally:
+        progress.close()
+        write_tables(driver.records, out, table)
+        if after_records is not None:
+            after_records(tb, True)
+        tb.close()

@@ -1,0 +1,261 @@
+"""The training engine: the one place where a training step is computed.
+
+A proxy run (:func:`nas.training.proxy.train_proxy`) and full training
+(:mod:`nas.training.fit`) both drive an :class:`Engine` one epoch at a time; they differ
+only in their recipe and in what they do between epochs (full training checkpoints and stops
+early, a proxy run has a time cap). A supernet trains through the same engine with a path
+sampler (``before_step``).
+
+Randomness. The engine owns a numpy generator (batch order, the training subset) and a
+torch CPU generator (augmentation), both seeded from ``recipe.seed``; the global torch RNG
+(dropout, drop path) is the caller's to seed. ``state_dict`` captures all of it, so a run
+continued from a checkpoint takes the same steps as one that never stopped (on CPU, with the
+same thread count).
+
+Training subset. ``recipe.train_subset`` images per epoch: drawn once for the whole run
+(``resample_subset=False``, a proxy run: every epoch sees the same images) or afresh every
+epoch (``True``, full training).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.core.errors import DataError
+from nas.data import ImageData
+from nas.training.device import amp_settings, autocast
+from nas.training.feeder import Feeder, Stats
+from nas.training.optim import lr_at, make_optimizer
+from nas.training.recipe import Recipe
+
+# How often (in steps) the loss is checked for NaN/inf: each check synchronises with the GPU.
+FINITE_CHECK_EVERY = 10
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One epoch of training and its validation pass.
+
+    ``status`` is ``ok``, ``diverged`` (the training loss became non-finite; no validation
+    ran) or ``timeout`` (the time given ran out inside the epoch; the epoch is not counted).
+    """
+
+    epoch: int                 # 1-based; the epoch this result is about
+    status: str
+    step: int                  # optimiser steps taken so far in the run
+    steps: int                 # steps taken in this epoch
+    lr: float                  # learning rate of the last step
+    train_loss: float          # mean over the epoch's steps (non-finite when diverged)
+    train_accuracy: float
+    train_seconds: float
+    val_accuracy: float | None
+    val_loss: float | None
+    eval_seconds: float
+    images_per_second: float
+
+    def row(self) -> dict[str, Any]:
+        """The epoch as a ``train.csv`` row."""
+        return {"epoch": self.epoch, "step": self.step, "lr": self.lr,
+                "train_loss": self.train_loss, "train_accuracy": self.train_accuracy,
+                "val_accuracy": self.val_accuracy, "val_loss": self.val_loss,
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                "images_per_second": self.images_per_second}
+
+
+def evaluate_feeder(model: nn.Module, feeder: Feeder, batch_size: int, device: torch.device,
+                    amp_dtype: torch.dtype | None) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` over every image of ``feeder``."""
+    if feeder.n == 0:
+        raise DataError("evaluate: the data set is empty; use a non-empty validation split")
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for start in range(0, feeder.n, batch_size):
+            x, y = feeder.batch(np.arange(start, min(start + batch_size, feeder.n)))
+            with autocast(device, amp_dtype):
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            correct += (logits.argmax(1) == y).sum()
+    return correct.item() / feeder.n, loss_sum.item() / feeder.n
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+class Engine:
+    """One model, its optimizer, schedule position, RNGs and validation history.
+
+    Args:
+        model: the network (moved to ``device``, channels-last if the recipe says so).
+        train, val: the training images and the held-out validation images.
+        recipe: how to train.
+        device: where.
+        stats: the training set's per-channel (mean, std) in [0, 1] units; None computes it.
+        resample_subset: see the module docstring.
+        before_step: called with the step's batch indices before each forward pass (a
+            supernet samples its path here); None for ordinary networks.
+    """
+
+    def __init__(self, model: nn.Module, train: ImageData, val: ImageData, recipe: Recipe,
+                 device: torch.device, stats: Stats | None = None,
+                 resample_subset: bool = True,
+                 before_step: Callable[[int], None] | None = None) -> None:
+        self.model, self.recipe, self.device = model, recipe, device
+        self.before_step = before_step
+        self.rng = np.random.default_rng(recipe.seed)  # batch order and subsets
+        self.gen = torch.Generator().manual_seed(recipe.seed)  # augmentation
+        self.stats = stats or train.channel_stats()
+        self.resample_subset = resample_subset
+        n = len(train)
+        self.pool: np.ndarray | None = None  # the run's fixed subset (resample_subset=False)
+        if not resample_subset and recipe.train_subset is not None and recipe.train_subset < n:
+            self.pool = np.sort(self.rng.choice(n, size=recipe.train_subset, replace=False))
+        per_epoch = n if recipe.train_subset is None else min(recipe.train_subset, n)
+        if per_epoch < 2:
+            raise DataError(f"only {per_epoch} training images; need at least 2 (use a larger "
+                            "training split: lower the validation size or raise train_subset)")
+        model.to(device)
+        if recipe.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.train_feed = Feeder(train, None, device, self.stats, recipe.resolution,
+                                 recipe.channels_last)
+        self.val_feed = Feeder(val, None, device, self.stats, recipe.resolution,
+                               recipe.channels_last)
+        self.batch_size = min(recipe.batch_size, per_epoch)
+        self.steps_per_epoch = per_epoch // self.batch_size  # the last partial batch is dropped
+        self.amp_dtype, use_scaler = amp_settings(recipe, device)
+        self.opt = make_optimizer(model, recipe)
+        self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val_accuracy = -1.0
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def images_per_epoch(self) -> int:
+        return self.steps_per_epoch * self.batch_size
+
+    def _order(self) -> np.ndarray:
+        """The epoch's training images, in batch order (rows of the training set)."""
+        if self.pool is not None:
+            return self.pool[self.rng.permutation(len(self.pool))]
+        return self.rng.permutation(self.train_feed.n)[: self.images_per_epoch]
+
+    def train_epoch(self, time_left: float | None = None, validate: bool = True) -> EpochResult:
+        """Train one epoch, then (``validate``) score the validation split.
+
+        ``time_left``: seconds of training this epoch may take; past it the epoch stops
+        with status ``timeout`` (except on the run's very last step, which is finished).
+        """
+        model, r, dev, bs = self.model, self.recipe, self.device, self.batch_size
+        model.train()
+        order = self._order()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        status, seen, lr = "ok", 0, r.lr
+        final_epoch = self.epoch == r.epochs - 1
+        t0 = time.perf_counter()
+        for b in range(self.steps_per_epoch):
+            lr = lr_at(r, self.step, self.steps_per_epoch)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            idx = order[b * bs:(b + 1) * bs]
+            if self.before_step is not None:
+                self.before_step(self.step)
+            x, y = self.train_feed.batch(idx, r.augment, self.gen)
+            with autocast(dev, self.amp_dtype):
+                logits = model(x)
+            logits = logits.float()
+            loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.opt)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.opt.step()
+            self.step += 1
+            seen += 1
+            loss_sum += loss.detach().double()
+            correct += (logits.detach().argmax(1) == y).sum()
+            last = b == self.steps_per_epoch - 1
+            if (self.step % FINITE_CHECK_EVERY == 0 or last) and not torch.isfinite(loss_sum):
+                status = "diverged"
+                break
+            if (time_left is not None and not (last and final_epoch)
+                    and time.perf_counter() - t0 > time_left):
+                status = "timeout"
+                break
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        train_seconds = time.perf_counter() - t0
+        train_loss = loss_sum.item() / max(seen, 1)
+        train_acc = correct.item() / max(seen * bs, 1)
+        ips = seen * bs / max(train_seconds, 1e-9)
+        if status != "ok" or not validate:
+            return EpochResult(self.epoch + 1, status, self.step, seen, lr, train_loss,
+                               train_acc, train_seconds, None, None, 0.0, ips)
+        t1 = time.perf_counter()
+        val_acc, val_loss = self.evaluate()
+        self.epoch += 1
+        if val_acc > self.best_val_accuracy:
+            self.best_val_accuracy, self.best_epoch = val_acc, self.epoch
+            self.best_state = _cpu_state(model)
+        result = EpochResult(self.epoch, status, self.step, seen, lr, train_loss, train_acc,
+                             train_seconds, val_acc, val_loss, time.perf_counter() - t1, ips)
+        self.history.append({**result.row(), "best_val_accuracy": self.best_val_accuracy})
+        return result
+
+    def evaluate(self, feeder: Feeder | None = None) -> tuple[float, float]:
+        """Accuracy and loss on ``feeder`` (default: the validation split)."""
+        return evaluate_feeder(self.model, feeder or self.val_feed, self.recipe.eval_batch_size,
+                               self.device, self.amp_dtype)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next epoch depends on (weights, optimizer, RNGs, history, best)."""
+        cuda = (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+        return {"epoch": self.epoch, "step": self.step, "model": _cpu_state(self.model),
+                "optimizer": self.opt.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                "best_model": self.best_state, "best_val_accuracy": self.best_val_accuracy,
+                "best_epoch": self.best_epoch, "history": copy.deepcopy(self.history),
+                "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
+                        "cuda": cuda, "augment": self.gen.get_state()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best_state = state["best_model"]
+        self.best_val_accuracy = float(state["best_val_accuracy"])
+        self.best_epoch = int(state["best_epoch"])
+        self.history = [dict(r) for r in state["history"]]
+        rng = state["rng"]
+        self.rng.bit_generator.state = rng["numpy"]
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.gen.set_state(rng["augment"])
+
+    def load_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+

@@ -1,0 +1,459 @@
+"""Full training of one spec: checkpoint every epoch, stop early, test the best weights,
+export the model.
+
+The recipe is the paper's (REFERENCE.md, "Training recipe of the paper"): TF-style RMSProp
+(decay 0.9, momentum 0.9, eps 1e-3), weight decay 1e-5, a learning rate that decays by 0.97
+every 2.4 epochs after a linear warm-up, stochastic depth and dropout from the spec, plus the
+TF reference's label smoothing 0.1 and 5-epoch warm-up. The paper's 0.256 is for batch 4096;
+the default here scales it linearly (0.016 per 256 images, as the TF reference does).
+Validation images are held out of the *training* set (``val_size``); early stopping and the
+kept "best" weights look at them only. The test split is scored once, at the end, with the
+best weights. A short run (a few hundred steps) needs a lower lr than the recipe's.
+
+The run folder (``out``) gets ``last.pt`` (everything needed to continue exactly: model,
+optimizer, step, epoch, best weights, RNG states, the resolved settings) and ``best.pt``
+after every epoch, ``train.csv`` (one row per epoch), TensorBoard scalars in
+``tensorboard/``, and at the end ``metrics.json`` and the exported model (``model.pt``).
+
+The epochs are the training engine's (:class:`~nas.training.engine.Engine`), the same step
+as a proxy run's; this module adds what a long run needs around them. The command line is
+:mod:`nas.cli.train` (``python -m nas.train``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from nas.arch.builder import build_model
+from nas.arch.cost import count
+from nas.arch.io import load_spec
+from nas.arch.rounding import as_trained
+from nas.arch.spec import ArchSpec, spec_to_dict
+from nas.core.errors import ConfigError, NasError
+from nas.core.files import write_csv, write_text_atomic
+from nas.data import DataSplits, load_splits
+from nas.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    EXPORTS,
+    check_export_available,
+    export_model,
+    json_safe,
+    save_atomic,
+)
+from nas.training.device import (
+    DEVICES,
+    bn_momentum_override,
+    pick_device,
+    torch_threads,
+)
+from nas.training.engine import Engine, EpochResult
+from nas.training.feeder import Feeder
+from nas.training.recipe import Recipe
+
+CSV_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_accuracy", "val_loss",
+               "best_val_accuracy", "train_seconds", "eval_seconds", "images_per_second")
+# Batch-norm "auto": the spec's momentum (TF's 0.01, a 100-step average), raised where an
+# epoch is short so that the running statistics average over at most this fraction of an
+# epoch (and never faster than PyTorch's 0.1). Measured: B0 at width 0.5 on 5,000-image
+# epochs (39 steps) reached 66 % training but 10 % validation accuracy after 4 epochs with a
+# 0.03 momentum, 61 % with 0.1: the running statistics lagged the weights.
+_BN_WINDOW_EPOCHS = 0.1
+_BN_MAX_MOMENTUM = 0.1
+_LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096
+_WARMUP_EPOCHS = 5.0  # the TF reference's warm-up
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The resolved settings of a run: every default filled in, written into ``last.pt`` and
+    ``metrics.json``. ``None`` means "derive it" before the run starts (see :func:`resolve`)."""
+
+    spec: str
+    dataset: str | None = None
+    data: str | None = None
+    resolution: int | None = None  # None: the data's native size
+    width_mult: float | None = None
+    dropout: float | None = None  # None: the spec's
+    drop_path_rate: float | None = None  # None: the spec's
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    lr: float | None = None  # None: 0.016 * batch_size / 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    schedule: str = "exponential"
+    warmup_epochs: float | None = None  # None: 5, at most a tenth of the epochs
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    label_smoothing: float = 0.1
+    bn_momentum: float | None = None  # None: auto
+    augment: bool = False
+    val_size: int | float = 5000
+    train_subset: int | None = None
+    patience: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    max_epochs_time: float | None = None
+    export: str = "torchscript"
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}; the checkpoint was "
+                              "written by another version of nas.train")
+        return cls(**dict(d))
+
+    def recipe(self) -> Recipe:
+        """The recipe part as a :class:`~nas.training.recipe.Recipe` (which validates it)."""
+        return _recipe(self)
+
+    proxy_config = recipe  # the name before the recipe had its own
+
+
+# Recipe field -> the flag that sets it, so its one-line errors name nas.train's flags.
+FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "resolution": "--resolution",
+                "width_mult": "--width-mult", "optimizer": "--optimizer", "lr": "--lr",
+                "momentum": "--momentum", "weight_decay": "--weight-decay",
+                "schedule": "--schedule", "warmup_epochs": "--warmup-epochs",
+                "decay_rate": "--decay-rate", "decay_epochs": "--decay-epochs",
+                "label_smoothing": "--label-smoothing", "augment": "--augment", "seed": "--seed",
+                "bn_momentum": "--bn-momentum", "num_threads": "--threads",
+                "train_subset": "--train-subset"}
+
+
+def _recipe(c: TrainConfig) -> Recipe:
+    d = {"epochs": c.epochs, "batch_size": c.batch_size, "resolution": c.resolution,
+         "width_mult": 1.0 if c.width_mult is None else c.width_mult,
+         "optimizer": c.optimizer, "lr": c.lr, "momentum": c.momentum,
+         "weight_decay": c.weight_decay, "schedule": c.schedule,
+         "warmup_epochs": c.warmup_epochs, "decay_rate": c.decay_rate,
+         "decay_epochs": c.decay_epochs, "label_smoothing": c.label_smoothing,
+         "augment": c.augment, "seed": c.seed, "amp": c.amp, "bn_momentum": c.bn_momentum,
+         "num_threads": c.threads, "train_subset": c.train_subset, "channels_last": True}
+    try:
+        return Recipe.from_dict({k: v for k, v in d.items() if v is not None})
+    except ConfigError as e:
+        msg = str(e)
+        key = msg.split(":", 1)[0]
+        if key in FLAGS:
+            msg = FLAGS[key] + msg[len(key):]
+        raise ConfigError(msg) from None
+
+
+def resolve(c: TrainConfig) -> TrainConfig:
+    """Fill in the defaults that derive from other settings (before any data is read)."""
+    lr = c.lr if c.lr is not None else _LR_PER_256 * c.batch_size / 256
+    warm = c.warmup_epochs if c.warmup_epochs is not None else min(_WARMUP_EPOCHS, c.epochs / 10)
+    return replace(c, lr=lr, warmup_epochs=warm)
+
+
+def check(c: TrainConfig) -> None:
+    """Settings that the recipe does not know; one-line errors naming the flag."""
+    for key, flag in (("dropout", "--dropout"), ("drop_path_rate", "--drop-path-rate")):
+        v = getattr(c, key)
+        if v is not None and not 0.0 <= v < 1.0:
+            raise ConfigError(f"{flag}: got {v!r}; use a rate in [0, 1)")
+    if c.patience is not None and c.patience < 1:
+        raise ConfigError(f"--patience: got {c.patience!r}; use a number of epochs >= 1 (leave "
+                          "it out for no early stopping)")
+    if c.max_epochs_time is not None and not c.max_epochs_time > 0:
+        raise ConfigError(f"--max-epochs-time: got {c.max_epochs_time!r}; use a time > 0")
+    if isinstance(c.val_size, float) and not 0.0 < c.val_size < 1.0:
+        raise ConfigError(f"--val-size: got {c.val_size!r}; use an image count >= 1 or a "
+                          "fraction in (0, 1)")
+    if isinstance(c.val_size, int) and c.val_size < 1:
+        raise ConfigError(f"--val-size: got {c.val_size!r}; use an image count >= 1 (the "
+                          "validation set drives early stopping and the best weights)")
+    if c.export not in EXPORTS:
+        raise ConfigError(f"--export: got {c.export!r}; use one of {', '.join(EXPORTS)}")
+    if c.device not in DEVICES:
+        raise ConfigError(f"--device: got {c.device!r}; use one of {', '.join(DEVICES)}")
+
+
+
+class Diverged(NasError):
+    """The training loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def load_data(c: TrainConfig) -> DataSplits:
+    image_size = None
+    if (c.dataset or "").lower() in ("imagefolder", "image-folder"):
+        image_size = c.resolution  # image folders are resized at load time anyway
+    if c.dataset is None and c.data is not None and Path(c.data).expanduser().is_dir():
+        return load_splits(c.data, val_size=c.val_size, seed=c.seed, image_size=image_size)
+    return load_splits(c.dataset or "fashion-mnist", path=c.data, val_size=c.val_size,
+                       seed=c.seed, image_size=image_size)
+
+
+def make_spec(c: TrainConfig) -> ArchSpec:
+    """The spec as this run trains it (width, dropout and drop path applied, named)."""
+    spec = as_trained(load_spec(c.spec), width=c.width_mult, dropout=c.dropout,
+                      drop_path_rate=c.drop_path_rate)
+    if not spec.name:
+        spec = spec.replace(name=Path(c.spec).stem)
+    return spec
+
+
+def auto_bn_momentum(spec_momentum: float, steps_per_epoch: int) -> float:
+    window = _BN_WINDOW_EPOCHS * steps_per_epoch  # steps the running average should span
+    wanted = min(_BN_MAX_MOMENTUM, 1.0 / max(window, 1.0))
+    return float(max(spec_momentum, round(wanted, 4)))
+
+
+def default_out(spec_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec_name) or "spec"
+    return str(Path("runs") / f"train-{safe}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+@dataclass
+class FitResult:
+    """How a run ended: ``status`` is completed, early_stopped, time_limit, diverged or
+    interrupted; ``metrics`` is what ``metrics.json`` holds (None when interrupted)."""
+
+    status: str
+    metrics: dict[str, Any] | None
+    epoch: int
+
+
+@dataclass
+class _Session:
+    """What one invocation works with, beside the engine's own state."""
+
+    c: TrainConfig
+    spec: ArchSpec
+    splits: DataSplits
+    out: Path
+    command: str
+    prior_seconds: float  # wall time of earlier invocations of this run
+    t_start: float
+    say: Callable[[str], None]
+
+
+def fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = None,
+        command: str = "", say: Callable[[str], None] | None = None) -> FitResult:
+    """Train ``spec`` as ``c`` says (continuing ``checkpoint``, a ``last.pt``, if given).
+
+    Progress lines go to ``say`` (default: print). A KeyboardInterrupt ends the run with
+    status ``interrupted``; ``last.pt`` holds the last finished epoch.
+    """
+    t_start = time.perf_counter()
+    say = say or (lambda line: print(line, flush=True))
+    recipe = c.recipe()
+    check_export_available(c.export)
+    dev = pick_device(c.device)
+
+    fork = [dev.index or 0] if dev.type == "cuda" else []
+    with torch_threads(c.threads), torch.random.fork_rng(devices=fork):
+        splits = load_data(c)
+        if c.resolution is None:
+            c = replace(c, resolution=splits.image_size)
+        torch.manual_seed(c.seed)
+        model = build_model(spec, num_classes=splits.num_classes, in_channels=splits.in_channels)
+        engine = Engine(model, splits.train, splits.val, recipe.replace(resolution=c.resolution),
+                        dev, resample_subset=True)
+        if c.bn_momentum is None:
+            c = replace(c, bn_momentum=auto_bn_momentum(spec.bn_momentum,
+                                                        engine.steps_per_epoch))
+        prior_seconds = 0.0
+        if checkpoint is not None:
+            if checkpoint["data"] != splits.describe():
+                raise ConfigError(f"the data set differs from the one {c.out}/last.pt was "
+                                  f"trained on ({checkpoint['data']}); pass the same --data")
+            if checkpoint["epochs_planned"] != c.epochs and c.schedule == "cosine":
+                say(f"note: --epochs {checkpoint['epochs_planned']} -> {c.epochs} changes the "
+                    "cosine schedule from here on")
+            engine.load_state_dict(checkpoint)
+            prior_seconds = float(checkpoint["seconds"])
+        s = _Session(c, spec, splits, Path(c.out), command, prior_seconds, t_start, say)
+        s.out.mkdir(parents=True, exist_ok=True)
+        say(f"training {spec.name} on {splits.name} ({len(splits.train)} train / "
+            f"{len(splits.val)} val images, {engine.images_per_epoch} per epoch) at "
+            f"{c.resolution} px on {dev.type}: {c.epochs} epochs, {c.optimizer} lr {c.lr:g}, "
+            f"{c.schedule}; out {s.out}")
+        if checkpoint is not None:
+            say(f"resumed at epoch {engine.epoch} (best val {engine.best_val_accuracy:.4f} "
+                f"at epoch {engine.best_epoch})")
+
+        from torch.utils.tensorboard import SummaryWriter
+        # On resume, drop the events of epochs logged after the checkpoint was written.
+        tb = SummaryWriter(log_dir=str(s.out / "tensorboard"),
+                           purge_step=engine.epoch + 1 if checkpoint is not None else None)
+        try:
+            with bn_momentum_override(model, c.bn_momentum):
+                status, reason = _epochs(engine, s, tb)
+        except KeyboardInterrupt:
+            tb.close()
+            return FitResult("interrupted", None, engine.epoch)
+        if engine.best_state is None:
+            tb.close()
+            raise NasError(f"no epoch finished ({reason or status}); nothing to test or export")
+        metrics = _finish(engine, s, tb, status, reason)
+    return FitResult(status, metrics, engine.epoch)
+
+
+def _epoch(engine: Engine) -> EpochResult:
+    e = engine.train_epoch()
+    if e.status == "diverged":
+        raise Diverged(f"training diverged in epoch {e.epoch} (non-finite loss at lr "
+                       f"{e.lr:.3g}); lower --lr or raise --warmup-epochs")
+    return e
+
+
+def _epochs(engine: Engine, s: _Session, tb: Any) -> tuple[str, str]:
+    """The epoch loop: train, validate, log, checkpoint. Returns (status, reason)."""
+    c = s.c
+    session_start, session_epochs = time.perf_counter(), 0
+    while engine.epoch < c.epochs:
+        if c.patience is not None and engine.epoch - engine.best_epoch >= c.patience:
+            return "early_stopped", (f"no validation improvement for {c.patience} epochs "
+                                     f"after epoch {engine.best_epoch}")
+        if c.max_epochs_time is not None and session_epochs:
+            spent = time.perf_counter() - session_start
+            per = spent / session_epochs
+            if spent + per > c.max_epochs_time:
+                return "time_limit", (f"--max-epochs-time {c.max_epochs_time:g} s: another "
+                                      f"epoch (~{per:.0f} s) would not fit; continue with "
+                                      f"--resume --out {s.out}")
+        try:
+            _epoch(engine)
+        except Diverged as e:
+            return "diverged", str(e)
+        session_epochs += 1
+        row = engine.history[-1]
+        _log_epoch(tb, row)
+        tb.flush()
+        s.say(_epoch_line(row, c.epochs, engine.best_epoch))
+        _save_epoch(engine, s)
+    return "completed", ""
+
+
+def _save_epoch(engine: Engine, s: _Session) -> None:
+    """``best.pt`` (when this epoch is the best), then ``last.pt`` and ``train.csv``."""
+    state = engine.state_dict()
+    state.update(format=CHECKPOINT_FORMAT, config=s.c.to_dict(), spec=spec_to_dict(s.spec),
+                 data=s.splits.describe(), epochs_planned=s.c.epochs, command=s.command,
+                 seconds=s.prior_seconds + time.perf_counter() - s.t_start)
+    if engine.best_epoch == engine.epoch:
+        save_atomic({"format": CHECKPOINT_FORMAT, "model": state["best_model"],
+                     "epoch": engine.epoch, "val_accuracy": engine.best_val_accuracy,
+                     "spec": state["spec"], "config": state["config"],
+                     "num_classes": s.splits.num_classes, "in_channels": s.splits.in_channels,
+                     "preprocess": _preprocess(s.c, s.splits, engine.stats)},
+                    s.out / "best.pt")
+    save_atomic(state, s.out / "last.pt")
+    write_csv(s.out / "train.csv", CSV_COLUMNS,
+              ([f"{r[k]:.6g}" if isinstance(r[k], float) else r[k] for k in CSV_COLUMNS]
+               for r in engine.history))
+
+
+def _finish(engine: Engine, s: _Session, tb: Any, status: str, reason: str
+            ) -> dict[str, Any]:
+    """Test the best weights, export them, write ``metrics.json``; returns the metrics."""
+    c, splits, model = s.c, s.splits, engine.model
+    engine.load_best()
+    test_acc = test_loss = None
+    if splits.test is not None:
+        feed = Feeder(splits.test, None, engine.device, engine.stats, c.resolution,
+                      engine.recipe.channels_last)
+        test_acc, test_loss = engine.evaluate(feed)
+        tb.add_scalar("test/accuracy", test_acc, engine.best_epoch)
+        tb.add_scalar("test/loss", test_loss, engine.best_epoch)
+    tb.close()
+
+    preprocess = _preprocess(c, splits, engine.stats)
+    exported = None
+    if c.export != "none":
+        sample = splits.test if splits.test is not None else splits.val
+        x, _ = Feeder(sample, None, torch.device("cpu"), engine.stats, c.resolution,
+                      False).batch(np.arange(min(8, len(sample))))
+        exported = export_model(model, x, c.export, s.out, preprocess)
+
+    train_seconds = sum(r["train_seconds"] for r in engine.history)
+    trained = count(s.spec, c.resolution, splits.num_classes, splits.in_channels)
+    native = count(s.spec, None, splits.num_classes, splits.in_channels)
+    metrics = {
+        "spec": s.spec.name, "status": status, "reason": reason,
+        "epochs_run": engine.epoch, "epochs_planned": c.epochs,
+        "best_epoch": engine.best_epoch, "best_val_accuracy": engine.best_val_accuracy,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "test_images": None if splits.test is None else len(splits.test),
+        "params": trained.params,
+        "macs": {"trained_resolution": c.resolution, "at_trained_resolution": trained.macs,
+                 "spec_resolution": s.spec.resolution, "at_spec_resolution": native.macs,
+                 "num_classes": splits.num_classes, "in_channels": splits.in_channels},
+        "seconds": s.prior_seconds + time.perf_counter() - s.t_start,
+        "train_seconds": train_seconds,
+        "images_per_second": (engine.images_per_epoch * len(engine.history)
+                              / max(train_seconds, 1e-9)),
+        "steps": engine.step, "images_per_epoch": engine.images_per_epoch,
+        "val_curve": engine.history, "data": splits.describe(), "preprocess": preprocess,
+        "export": exported, "device": str(engine.device), "threads": torch.get_num_threads(),
+        "command": s.command, "config": c.to_dict(), "spec_dict": spec_to_dict(s.spec),
+    }
+    write_text_atomic(s.out / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
+    return metrics
+
+
+def _preprocess(c: TrainConfig, splits: DataSplits, stats: tuple[tuple[float, ...], ...]
+                ) -> dict[str, Any]:
+    return {"resolution": c.resolution, "in_channels": splits.in_channels,
+            "mean": list(stats[0]), "std": list(stats[1]),
+            "note": "pixels scaled to [0, 1], resized (bilinear) to resolution, then "
+                    "(x - mean) / std per channel",
+            "class_names": list(splits.train.class_names)}
+
+
+def _log_epoch(tb: Any, row: dict[str, Any]) -> None:
+    e = row["epoch"]
+    for key, tag in (("train_loss", "train/loss"), ("train_accuracy", "train/accuracy"),
+                     ("lr", "train/lr"), ("images_per_second", "train/images_per_second"),
+                     ("val_accuracy", "val/accuracy"), ("val_loss", "val/loss"),
+                     ("best_val_accuracy", "val/best_accuracy")):
+        tb.add_scalar(tag, row[key], e)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int, best_epoch: int) -> str:
+    mark = " *" if best_epoch == row["epoch"] else ""
+    return (f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  "
+            f"train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}{mark}  "
+            f"lr {row['lr']:.3g}  {row['train_seconds'] + row['eval_seconds']:.1f} s  "
+            f"{row['images_per_second']:.0f} img/s")
+
+
+def summary_lines(m: dict[str, Any], out: Path) -> list[str]:
+    """What a finished run prints: its status, the key numbers, the files it wrote."""
+    from nas.arch.units import format_macs
+    mc = m["macs"]
+    test = ("no test split" if m["test_accuracy"] is None
+            else f"test accuracy {m['test_accuracy']:.4f} ({m['test_images']} images)")
+    exported = f", {m['export']['path']}" if m["export"] else ""
+    return [f"{m['status']}{': ' + m['reason'] if m['reason'] else ''}",
+            f"{m['spec']}: best val {m['best_val_accuracy']:.4f} at epoch {m['best_epoch']}/"
+            f"{m['epochs_run']}; {test}; {m['params'] / 1e6:.3f}M params, "
+            f"{format_macs(mc['at_trained_resolution'])} MACs at {mc['trained_resolution']} px "
+            f"({format_macs(mc['at_spec_resolution'])} at {mc['spec_resolution']} px); "
+            f"{m['seconds']:.0f} s, {m['images_per_second']:.0f} img/s",
+            f"wrote {out}/: metrics.json, train.csv, best.pt, last.pt{exported}, tensorboard/"]

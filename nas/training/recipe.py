@@ -1,0 +1,228 @@
+"""The recipe: how a model is trained, as one frozen dataclass with one validator.
+
+A proxy run and full training differ only in their recipe (and in what the caller does
+around the epochs: checkpoints, early stopping). ``ProxyConfig`` is the recipe's older name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from nas.core.checks import is_int, is_number
+from nas.core.errors import ConfigError, where
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+SCHEDULES = ("cosine", "constant", "step", "exponential")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained: a proxy run (a short recipe) and full training (a long one)
+    are the same settings. Fields and their meaning:
+
+    epochs            passes over the training subset.
+    train_subset      training images per epoch: a seeded random subset fixed for the run
+                      (None = all; larger than the training set = all).
+    batch_size        training batch size (the last partial batch of an epoch is dropped).
+    resolution        resize inputs on the fly to this many pixels (None = native size).
+    width_mult        width multiplier for the child; stored here, applied by the caller to
+                      the spec before building (``nas.scale_spec(spec, width=...)``).
+    optimizer         sgd (Nesterov when momentum > 0) | rmsprop (alpha 0.9 as TF's decay,
+                      eps 1e-3, which PyTorch adds outside the square root, unlike TF)
+                      | adam | adamw. ``momentum`` is used by sgd and rmsprop.
+    lr, momentum, weight_decay
+                      weight decay applies to weights with more than one dimension, not to
+                      biases or batch-norm parameters.
+    schedule          cosine (to 0) | constant | step (``lr * decay_rate ** floor(e /
+                      decay_epochs)``) | exponential (``lr * decay_rate ** (e / decay_epochs)``),
+                      ``e`` in fractional epochs; after ``warmup_epochs`` of linear warm-up.
+    label_smoothing   cross-entropy label smoothing in [0, 1).
+    augment           random crop (zero padding size // 8) and horizontal flip.
+    seed              draws the subset, batch order, augmentation, dropout.
+    amp               auto (bf16 autocast on CUDA where supported, else fp16 with loss
+                      scaling; off on CPU) | off | bf16 | fp16 (CUDA only).
+    bn_momentum       batch-norm momentum (PyTorch convention) used while training, restored
+                      afterwards; None = keep the model's. Specs carry TF's 0.01 (decay 0.99),
+                      which leaves the running statistics mostly at their initial values
+                      after the hundred-odd steps of a proxy run, so evaluation is garbage;
+                      0.1 makes them track the weights.
+    eval_batch_size   batch size for evaluation.
+    channels_last     use channels-last memory format for model and inputs (on CPU about
+                      2.5x faster for MBConv networks: oneDNN's depthwise kernels).
+    num_threads       torch.set_num_threads during training (restored afterwards); None = leave.
+    max_seconds       cap on training time (evaluation not included); None = no cap.
+    """
+
+    epochs: int = 1
+    train_subset: int | None = None
+    batch_size: int = 128
+    resolution: int | None = None
+    width_mult: float = 1.0
+    # The optimiser defaults are the measured proxy recipe (configs/proxy-default.yaml).
+    optimizer: str = "rmsprop"
+    lr: float = 0.0015
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.3
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    label_smoothing: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    amp: str = "auto"
+    bn_momentum: float | None = 0.1
+    eval_batch_size: int = 512
+    channels_last: bool = True
+    num_threads: int | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self, None)
+
+    def replace(self, **changes: Any) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML/JSON-safe); ``Recipe.from_dict(cfg.to_dict()) == cfg``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str | None = None) -> "Recipe":
+        """Build from plain data strictly: unknown keys, wrong types and bad ranges raise
+        :class:`~nas.core.errors.ConfigError` naming the key (and ``source``, the file)."""
+        if d is None:
+            d = {}
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{where(source, 'top level')}: expected a mapping of proxy "
+                              f"settings, got {type(d).__name__}")
+        unknown = sorted(str(k) for k in d if k not in _FIELDS)
+        if unknown:
+            raise ConfigError(f"{where(source, unknown[0])}: unknown proxy setting; allowed: "
+                              f"{', '.join(_FIELDS)}")
+        kwargs = {}
+        for k, v in d.items():
+            kwargs[k] = _coerce(k, v, source)
+        _validate(_Overlay(kwargs), source)  # first, so the error names the file
+        return cls(**kwargs)
+
+
+class _Overlay:
+    """The defaults overlaid with ``kwargs``: validated before construction."""
+
+    def __init__(self, kwargs: Mapping[str, Any]) -> None:
+        for f in dataclasses.fields(Recipe):
+            setattr(self, f.name, kwargs.get(f.name, f.default))
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
+# kind of each field: int, num (int or float), str, bool; "?" = None allowed
+_KINDS = {"epochs": "int", "train_subset": "int?", "batch_size": "int", "resolution": "int?",
+          "width_mult": "num", "optimizer": "str", "lr": "num", "momentum": "num",
+          "weight_decay": "num", "schedule": "str", "warmup_epochs": "num", "decay_rate": "num",
+          "decay_epochs": "num", "label_smoothing": "num", "augment": "bool", "seed": "int",
+          "amp": "str", "bn_momentum": "num?", "eval_batch_size": "int", "channels_last": "bool",
+          "num_threads": "int?",
+          "max_seconds": "num?"}
+assert set(_KINDS) == set(_FIELDS)
+
+
+def _coerce(key: str, v: Any, source: str | None) -> Any:
+    kind = _KINDS[key]
+    if v is None:
+        if kind.endswith("?"):
+            return None
+        raise ConfigError(f"{where(source, key)}: got null; this setting needs a value")
+    kind = kind.rstrip("?")
+    ok = {"int": is_int, "num": is_number, "str": lambda x: isinstance(x, str),
+          "bool": lambda x: isinstance(x, bool)}[kind](v)
+    if not ok:
+        what = {"int": "an integer", "num": "a finite number", "str": "a string",
+                "bool": "true or false"}[kind]
+        hint = (" (YAML reads 3e8 as a string: write 3.0e+8)" if isinstance(v, str)
+                and kind in ("int", "num") else "")
+        raise ConfigError(f"{where(source, key)}: got {v!r}; expected {what}{hint}")
+    if kind == "int":
+        return int(v)
+    if kind == "num":
+        return float(v)
+    return v
+
+
+def _validate(c: Any, source: str | None) -> None:
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(f"{where(source, key)}: got {getattr(c, key)!r}; {msg}")
+
+    for key in _FIELDS:  # types, for direct construction (from_dict has already coerced)
+        v, kind = getattr(c, key), _KINDS[key]
+        if v is None and kind.endswith("?"):
+            continue
+        kind = kind.rstrip("?")
+        good = {"int": is_int, "num": is_number, "str": lambda x: isinstance(x, str),
+                "bool": lambda x: isinstance(x, bool)}[kind](v)
+        if not good:
+            fail(key, {"int": "expected an integer", "num": "expected a finite number",
+                       "str": "expected a string", "bool": "expected true or false"}[kind])
+    if c.epochs < 1:
+        fail("epochs", "use an integer >= 1")
+    if c.train_subset is not None and c.train_subset < 2:
+        fail("train_subset", "use an image count >= 2, or null for the whole training set")
+    if c.batch_size < 2:
+        fail("batch_size", "use an integer >= 2 (batch norm needs two images)")
+    if c.resolution is not None and c.resolution < 4:
+        fail("resolution", "use an integer >= 4 (pixels), or null for the native size")
+    if not 0.0 < c.width_mult <= 10.0:
+        fail("width_mult", "use a multiplier in (0, 10]")
+    if c.optimizer not in OPTIMIZERS:
+        fail("optimizer", f"use one of {', '.join(OPTIMIZERS)}")
+    if not c.lr > 0.0:
+        fail("lr", "use a learning rate > 0")
+    if not 0.0 <= c.momentum < 1.0:
+        fail("momentum", "use a momentum in [0, 1)")
+    if c.weight_decay < 0.0:
+        fail("weight_decay", "use a weight decay >= 0")
+    if c.schedule not in SCHEDULES:
+        fail("schedule", f"use one of {', '.join(SCHEDULES)}")
+    if c.warmup_epochs < 0.0 or c.warmup_epochs > c.epochs:
+        fail("warmup_epochs", f"use 0 to epochs ({c.epochs}) epochs of warm-up")
+    if not 0.0 < c.decay_rate <= 1.0:
+        fail("decay_rate", "use a decay factor in (0, 1]")
+    if not c.decay_epochs > 0.0:
+        fail("decay_epochs", "use a number of epochs > 0")
+    if not 0.0 <= c.label_smoothing < 1.0:
+        fail("label_smoothing", "use a value in [0, 1)")
+    if c.amp not in AMP_MODES:
+        fail("amp", f"use one of {', '.join(AMP_MODES)}")
+    if c.bn_momentum is not None and not 0.0 < c.bn_momentum <= 1.0:
+        fail("bn_momentum", "use a PyTorch batch-norm momentum in (0, 1], or null to keep the "
+             "model's")
+    if c.eval_batch_size < 1:
+        fail("eval_batch_size", "use an integer >= 1")
+    if c.num_threads is not None and c.num_threads < 1:
+        fail("num_threads", "use an integer >= 1, or null to leave torch's setting alone")
+    if c.max_seconds is not None and not c.max_seconds > 0.0:
+        fail("max_seconds", "use a number of seconds > 0, or null for no cap")
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Read a proxy config from YAML, strictly. ``path`` may name a bundled config
+    (``"proxy-default"``, ``"proxy-smoke"``)."""
+    from pathlib import Path
+
+    from nas.core.files import config_path, read_yaml
+
+    p = Path(path)
+    if not p.exists() and os.sep not in str(path) and not str(path).endswith((".yaml", ".yml")):
+        p = config_path(str(path))
+    return Recipe.from_dict(read_yaml(p, ConfigError), source=str(p))
+
+
+#: The recipe's name in earlier releases (and in the proxy config files' docs).
+ProxyConfig = Recipe
+load_proxy_config = load_recipe
