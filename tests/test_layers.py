@@ -1,0 +1,154 @@
+"""The layers of the code: each package sits on one floor and imports only from lower floors
+(or from itself); torch and Ray enter only where a layer says they may.
+
+The rules are read from the source (every import statement, at module level or inside a
+function), so a new module that breaks them fails here before anyone runs it.
+docs/architecture.md describes the same floors in words.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Bottom to top. A module may import its own package and any package on a lower floor.
+FLOORS: list[tuple[str, ...]] = [
+    ("nas.core",),
+    ("nas.arch",),
+    ("nas.data",),
+    ("nas.training", "controller", "search_space", "scaler"),
+    ("nas.search",),
+    ("nas.cli",),
+    ("nas",),  # the package's own API (nas/__init__.py, the old-path finder)
+]
+# Entry points: thin modules that belong to the command-line floor.
+ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "search": "nas.cli",
+                "scale": "nas.cli", "search_space.__main__": "nas.cli"}
+PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
+
+# Modules that may import torch (directly); everything else must not.
+TORCH_ALLOWED = {
+    "nas.arch.builder",
+    "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
+    "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint",
+    "controller.ppo", "controller.policy",
+    "nas.search.tune_adapter", "nas.search.runlog",
+}
+# Modules that may import Ray: the one adapter.
+RAY_ALLOWED = {"nas.search.tune_adapter"}
+
+
+def _source_modules() -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for pkg in ("nas", "controller", "search_space", "scaler"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            files[".".join(parts)] = path
+    for entry in ("search", "scale"):
+        files[entry] = ROOT / f"{entry}.py"
+    return files
+
+
+MODULES = _source_modules()
+
+
+def package_of(module: str) -> str | None:
+    """The floor-table name a project module belongs to (None: not a project module)."""
+    if module in ENTRY_POINTS:
+        return ENTRY_POINTS[module]
+    parts = module.split(".")
+    if parts[0] not in PROJECT_TOP:
+        return None
+    if parts[0] == "nas":
+        if len(parts) >= 2 and f"nas.{parts[1]}" in {p for f in FLOORS for p in f}:
+            return f"nas.{parts[1]}"
+        return "nas" if len(parts) == 1 or parts[1] == "_compat" else "nas.<unknown>"
+    return parts[0]
+
+
+def floor_of(package: str) -> int:
+    for i, floor in enumerate(FLOORS):
+        if package in floor:
+            return i
+    raise AssertionError(f"{package} is on no floor; add it to FLOORS")
+
+
+def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
+    """(imported module, line) for every import in the file; ``from a import b`` yields
+    ``a.b`` when ``a.b`` is a project module (a submodule), else ``a``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import"
+            base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.append((sub if sub in MODULES else base, node.lineno))
+    return out
+
+
+def test_every_project_module_is_on_a_floor():
+    for module in MODULES:
+        package = package_of(module)
+        assert package is not None and package != "nas.<unknown>", module
+        floor_of(package)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_only_go_down(module):
+    package = package_of(module)
+    here = floor_of(package)
+    for imported, line in imports_of(MODULES[module], module):
+        target = package_of(imported)
+        if target is None:
+            continue
+        assert target != "nas.<unknown>", (
+            f"{module}:{line} imports {imported}, which is not a module of the layered "
+            "package (an old path? see nas/_compat.py)")
+        if target == package:
+            continue
+        there = floor_of(target)
+        assert there < here, (
+            f"{module}:{line} imports {imported} ({target}, floor {there}) from floor {here} "
+            f"({package}): imports must go down a floor (see docs/architecture.md)")
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_torch_and_ray_enter_only_where_allowed(module):
+    for imported, line in imports_of(MODULES[module], module):
+        top = imported.split(".")[0]
+        if top == "torch":
+            assert module in TORCH_ALLOWED, f"{module}:{line} imports torch"
+        if top == "ray":
+            assert module in RAY_ALLOWED, f"{module}:{line} imports Ray (only the adapter may)"
+
+
+def test_the_rules_catch_an_import_that_goes_up(tmp_path):
+    # The checker itself: a lower floor importing a higher one, and torch where it may not go.
+    bad = tmp_path / "bad.py"
+    bad.write_text("from nas.search.driver import ChildDriver\nimport torch\n")
+    found = imports_of(bad, "nas.arch.bad")
+    assert ("nas.search.driver", 1) in found and ("torch", 2) in found
+    assert floor_of(package_of("nas.search.driver")) > floor_of(package_of("nas.arch.bad"))
+    assert "nas.arch.bad" not in TORCH_ALLOWED
+
+
+def test_the_torch_free_layers_import_without_torch():
+    # At run time too: the model, data, space, strategies' base, scaling and settings.
+    code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.data, nas.training.recipe, "
+            "nas.search.settings, search_space, scaler, controller, nas.cli.search, "
+            "nas.cli.scale; bad = sorted(m for m in ('torch', 'ray') if m in sys.modules); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
