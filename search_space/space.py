@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from nas.arch.rounding import CHANNEL_DIVISOR, round_filters
-from nas.arch.spec import ACTIVATIONS, SKIPS, ArchSpec, StageSpec
+from nas.arch.spec import ACTIVATIONS, SKIPS, ArchSpec, StageSpec, canonical_stage
 from nas.core.checks import is_int, is_number
 from nas.core.errors import SpaceError, SpecError
 from nas.core.files import read_yaml
@@ -175,6 +175,26 @@ class SearchSpace:
         """Number of distinct token sequences (exact integer)."""
         return math.prod(self.sizes())
 
+    def distinct_size(self) -> int:
+        """Number of distinct networks (exact integer): token sequences that the builder builds
+        into the same network (:func:`nas.arch.spec.canonical`) count once.
+
+        Whether a skip choice matters depends on the block's input channels, which the
+        previous block chose, so the count runs block by block over the possible input widths.
+        """
+        prefixes = {int(self.fixed["stem"]): 1}  # input channels -> distinct networks so far
+        for b in self.blocks:
+            grown: dict[int, int] = {}
+            for c_in, n in prefixes.items():
+                stages = {canonical_stage(StageSpec(op=op, kernel=k, stride=b.stride, out=f,
+                                                    repeats=r, expand=e, se=se, skip=skip), c_in)
+                          for op, e in map(op_choice, b.op) for k in b.kernel for se in b.se
+                          for skip in b.skip for f in b.filters for r in b.layers}
+                for st in stages:
+                    grown[st.out] = grown.get(st.out, 0) + n
+            prefixes = grown
+        return sum(prefixes.values()) * math.prod(len(v) for v in self.global_choices.values())
+
     # ------------------------------------------------------------------ tokens <-> specs
 
     def sample_tokens(self, rng: np.random.Generator) -> tuple[int, ...]:
@@ -247,7 +267,8 @@ class SearchSpace:
     def describe(self) -> str:
         """A human-readable table of every decision and its resolved choices."""
         lines = [f"search space {self.name!r} ({len(self._decisions)} decisions, "
-                 f"{self.size():.3e} token sequences, hash {self.hash()})"]
+                 f"{self.size():.3e} token sequences, {self.distinct_size():.3e} distinct "
+                 f"networks, hash {self.hash()})"]
         for d in self._decisions:
             lines.append(f"  {d.name:<16} {', '.join(str(c) for c in d.choices)}")
         return "\n".join(lines)

@@ -129,7 +129,7 @@ def test_evaluated_architectures_are_not_trained_again(space):
                     reward=RewardConfig(), max_duplicate_asks=10)
     assert d.suggest("1")["child"] == 0           # a
     assert d.suggest("2")["child"] == 1           # a again waits; b is issued
-    assert len(d.waiting[a]) == 1
+    assert len(d.waiting[d.key(a)]) == 1
     recs = d.complete("1", ok_result(0.6))
     assert [r.status for r in recs] == [OK, CACHED]   # the waiting twin is told the same reward
     assert strat.told[0][1] == strat.told[1][1]

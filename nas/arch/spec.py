@@ -108,6 +108,43 @@ class ArchSpec:
         return tuple(ins)
 
 
+# --------------------------------------------------------------------------- identity
+
+
+def canonical_stage(stage: StageSpec, in_channels: int) -> StageSpec:
+    """The stage in its one canonical form among those the builder builds into the same layers.
+
+    A skip choice only matters where it changes a layer: ``identity`` adds a shortcut only
+    where the shapes match (stride 1, equal channels), and ``pool`` on a layer whose shapes
+    match *is* the identity shortcut. So ``pool`` becomes ``identity`` when the stage's first
+    layer keeps its shape (every later layer always does), and ``identity`` becomes ``none``
+    on a single layer that changes its shape.
+    """
+    keeps_shape = stage.stride == 1 and in_channels == stage.out
+    if stage.skip == "pool" and keeps_shape:
+        return stage.replace(skip="identity")
+    if stage.skip == "identity" and not keeps_shape and stage.repeats == 1:
+        return stage.replace(skip="none")
+    return stage
+
+
+def canonical(spec: ArchSpec) -> ArchSpec:
+    """``spec`` with every stage canonical, no name and no provenance: two specs build the
+    same network with the same training settings exactly when their canonical forms are
+    equal. Use it (or :func:`identity`) to deduplicate, cache and count networks."""
+    stages = tuple(canonical_stage(st, c) for st, c in zip(spec.stages, spec.stage_inputs()))
+    return dataclasses.replace(spec, stages=stages, name="", meta={})
+
+
+def identity(spec: ArchSpec) -> str:
+    """A short stable hash of the canonical spec (the network and its training settings)."""
+    import hashlib
+    import json
+    d = spec_to_dict(canonical(spec))
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------- validation
 
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(StageSpec))

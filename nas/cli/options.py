@@ -28,7 +28,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="data folder (default: the Fashion-MNIST "
                                                   "install, or NAS_DATA_DIR)")
     p.add_argument("--dataset", help="fashion-mnist (default) | mnist | cifar10 | cifar100 | imagefolder")
-    p.add_argument("--seed", type=int, help="seed of the controller/proxy and the data split")
+    p.add_argument("--seed", type=int, help="the run's seed: the controller, the validation "
+                                            "split, and every child's (with its identity)")
     p.add_argument("--name", help="run name (default: derived from the settings and the time)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -84,5 +85,9 @@ def trial_settings(cfg: dict[str, Any]) -> Any:
 
 
 def data_settings(cfg: dict[str, Any]) -> Any:
+    """The data settings; a ``data.seed`` of null is the run's seed."""
     from nas.data import DataSettings
-    return DataSettings.from_dict(cfg["data"])
+    d = dict(cfg["data"])
+    if d.get("seed") is None:
+        d["seed"] = cfg["seed"]
+    return DataSettings.from_dict(d)

@@ -144,7 +144,8 @@ def settings(cfg: dict[str, Any], trains: bool) -> Any:
         cfg["name"] = f"scale-{base_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
     cfg["out"] = str(out)
-    return ScaleSettings(name=cfg["name"], out=out, baseline=cfg["baseline"], phi=phi,
+    return ScaleSettings(name=cfg["name"], out=out, seed=check_int(cfg["seed"], "seed", 0),
+                         baseline=cfg["baseline"], phi=phi,
                          grid=grid, coefficients=coefficients, rule=cfg["rule"],
                          budgets=budgets, resolution_multiple=multiple, trials=trials,
                          data=data_settings(cfg))

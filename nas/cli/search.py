@@ -27,7 +27,7 @@ from nas.cli.options import (
     trial_settings,
 )
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, run_main
-from nas.core.checks import check_int
+from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
 
 PROG = "search.py"
@@ -67,8 +67,10 @@ def settings(cfg: dict[str, Any]) -> Any:
     if not isinstance(cfg["strategy_options"], dict):
         raise ConfigError("strategy_options: expected a mapping")
     r = cfg["reward"]
-    reward = RewardConfig(target_macs=target_macs, form=r["form"], w=float(r["w"]),
-                          failure_reward=float(r["failure_reward"]))
+    reward = RewardConfig(target_macs=target_macs, form=r["form"],
+                          w=check_number(r["w"], "reward.w"),
+                          failure_reward=check_number(r["failure_reward"], "reward.failure_reward"),
+                          on_timeout=r["on_timeout"])
     t = cfg["target"]
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))

@@ -1,9 +1,15 @@
 """Train one child as a proxy and say what happened, without raising (Ray-free).
 
 The Ray Tune trainable is a thin wrapper around :func:`run_child`. Every outcome is a result
-dict with a ``status``: ``ok``, ``diverged`` (non-finite loss), ``oom`` (out of memory) or
-``failed`` (the spec did not build, or training raised), with the reason in ``error``. Only a
-worker that dies outright produces no result; Tune retries that trial.
+dict with a ``status``: ``ok``; ``timeout`` (the recipe's ``max_seconds`` cut training short;
+``accuracy`` is the partly trained model's); ``diverged`` (non-finite loss); ``oom`` (out of
+memory) or ``failed`` (the spec did not build, or training raised), with the reason in
+``error``. Only a worker that dies outright produces no result; Tune retries that trial.
+
+Seeding. The driver's ``seed`` (drawn from the run seed and the child's identity) seeds the
+initial weights, the training subset, the batch order, the augmentation and dropout, so the
+same child gives the same result whichever worker trains it (bitwise on CPU with one thread;
+on GPU or with several threads, kernels may add run-to-run noise).
 """
 
 from __future__ import annotations
@@ -30,17 +36,18 @@ def run_child(config: Mapping[str, Any], data: DataSplits, proxy: Recipe,
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": "failed", "error": "", "train_seconds": 0.0}
     try:
-        from nas.arch.builder import build_model
         from nas.arch.cost import count_macs
-        from nas.training.proxy import train_proxy
+        from nas.training.proxy import build_seeded, train_proxy
 
         overrides = dict(config.get("proxy") or {})
+        if config.get("seed") is not None:
+            overrides["seed"] = int(config["seed"])
         cfg = proxy.replace(**overrides) if overrides else proxy
         spec = proxy_spec(spec_from_dict(config["spec"]), cfg)
         out["proxy_resolution"] = spec.resolution if cfg.resolution is not None else data.image_size
         out["proxy_macs"] = count_macs(spec, out["proxy_resolution"], data.num_classes,
                                        data.in_channels)
-        model = build_model(spec, num_classes=data.num_classes, in_channels=data.in_channels)
+        model = build_seeded(spec, data.num_classes, data.in_channels, cfg.seed)
 
         def epoch_hook(epoch: int, metrics: dict[str, Any]) -> bool:
             if on_epoch is not None:
@@ -50,7 +57,7 @@ def run_child(config: Mapping[str, Any], data: DataSplits, proxy: Recipe,
         result = train_proxy(model, (data.train, data.val), cfg, device=device,
                              on_epoch=epoch_hook)
         out.update({
-            "status": "ok" if result.status in ("ok", "timeout") else result.status,
+            "status": result.status, "seed": cfg.seed,
             "accuracy": result.accuracy, "val_loss": result.val_loss,
             "train_loss": result.train_loss, "epochs": result.epochs_done,
             "train_seconds": result.train_seconds,

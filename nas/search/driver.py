@@ -6,27 +6,51 @@ state, the results of every child, the proposals still in flight (which are re-i
 after a restart) and the child counter. The Ray Tune adapter (:mod:`nas.search.tune_adapter`) only
 forwards ``suggest``/``complete`` to it and saves :meth:`state_dict` after every result.
 
-A proposal whose architecture was already evaluated in this run is not trained again: its
-recorded result is told to the strategy at once (status ``cached``). One whose architecture
-is being trained right now waits for that result.
+A proposal whose network was already evaluated in this run is not trained again: its
+recorded result is told to the strategy at once (status ``cached``). One whose network is
+being trained right now waits for that result. "The same network" is the canonical spec's
+identity (:func:`nas.arch.spec.identity`) with the child's proxy overrides, not the token
+sequence: two token sequences that build the same network are one child.
+
+Seeds. Every child is trained with a seed drawn from the run's seed and the child's identity
+(:func:`child_seed`): its initial weights, data order and augmentation do not depend on which
+worker trains it or on what that worker trained before, and a child trained again after a
+resume is the same child.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from nas.arch.blockstrings import block_string
 from nas.arch.cost import count
-from nas.arch.spec import ArchSpec, spec_from_dict, spec_to_dict
+from nas.arch.spec import ArchSpec, identity, spec_from_dict, spec_to_dict
 from nas.search.reward import RewardConfig, compute_reward
 
 STATE_FORMAT = 1
 
-# Statuses of a record. Only "ok" children have a real accuracy.
-OK, FAILED, DIVERGED, OOM, CACHED, REFERENCE = "ok", "failed", "diverged", "oom", "cached", "reference"
+# Statuses of a record. "ok" children have a real accuracy; "timeout" children a partial one
+# (training was cut off by the recipe's max_seconds); the others none.
+OK, TIMEOUT, FAILED, DIVERGED, OOM = "ok", "timeout", "failed", "diverged", "oom"
+CACHED, REFERENCE = "cached", "reference"
+
+
+def child_seed(run_seed: int, key: str) -> int:
+    """The seed a child is trained with: a function of the run's seed and its identity only."""
+    digest = hashlib.sha256(f"{int(run_seed)}/{key}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def child_key(spec: ArchSpec, overrides: Mapping[str, Any]) -> str:
+    """What makes two children the same: the canonical network and the proxy overrides."""
+    if not overrides:
+        return identity(spec)
+    return f"{identity(spec)}+{json.dumps(dict(overrides), sort_keys=True)}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,8 @@ class ChildRecord:
     error: str = ""
     policy_version: int = 0
     proxy: Mapping[str, Any] = field(default_factory=dict)
+    identity: str = ""         # child_key: the canonical network (and proxy overrides)
+    seed: int | None = None    # the seed it was trained with
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,12 +119,13 @@ class ChildDriver:
         reference: an extra child trained first and only recorded (e.g. EfficientNet-B0).
         max_duplicate_asks: consecutive proposals that were all evaluated already after which
             the controller is considered converged and the search ends early.
+        seed: the run's seed, from which every child's seed is drawn (:func:`child_seed`).
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], tuple[ArchSpec, dict]], strategy: Any,
                  budget: int, reward: RewardConfig, target: Target = Target(),
                  reference: ArchSpec | None = None, max_duplicate_asks: int = 200,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, seed: int = 0):
         if budget < 1:
             raise ValueError(f"budget must be >= 1, got {budget}")
         self.decode = decode
@@ -109,11 +136,13 @@ class ChildDriver:
         self.reference = reference
         self.max_duplicate_asks = int(max_duplicate_asks)
         self.clock = clock
+        self.seed = int(seed)
         self.records: list[ChildRecord] = []
-        self.results: dict[tuple[int, ...], ChildRecord] = {}   # trained architectures
+        self.results: dict[str, ChildRecord] = {}   # trained networks by child_key
         self.in_flight: dict[str, _Job] = {}
-        self.reissue: list[_Job] = []                           # in flight at the last save
-        self.waiting: dict[tuple[int, ...], list[Any]] = {}     # duplicates of in-flight children
+        self.reissue: list[_Job] = []               # in flight at the last save
+        self.waiting: dict[str, list[Any]] = {}     # duplicates of in-flight children, by key
+        self._keys: dict[tuple[int, ...], str] = {}
         self.issued = 0
         self.reference_done = reference is None
         self.converged = False
@@ -145,11 +174,12 @@ class ChildDriver:
         for _ in range(self.max_duplicate_asks):
             proposal = self.strategy.ask()
             tokens = tuple(proposal.tokens)
-            if tokens in self.results:
-                self._tell_cached(proposal, self.results[tokens])
+            key = self.key(tokens)
+            if key in self.results:
+                self._tell_cached(proposal, self.results[key])
                 continue
-            if any(j.tokens == tokens for j in self.in_flight.values()):
-                self.waiting.setdefault(tokens, []).append(proposal)
+            if any(self.job_key(j) == key for j in self.in_flight.values()):
+                self.waiting.setdefault(key, []).append(proposal)
                 continue
             job = _Job(child=self.issued, tokens=tokens, proposal=proposal, started=self.clock())
             self.issued += 1
@@ -162,13 +192,27 @@ class ChildDriver:
     def _start(self, trial_id: str, job: _Job) -> dict[str, Any]:
         self.in_flight[trial_id] = job
         spec, proxy = self.job_spec(job)
-        return {"child": job.child, "spec": spec_to_dict(spec), "proxy": dict(proxy)}
+        return {"child": job.child, "spec": spec_to_dict(spec), "proxy": dict(proxy),
+                "seed": child_seed(self.seed, self.job_key(job))}
 
     def job_spec(self, job: _Job) -> tuple[ArchSpec, dict]:
         if job.child == -2:
             assert self.reference is not None
             return self.reference, {}
         return self.decode(job.tokens)
+
+    def key(self, tokens: tuple[int, ...]) -> str:
+        """The child key of a token sequence (cached: decoding and hashing cost ~0.1 ms)."""
+        if tokens not in self._keys:
+            spec, proxy = self.decode(tokens)
+            self._keys[tokens] = child_key(spec, proxy)
+        return self._keys[tokens]
+
+    def job_key(self, job: _Job) -> str:
+        if job.child == -2:
+            assert self.reference is not None
+            return child_key(self.reference, {})
+        return self.key(job.tokens)
 
     # ------------------------------------------------------------------ complete
 
@@ -182,10 +226,11 @@ class ChildDriver:
         cost = count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
         result = dict(result or {})
         status, acc, err = _outcome(result, error)
-        if status == OK:
+        if status == OK or (status == TIMEOUT and self.reward_cfg.on_timeout == "partial"):
             reward = compute_reward(acc, cost.macs, self.reward_cfg).reward
         else:
             reward = self.reward_cfg.failure_reward
+        key = self.job_key(job)
         proxy_info = {k: result[k] for k in ("train_seconds", "images_per_second", "epochs",
                                              "val_loss", "train_loss", "proxy_macs",
                                              "proxy_resolution") if k in result}
@@ -197,16 +242,17 @@ class ChildDriver:
             tokens=job.tokens, blocks=block_string(spec), params=cost.params, macs=cost.macs,
             accuracy=acc, reward=reward, seconds=float(result.get("seconds", 0.0)),
             wall_seconds=max(0.0, self.clock() - job.started), error=err,
-            policy_version=version, proxy=proxy_info)
+            policy_version=version, proxy=proxy_info, identity=key,
+            seed=child_seed(self.seed, key))
         if job.child == -2:
             self.reference_done = True
             self.records.append(record)
             return [record]
         self.records.append(record)
-        self.results[job.tokens] = record
+        self.results[key] = record
         new = [record]
         self._tell(job.proposal, reward)
-        for twin in self.waiting.pop(job.tokens, []):
+        for twin in self.waiting.pop(key, []):
             new.append(self._tell_cached(twin, record))
         return new
 
@@ -215,8 +261,9 @@ class ChildDriver:
             child=-1, trial="", status=CACHED, tokens=tuple(proposal.tokens), blocks=original.blocks,
             params=original.params, macs=original.macs, accuracy=original.accuracy,
             reward=original.reward, seconds=0.0, wall_seconds=0.0,
-            error=f"same architecture as child {original.child}",
-            policy_version=getattr(proposal, "version", 0))
+            error=f"same network as child {original.child}",
+            policy_version=getattr(proposal, "version", 0), identity=original.identity,
+            seed=original.seed)
         self.records.append(record)
         self._tell(proposal, original.reward)
         return record
@@ -256,8 +303,8 @@ class ChildDriver:
         pending = [{"child": j.child, "tokens": list(j.tokens),
                     "proposal": None if j.proposal is None else j.proposal.to_dict()}
                    for j in list(self.reissue) + list(self.in_flight.values())]
-        waiting = [{"tokens": list(t), "proposals": [p.to_dict() for p in ps]}
-                   for t, ps in self.waiting.items()]
+        waiting = [{"key": k, "proposals": [p.to_dict() for p in ps]}
+                   for k, ps in self.waiting.items()]
         return {
             "format": STATE_FORMAT,
             "strategy": self.strategy.state_dict(),
@@ -266,6 +313,7 @@ class ChildDriver:
             "waiting": waiting,
             "issued": self.issued,
             "budget": self.budget,
+            "seed": self.seed,
             "reference_done": self.reference_done,
             "converged": self.converged,
             "reference": None if self.reference is None else spec_to_dict(self.reference),
@@ -277,15 +325,23 @@ class ChildDriver:
             raise ValueError(f"unknown driver state format {state.get('format')!r}")
         self.strategy.load_state_dict(state["strategy"])
         self.records = [ChildRecord.from_dict(r) for r in state["records"]]
-        self.results = {r.tokens: r for r in self.records if r.status not in (CACHED, REFERENCE)}
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"the saved search used seed {state['seed']}, not {self.seed}")
+        self.records = [r if r.identity or r.status == REFERENCE
+                        else replace(r, identity=self.key(r.tokens)) for r in self.records]
+        self.results = {r.identity: r for r in self.records
+                        if r.status not in (CACHED, REFERENCE)}
         self.in_flight = {}
         self.reissue = [
             _Job(child=p["child"], tokens=tuple(p["tokens"]),
                  proposal=None if p["proposal"] is None else proposal_type.from_dict(p["proposal"]),
                  started=self.clock())
             for p in state["pending"]]
-        self.waiting = {tuple(w["tokens"]): [proposal_type.from_dict(p) for p in w["proposals"]]
-                        for w in state["waiting"]}
+        self.waiting = {}
+        for w in state["waiting"]:
+            key = w["key"] if "key" in w else self.key(tuple(w["tokens"]))
+            self.waiting.setdefault(key, []).extend(
+                proposal_type.from_dict(p) for p in w["proposals"])
         self.issued = int(state["issued"])
         self.reference_done = bool(state["reference_done"])
         self.converged = bool(state["converged"])
@@ -300,10 +356,10 @@ def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, 
     status = result.get("status")
     if status is None:
         return FAILED, math.nan, "trial ended without a final result"
-    if status != OK:
+    if status not in (OK, TIMEOUT):
         return (status if status in (DIVERGED, OOM) else FAILED), math.nan, \
             str(result.get("error", status))
     acc = result.get("accuracy")
     if not isinstance(acc, (int, float)) or not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
         return DIVERGED, math.nan, f"non-finite or out-of-range accuracy {acc!r}"
-    return OK, float(acc), ""
+    return status, float(acc), str(result.get("error", "")) if status == TIMEOUT else ""

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from nas.core.errors import ConfigError
 
 FORMS = ("soft", "hard")
+ON_TIMEOUT = ("partial", "failure")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class RewardConfig:
     form: str = "soft"
     w: float = -0.07            # exponent of the soft form
     failure_reward: float = 0.0  # what a child that failed, diverged or ran out of memory scores
+    # A child cut off by the recipe's time cap: "partial" scores its partly trained accuracy,
+    # "failure" scores failure_reward. Either way it is marked "timeout", never "ok".
+    on_timeout: str = "partial"
 
     def __post_init__(self) -> None:
         if not isinstance(self.target_macs, int) or self.target_macs <= 0:
@@ -33,6 +37,9 @@ class RewardConfig:
             raise ConfigError(f"reward.w: got {self.w!r}; use a negative exponent such as -0.07")
         if not math.isfinite(self.failure_reward):
             raise ConfigError("reward.failure_reward: must be a finite number such as 0")
+        if self.on_timeout not in ON_TIMEOUT:
+            raise ConfigError(f"reward.on_timeout: got {self.on_timeout!r}; use partial (score the "
+                              "partly trained accuracy) or failure (score failure_reward)")
 
     @property
     def exponents(self) -> tuple[float, float]:

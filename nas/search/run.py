@@ -55,7 +55,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     data = s.data.load()
     strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
     driver = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
-                         reward=s.reward, target=s.target, reference=reference)
+                         reward=s.reward, target=s.target, reference=reference, seed=s.seed)
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         driver.load_state_dict(ta.load_state(out / "driver.pt"), Proposal)
@@ -71,7 +71,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
                               "in_channels": s.target.in_channels},
                    "data": data.name, "proxy": s.trials.recipe.to_dict()}}
     say(f"search {s.name}: {s.strategy} over {space.name} "
-        f"({space.size():.2e} architectures), target {format_macs(s.target_macs)} MACs, "
+        f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} MACs, "
         f"{s.budget} children, {s.trials.workers} workers, data {data.name} "
         f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
@@ -109,7 +109,8 @@ def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
     return {
         "run": name, "finished": driver.finished(), "converged_early": driver.converged,
         "children_trained": len(trained),
-        "children_failed": sum(1 for r in trained if r.status != "ok"),
+        "children_failed": sum(1 for r in trained if r.status not in ("ok", "timeout")),
+        "children_timeout": sum(1 for r in trained if r.status == "timeout"),
         "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
         "session_seconds": round(seconds, 1),
         "children_seconds": round(sum(r.seconds for r in trained), 1),
@@ -124,8 +125,9 @@ def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
 def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     """What a finished search prints."""
     from nas.arch.units import format_macs
-    lines = [f"done: {s['children_trained']} children ({s['children_failed']} failed) in "
-             f"{s['session_seconds']:.0f} s"]
+    timeouts = f", {s['children_timeout']} timed out" if s.get("children_timeout") else ""
+    lines = [f"done: {s['children_trained']} children ({s['children_failed']} failed{timeouts}) "
+             f"in {s['session_seconds']:.0f} s"]
     if s["best"]:
         b = s["best"]
         lines.append(f"best child {b['child']}: reward {b['reward']:.4f}, accuracy "

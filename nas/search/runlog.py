@@ -17,10 +17,10 @@ from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
 from nas.arch.units import format_macs
 from nas.core.files import write_csv, write_text_atomic
-from nas.search.driver import CACHED, OK, REFERENCE, ChildRecord
+from nas.search.driver import CACHED, OK, REFERENCE, TIMEOUT, ChildRecord
 
 COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
-           "wall_seconds", "policy_version", "blocks", "tokens", "error")
+           "wall_seconds", "policy_version", "blocks", "tokens", "error", "identity", "seed")
 
 
 def pareto_front(records: Iterable[ChildRecord]) -> list[ChildRecord]:
@@ -117,7 +117,9 @@ class TensorBoardLog:
         w.add_scalar(f"{prefix}/reward", r.reward, step)
         w.add_scalar(f"{prefix}/macs_M", r.macs / 1e6, step)
         w.add_scalar(f"{prefix}/params_M", r.params / 1e6, step)
-        w.add_scalar(f"{prefix}/failed", 0.0 if r.status in (OK, REFERENCE) else 1.0, step)
+        w.add_scalar(f"{prefix}/failed", 0.0 if r.status in (OK, REFERENCE, TIMEOUT) else 1.0,
+                     step)
+        w.add_scalar(f"{prefix}/timeout", 1.0 if r.status == TIMEOUT else 0.0, step)
         if not math.isnan(r.accuracy):
             w.add_scalar(f"{prefix}/accuracy", r.accuracy, step)
         if r.status == OK:
@@ -155,13 +157,14 @@ class Progress:
         self.tty = getattr(self.stream, "isatty", lambda: False)()
 
     def update(self, done: int, best: float | None, best_macs: int | None, failed: int,
-               mean_wall: float | None) -> None:
+               mean_wall: float | None, timeout: int = 0) -> None:
         elapsed = time.time() - self.start
         left = ""
         if mean_wall and done < self.total:
             left = f", ~{_fmt_duration((self.total - done) * mean_wall / self.workers)} left"
         best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
         line = (f"{self.noun} {done}/{self.total}  best {self.metric} {best_s}  failed {failed}  "
+                f"{f'timeout {timeout}  ' if timeout else ''}"
                 f"elapsed {_fmt_duration(elapsed)}{left}")
         if self.tty:
             self.stream.write("\r\033[K" + line)

@@ -38,8 +38,9 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
         walls = [r.wall_seconds for r in trained if r.wall_seconds > 0]
         progress.update(len(trained), best[0].reward if best else None,
                         best[0].macs if best else None,
-                        sum(1 for r in trained if r.status != "ok"),
-                        sum(walls) / len(walls) if walls else None)
+                        sum(1 for r in trained if r.status not in ("ok", "timeout")),
+                        sum(walls) / len(walls) if walls else None,
+                        sum(1 for r in trained if r.status == "timeout"))
 
     ta.init_ray(trials.address)
     ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)

@@ -39,7 +39,7 @@ def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSe
     assert s.trials is not None
     driver = ChildDriver(lambda t: (items[t[0]][1], items[t[0]][2]), FixedList(len(items)),
                          budget=len(items), reward=RewardConfig(target_macs=1, w=0.0),
-                         target=Target(resolution=None))  # reward = accuracy
+                         target=Target(resolution=None), seed=s.seed)  # reward = accuracy
     state = folder / "driver.pt"
     if state.is_file():
         if not resume:

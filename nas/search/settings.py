@@ -82,6 +82,7 @@ class ScaleSettings:
 
     name: str
     out: Path
+    seed: int
     baseline: str
     phi: float
     grid: Any                    # scaler.GridConfig

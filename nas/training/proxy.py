@@ -30,6 +30,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nas.arch.builder import build_model
+from nas.arch.spec import ArchSpec
 from nas.core.errors import ConfigError
 from nas.data import DataSplits, ImageData
 from nas.training.device import (
@@ -82,6 +84,14 @@ class ProxyResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+def build_seeded(spec: ArchSpec, num_classes: int, in_channels: int, seed: int) -> nn.Module:
+    """Build ``spec`` with initial weights drawn from ``seed`` alone (the caller's torch RNG
+    state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec, num_classes=num_classes, in_channels=in_channels)
+
 
 def _as_pair(data: DataSplits | tuple[ImageData, ImageData]) -> tuple[ImageData, ImageData]:
     if isinstance(data, DataSplits):
