@@ -28,7 +28,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas",),  # the package's own API (nas/__init__.py, the old-path finder)
 ]
 # Entry points: thin modules that belong to the command-line floor.
-ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "search": "nas.cli",
+ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "nas.fidelity": "nas.cli",
+                "search": "nas.cli",
                 "scale": "nas.cli", "search_space.__main__": "nas.cli"}
 PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 
@@ -36,7 +37,7 @@ PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 TORCH_ALLOWED = {
     "nas.arch.builder",
     "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
-    "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint",
+    "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",
     "controller.ppo", "controller.policy",
     "nas.search.tune_adapter", "nas.search.runlog",
 }

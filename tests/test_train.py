@@ -408,3 +408,37 @@ def test_one_epoch_on_real_fashion_mnist(capsys, tiny_spec, tmp_path):
     assert m["config"]["resolution"] == 28 and m["test_images"] == 10000
     assert 0.25 < m["test_accuracy"] <= 1.0  # a 3,300-parameter net, 62 steps; chance is 0.1
     assert (out / "model.pt").is_file()
+
+
+def test_resume_is_exact_with_the_weight_average_and_strong_augmentation(
+        capsys, tiny_spec, tiny_fmnist, tmp_path, monkeypatch):
+    # The weight average and the TrivialAugment / erasing draws must come back exactly too.
+    common = ("--epochs", "3", "--augment", "--auto-augment", "trivial", "--erasing", "0.5",
+              "--ema", "0.9", "--resolution", "16", "--export", "none")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_ok(capsys, args(tiny_spec, tiny_fmnist, straight, *common))
+    real_epoch = engine.Engine.train_epoch
+
+    def interrupt_after_two(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(engine.Engine, "train_epoch", interrupt_after_two)
+    assert train.main(args(tiny_spec, tiny_fmnist, stopped, *common)) == 130
+    monkeypatch.setattr(engine.Engine, "train_epoch", real_epoch)
+    run_ok(capsys, ["--resume", "--out", str(stopped)])
+    _same_run(straight, stopped)
+    last = ckpt(stopped / "last.pt")
+    assert last["ema"] is not None and set(last["ema"]) == set(last["model"])
+    # What is validated, kept and exported is the average, not the raw weights.
+    assert all(torch.equal(last["best_model"][k], last["ema"][k]) for k in last["ema"]) \
+        == (last["best_epoch"] == 3)
+    assert not all(torch.equal(last["ema"][k], last["model"][k]) for k in last["ema"])
+
+
+def test_strong_augmentation_flags_are_checked(capsys, tiny_spec, tiny_fmnist, tmp_path):
+    for flags, fragment in ((("--erasing", "1.5"), "--erasing"), (("--ema", "1.0"), "--ema"),
+                            (("--ema", "x"), "--ema")):
+        line = one_line_error(capsys, args(tiny_spec, tiny_fmnist, tmp_path / "r", *flags))
+        assert fragment in line

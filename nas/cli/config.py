@@ -31,7 +31,8 @@ def _resolve_file(name_or_path: str) -> Path:
     raise ConfigError(f"{name_or_path}: file not found; check the path")
 
 
-def _proxy_mapping(value: Any, source: str) -> dict[str, Any]:
+def proxy_mapping(value: Any, source: str) -> dict[str, Any]:
+    """A recipe given as a bundled config name, a path or a mapping, as a plain mapping."""
     if isinstance(value, str):
         data = read_yaml(_resolve_file(value))
         if not isinstance(data, Mapping):
@@ -54,8 +55,8 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str,
             allowed = ", ".join(sorted(out))
             raise ConfigError(f"{source}: unknown key {dotted!r}; allowed here: {allowed}")
         if dotted == "proxy":
-            merged = _proxy_mapping(out[key], source)
-            merged.update(_proxy_mapping(value, source))
+            merged = proxy_mapping(out[key], source)
+            merged.update(proxy_mapping(value, source))
             out[key] = merged
         elif isinstance(out[key], dict) and dotted not in FREE_FORM:
             if not isinstance(value, Mapping):
@@ -90,7 +91,7 @@ def load_layers(defaults: str, preset: str | None, config_file: str | None,
     """Resolve the layers in order and return the merged plain config."""
     base = read_yaml(config_path(defaults))
     if "proxy" in base:
-        base["proxy"] = _proxy_mapping(base["proxy"], str(config_path(defaults)))
+        base["proxy"] = proxy_mapping(base["proxy"], str(config_path(defaults)))
     if preset:
         try:
             path = config_path(f"{defaults}-{preset}")

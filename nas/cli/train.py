@@ -46,6 +46,14 @@ from nas.training.recipe import OPTIMIZERS, SCHEDULES
 PROG = "python -m nas.train"
 
 
+def _ema(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid decay {text!r}; use a number such as "
+                                         "0.999") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig(spec="")
     p = OneLineParser(prog="python -m nas.train", description=__doc__,
@@ -72,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random crop (zero padding of size/8) and horizontal flip (default off; "
                         "the paper's AutoAugment is not implemented)")
+    g.add_argument("--auto-augment", choices=("none", "trivial"),
+                   help="trivial: TrivialAugment, one of 14 operations per image at a random "
+                        "strength (default none)")
+    g.add_argument("--erasing", type=float, metavar="P",
+                   help="random-erasing probability per image (default 0)")
     g = p.add_argument_group("model")
     g.add_argument("--width-mult", type=float, metavar="W",
                    help="scale the spec's widths by W first (nas.scale_spec; default 1)")
@@ -104,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear warm-up (default 5, as in the TF reference, at most a tenth of "
                         "--epochs)")
     g.add_argument("--label-smoothing", type=float, help=f"default {d.label_smoothing}")
+    g.add_argument("--ema", type=_ema, dest="ema_decay", metavar="DECAY",
+                   help="evaluate, keep and export an exponential moving average of the "
+                        "weights with this decay, e.g. 0.999 (default off)")
     g = p.add_argument_group("run")
     g.add_argument("--patience", type=int, metavar="E",
                    help="stop when validation accuracy has not improved for E epochs (default: "
@@ -128,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Flags that map one-to-one onto TrainConfig fields.
 _FLAG_FIELDS = ("dataset", "data", "resolution", "width_mult", "dropout", "drop_path_rate",
+                "auto_augment", "erasing", "ema_decay",
                 "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
                 "schedule", "warmup_epochs", "decay_rate", "decay_epochs", "label_smoothing",
                 "bn_momentum", "augment", "val_size", "train_subset", "patience", "seed",

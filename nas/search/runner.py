@@ -55,3 +55,35 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
         if after_records is not None:
             after_records(tb, True)
         tb.close()
+
+
+def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialSettings,
+                data: DataSplits, seed: int, resume: bool, resume_hint: str,
+                table: str = "candidates") -> dict[str, Any]:
+    """Train a fixed list of ``(label, spec, recipe overrides)`` on Ray through the driver
+    (each once, seeded from ``seed`` and its identity); returns label -> record.
+
+    The driver's state is ``folder/driver.pt``: a folder that holds one is only continued
+    with ``resume`` (else a one-line error points at ``resume_hint``). A KeyboardInterrupt
+    (Ctrl-C, or Tune stopping early) leaves it to continue from.
+    """
+    from controller import FixedList, Proposal
+    from nas.core.errors import ConfigError
+    from nas.search import tune_adapter as ta
+    from nas.search.driver import Target
+    from nas.search.reward import RewardConfig
+
+    driver = ChildDriver(lambda t: (items[t[0]][1], items[t[0]][2]), FixedList(len(items)),
+                         budget=len(items), reward=RewardConfig(target_macs=1, w=0.0),
+                         target=Target(resolution=None), seed=seed)  # reward = accuracy
+    state = folder / "driver.pt"
+    if state.is_file():
+        if not resume:
+            raise ConfigError(f"{folder} already holds trained {table}; continue with "
+                              f"{resume_hint}, or choose another --out")
+        driver.load_state_dict(ta.load_state(state), Proposal)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_children(driver, data, trials, folder, len(items), table=table)
+    if not driver.finished():
+        raise KeyboardInterrupt
+    return {items[r.tokens[0]][0]: r for r in driver.trained_records()}

@@ -11,10 +11,8 @@ from typing import Any, Callable
 
 from nas.arch.cost import count_macs, count_params
 from nas.arch.spec import ArchSpec
-from nas.core.errors import ConfigError
 from nas.data import DataSplits
-from nas.search.driver import ChildDriver, ChildRecord, Target
-from nas.search.reward import RewardConfig
+from nas.search.driver import ChildRecord
 from nas.search.settings import ScaleSettings
 
 
@@ -27,30 +25,11 @@ def proxy_base_resolution(s: ScaleSettings, data: DataSplits) -> int:
 
 def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSettings,
                data: DataSplits, resume: bool) -> dict[str, ChildRecord]:
-    """Train a fixed list of (label, spec, proxy overrides) on Ray; returns label -> record.
-
-    A KeyboardInterrupt (Ctrl-C, or Tune stopping early) leaves ``folder/driver.pt`` to
-    continue from with ``--resume``.
-    """
-    from controller import FixedList, Proposal
-    from nas.search import tune_adapter as ta
-    from nas.search.runner import train_children
-
+    """Train a fixed list of (label, spec, proxy overrides) on Ray; returns label -> record."""
+    from nas.search.runner import train_fixed
     assert s.trials is not None
-    driver = ChildDriver(lambda t: (items[t[0]][1], items[t[0]][2]), FixedList(len(items)),
-                         budget=len(items), reward=RewardConfig(target_macs=1, w=0.0),
-                         target=Target(resolution=None), seed=s.seed)  # reward = accuracy
-    state = folder / "driver.pt"
-    if state.is_file():
-        if not resume:
-            raise ConfigError(f"{folder} already holds trained candidates; continue with "
-                              f"--resume --out {s.out}, or choose another --out")
-        driver.load_state_dict(ta.load_state(state), Proposal)
-    folder.mkdir(parents=True, exist_ok=True)
-    train_children(driver, data, s.trials, folder, len(items), table="candidates")
-    if not driver.finished():
-        raise KeyboardInterrupt
-    return {items[r.tokens[0]][0]: r for r in driver.trained_records()}
+    return train_fixed(items, folder, s.trials, data, s.seed, resume,
+                       f"--resume --out {s.out}")
 
 
 def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSplits,

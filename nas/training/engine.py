@@ -15,6 +15,10 @@ same thread count).
 Training subset. ``recipe.train_subset`` images per epoch: drawn once for the whole run
 (``resample_subset=False``, a proxy run: every epoch sees the same images) or afresh every
 epoch (``True``, full training).
+
+Weight average. With ``recipe.ema_decay`` the engine keeps an exponential moving average of
+the model's state (weights and batch-norm statistics) after every step; validation, the
+best weights, testing and export use the average, training continues on the raw weights.
 """
 
 from __future__ import annotations
@@ -137,6 +141,9 @@ class Engine:
         self.amp_dtype, use_scaler = amp_settings(recipe, device)
         self.opt = make_optimizer(model, recipe)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+        self.ema: dict[str, torch.Tensor] | None = None
+        if recipe.ema_decay is not None:
+            self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -175,7 +182,8 @@ class Engine:
             idx = order[b * bs:(b + 1) * bs]
             if self.before_step is not None:
                 self.before_step(self.step)
-            x, y = self.train_feed.batch(idx, r.augment, self.gen)
+            x, y = self.train_feed.batch(idx, r.augment, self.gen, r.auto_augment == "trivial",
+                                         r.erasing)
             with autocast(dev, self.amp_dtype):
                 logits = model(x)
             logits = logits.float()
@@ -188,6 +196,8 @@ class Engine:
             else:
                 loss.backward()
                 self.opt.step()
+            if self.ema is not None:
+                self._update_ema()
             self.step += 1
             seen += 1
             loss_sum += loss.detach().double()
@@ -214,16 +224,42 @@ class Engine:
         self.epoch += 1
         if val_acc > self.best_val_accuracy:
             self.best_val_accuracy, self.best_epoch = val_acc, self.epoch
-            self.best_state = _cpu_state(model)
+            self.best_state = self.eval_state()
         result = EpochResult(self.epoch, status, self.step, seen, lr, train_loss, train_acc,
                              train_seconds, val_acc, val_loss, time.perf_counter() - t1, ips)
         self.history.append({**result.row(), "best_val_accuracy": self.best_val_accuracy})
         return result
 
     def evaluate(self, feeder: Feeder | None = None) -> tuple[float, float]:
-        """Accuracy and loss on ``feeder`` (default: the validation split)."""
-        return evaluate_feeder(self.model, feeder or self.val_feed, self.recipe.eval_batch_size,
-                               self.device, self.amp_dtype)
+        """Accuracy and loss on ``feeder`` (default: the validation split), with the weight
+        average when there is one."""
+        if self.ema is None:
+            return evaluate_feeder(self.model, feeder or self.val_feed,
+                                   self.recipe.eval_batch_size, self.device, self.amp_dtype)
+        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            return evaluate_feeder(self.model, feeder or self.val_feed,
+                                   self.recipe.eval_batch_size, self.device, self.amp_dtype)
+        finally:
+            self.model.load_state_dict(raw)
+
+    def eval_state(self) -> dict[str, torch.Tensor]:
+        """The weights that are evaluated (the average when there is one), on the CPU."""
+        if self.ema is None:
+            return _cpu_state(self.model)
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.ema.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        assert self.ema is not None and self.recipe.ema_decay is not None
+        decay = min(self.recipe.ema_decay, (1 + self.step) / (10 + self.step))
+        for k, v in self.model.state_dict().items():
+            avg = self.ema[k]
+            if avg.is_floating_point():
+                avg.mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:  # counters such as num_batches_tracked
+                avg.copy_(v)
 
     # ------------------------------------------------------------------ state
 
@@ -235,6 +271,8 @@ class Engine:
                 "scaler": None if self.scaler is None else self.scaler.state_dict(),
                 "best_model": self.best_state, "best_val_accuracy": self.best_val_accuracy,
                 "best_epoch": self.best_epoch, "history": copy.deepcopy(self.history),
+                "ema": None if self.ema is None else
+                {k: v.detach().to("cpu", copy=True) for k, v in self.ema.items()},
                 "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                         "cuda": cuda, "augment": self.gen.get_state()}}
 
@@ -248,6 +286,8 @@ class Engine:
         self.best_val_accuracy = float(state["best_val_accuracy"])
         self.best_epoch = int(state["best_epoch"])
         self.history = [dict(r) for r in state["history"]]
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema = {k: v.to(self.device) for k, v in state["ema"].items()}
         rng = state["rng"]
         self.rng.bit_generator.state = rng["numpy"]
         torch.set_rng_state(rng["torch"])

@@ -5,7 +5,8 @@ each batch is gathered with numpy fancy indexing (a copy of that batch only), tu
 tensor, scaled to [0, 1], resized to the recipe's resolution if set, augmented if asked
 (random crop with zero padding of ``size // 8`` and horizontal flip, per image, on the batch
 tensor), and normalised with the training set's per-channel mean/std. On CUDA the images
-used are uploaded once as uint8 and batches are gathered on the GPU.
+used are uploaded once as uint8 and batches are gathered on the GPU. The augmentations
+themselves are :mod:`nas.training.augment`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.data import ImageData
+from nas.training.augment import crop_flip, random_erasing, trivial_augment
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
@@ -56,31 +58,21 @@ class Feeder:
         return torch.from_numpy(self.images[rows]), torch.from_numpy(self.labels[rows])
 
     def batch(self, idx: np.ndarray, augment: bool = False,
-              gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              gen: torch.Generator | None = None, trivial: bool = False,
+              erasing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images ``idx`` as a normalised batch; with ``trivial``, TrivialAugment, then
+        with ``augment`` a random crop and flip, and with ``erasing`` > 0 random erasing
+        (all drawn from ``gen``)."""
         x, y = self.raw(idx)
         x = x.to(self.device, non_blocking=True).float()
         if self.size is not None and self.size != self.native:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
                               align_corners=False, antialias=self.size < self.native)
+        if trivial:
+            x = trivial_augment(x, gen)
         if augment:
             x = crop_flip(x, gen)
         x = (x - self.mean) * self.inv_std
+        if erasing > 0:
+            x = random_erasing(x, erasing, gen)
         return x.contiguous(memory_format=self.memory_format), y.to(self.device, non_blocking=True)
-
-
-def crop_flip(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    """Per-image random crop (zero padding of size // 8) and horizontal flip, vectorised."""
-    n, c, h, w = x.shape
-    pad = max(1, h // 8)
-    # Draws come from a CPU generator so CPU and CUDA runs use the same numbers.
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # n x h
-    cols = dx[:, None] + torch.arange(w, device=x.device)  # n x w
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None],
-                 cols[:, None, :]]  # n x h x w x c (advanced indices first)
-    return out.permute(0, 3, 1, 2)
-

@@ -100,6 +100,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     bn_momentum: float | None = None  # None: auto
     augment: bool = False
+    auto_augment: str = "none"
+    erasing: float = 0.0
+    ema_decay: float | None = None
     val_size: int | float = 5000
     train_subset: int | None = None
     patience: int | None = None
@@ -138,6 +141,7 @@ FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "resolution": "--re
                 "decay_rate": "--decay-rate", "decay_epochs": "--decay-epochs",
                 "label_smoothing": "--label-smoothing", "augment": "--augment", "seed": "--seed",
                 "bn_momentum": "--bn-momentum", "num_threads": "--threads",
+                "auto_augment": "--auto-augment", "erasing": "--erasing", "ema_decay": "--ema",
                 "train_subset": "--train-subset"}
 
 
@@ -148,7 +152,8 @@ def _recipe(c: TrainConfig) -> Recipe:
          "weight_decay": c.weight_decay, "schedule": c.schedule,
          "warmup_epochs": c.warmup_epochs, "decay_rate": c.decay_rate,
          "decay_epochs": c.decay_epochs, "label_smoothing": c.label_smoothing,
-         "augment": c.augment, "seed": c.seed, "amp": c.amp, "bn_momentum": c.bn_momentum,
+         "augment": c.augment, "auto_augment": c.auto_augment, "erasing": c.erasing,
+         "ema_decay": c.ema_decay, "seed": c.seed, "amp": c.amp, "bn_momentum": c.bn_momentum,
          "num_threads": c.threads, "train_subset": c.train_subset, "channels_last": True}
     try:
         return Recipe.from_dict({k: v for k, v in d.items() if v is not None})

@@ -17,6 +17,7 @@ from nas.core.errors import ConfigError, where
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step", "exponential")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+AUTO_AUGMENT = ("none", "trivial")
 
 # --------------------------------------------------------------------------- config
 
@@ -44,6 +45,15 @@ class Recipe:
                       ``e`` in fractional epochs; after ``warmup_epochs`` of linear warm-up.
     label_smoothing   cross-entropy label smoothing in [0, 1).
     augment           random crop (zero padding size // 8) and horizontal flip.
+    auto_augment      none | trivial: TrivialAugment (one of 14 ops per image at a uniform
+                      random strength: geometric (rotate, shear, translate), photometric
+                      (brightness, colour, contrast, sharpness, solarize, posterize,
+                      autocontrast, equalize) or identity; see :mod:`nas.training.augment`).
+    erasing           random-erasing probability: one rectangle per image (2-33 % of the
+                      area, aspect 0.3-3.3) replaced by noise, after normalisation.
+    ema_decay         exponential moving average of the weights (and batch-norm statistics)
+                      used for evaluation, the best weights and export; None = off. The
+                      decay ramps up as ``min(decay, (1 + step) / (10 + step))``.
     seed              draws the subset, batch order, augmentation, dropout.
     amp               auto (bf16 autocast on CUDA where supported, else fp16 with loss
                       scaling; off on CPU) | off | bf16 | fp16 (CUDA only).
@@ -75,6 +85,9 @@ class Recipe:
     decay_epochs: float = 2.4
     label_smoothing: float = 0.0
     augment: bool = False
+    auto_augment: str = "none"
+    erasing: float = 0.0
+    ema_decay: float | None = None
     seed: int = 0
     amp: str = "auto"
     bn_momentum: float | None = 0.1
@@ -127,6 +140,7 @@ _KINDS = {"epochs": "int", "train_subset": "int?", "batch_size": "int", "resolut
           "width_mult": "num", "optimizer": "str", "lr": "num", "momentum": "num",
           "weight_decay": "num", "schedule": "str", "warmup_epochs": "num", "decay_rate": "num",
           "decay_epochs": "num", "label_smoothing": "num", "augment": "bool", "seed": "int",
+          "auto_augment": "str", "erasing": "num", "ema_decay": "num?",
           "amp": "str", "bn_momentum": "num?", "eval_batch_size": "int", "channels_last": "bool",
           "num_threads": "int?",
           "max_seconds": "num?"}
@@ -206,6 +220,12 @@ def _validate(c: Any, source: str | None) -> None:
         fail("eval_batch_size", "use an integer >= 1")
     if c.num_threads is not None and c.num_threads < 1:
         fail("num_threads", "use an integer >= 1, or null to leave torch's setting alone")
+    if c.auto_augment not in AUTO_AUGMENT:
+        fail("auto_augment", f"use one of {', '.join(AUTO_AUGMENT)}")
+    if not 0.0 <= c.erasing <= 1.0:
+        fail("erasing", "use a probability in [0, 1]")
+    if c.ema_decay is not None and not 0.0 < c.ema_decay < 1.0:
+        fail("ema_decay", "use a decay in (0, 1) such as 0.999, or null for no weight average")
     if c.max_seconds is not None and not c.max_seconds > 0.0:
         fail("max_seconds", "use a number of seconds > 0, or null for no cap")
 
