@@ -21,7 +21,7 @@ from nas.arch.cost import count
 from nas.arch.rounding import RESOLUTION_ROUNDING, round_resolution, scale_spec
 from nas.arch.spec import ArchSpec
 from nas.arch.units import format_macs
-from nas.core.checks import is_number
+from nas.core.checks import is_int, is_number
 from nas.core.errors import ConfigError
 
 _DECIMALS = 10          # grid values are exact decimals, rounded to this many places
@@ -103,6 +103,11 @@ class GridConfig:
     gamma_range: tuple[float, float] = (1.0, 1.5)
     target: float = 2.0
     tol: float = 0.1
+    # Before choosing, the best ``recheck_top`` candidates are trained ``recheck_seeds`` more
+    # times; ``tie_rule`` picks among those the seeds cannot separate (scaler.recheck).
+    recheck_top: int = 5
+    recheck_seeds: int = 2
+    tie_rule: str = "paper"
 
     def __post_init__(self) -> None:
         if not is_number(self.step) or self.step <= 0:
@@ -129,6 +134,16 @@ class GridConfig:
         if not is_number(self.tol) or self.tol < 0:
             raise ConfigError(f"--tol {self.tol!r}: must be a number >= 0; use e.g. 0.1")
         object.__setattr__(self, "tol", float(self.tol))
+        if not is_int(self.recheck_top) or self.recheck_top < 1:
+            raise ConfigError(f"grid.recheck_top: got {self.recheck_top!r}; use an integer >= 1 "
+                              "(1 re-trains only the grid's best)")
+        if not is_int(self.recheck_seeds) or self.recheck_seeds < 0:
+            raise ConfigError(f"grid.recheck_seeds: got {self.recheck_seeds!r}; use an integer "
+                              ">= 0 (0: choose on the grid's single run)")
+        from scaler.recheck import TIE_RULES
+        if self.tie_rule not in TIE_RULES:
+            raise ConfigError(f"grid.tie_rule: got {self.tie_rule!r}; use one of "
+                              f"{', '.join(TIE_RULES)}")
         n = 1
         for key in ("alpha_range", "beta_range", "gamma_range"):
             n *= len(self.axis(key))
@@ -163,13 +178,15 @@ class GridConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "alpha_range": list(self.alpha_range),
                 "beta_range": list(self.beta_range), "gamma_range": list(self.gamma_range),
-                "target": self.target, "tol": self.tol}
+                "target": self.target, "tol": self.tol, "recheck_top": self.recheck_top,
+                "recheck_seeds": self.recheck_seeds, "tie_rule": self.tie_rule}
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "grid") -> "GridConfig":
         if not isinstance(d, Mapping):
             raise ConfigError(f"{source}: expected a mapping of step, ranges, target and tol")
-        allowed = ("step", "alpha_range", "beta_range", "gamma_range", "target", "tol")
+        allowed = ("step", "alpha_range", "beta_range", "gamma_range", "target", "tol",
+                   "recheck_top", "recheck_seeds", "tie_rule")
         extra = sorted(set(d) - set(allowed))
         if extra:
             raise ConfigError(f"{source}.{extra[0]}: unknown key; allowed keys: {', '.join(allowed)}")

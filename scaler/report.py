@@ -18,6 +18,7 @@ from nas.core.errors import ConfigError
 from nas.core.files import dump_yaml, read_yaml, write_csv, write_text_atomic
 from scaler.compound import Coefficients, GridConfig, GridResult, select_best
 from scaler.family import EFFICIENTNET, NUM_CLASSES, FamilyMember
+from scaler.recheck import Decision
 
 SCALING_FORMAT_VERSION = 1
 
@@ -173,6 +174,7 @@ class ScalingRecord:
     started: str | None
     finished: str | None
     written: str
+    recheck: Decision | None = None  # the re-trained best candidates and why these coefficients
 
     @property
     def evaluated(self) -> int:
@@ -195,6 +197,7 @@ class ScalingRecord:
                         "best": None if self.best is None else self.best.to_dict()},
             "results": [r.to_dict() for r in self.results],
             "started": self.started, "finished": self.finished, "written": self.written,
+            **({} if self.recheck is None else {"recheck": self.recheck.to_dict()}),
         }
 
 
@@ -216,7 +219,8 @@ def write_scaling(coefficients: Coefficients, results_table: Sequence[GridResult
                   baseline_path: str | os.PathLike[str] | None = None,
                   grid_points: int | None = None, distinct: int | None = None,
                   started: str | _dt.datetime | None = None,
-                  finished: str | _dt.datetime | None = None) -> Path:
+                  finished: str | _dt.datetime | None = None,
+                  recheck: Decision | None = None) -> Path:
     """Write ``scaling.yaml`` atomically: the chosen coefficients, the grid and phi they were
     searched at, the baseline, every candidate's result and a summary (grid points, distinct
     networks, evaluated, failed, best by :func:`select_best`), and timestamps.
@@ -237,7 +241,7 @@ def write_scaling(coefficients: Coefficients, results_table: Sequence[GridResult
         coefficients, float(phi), grid, str(baseline_name),
         None if baseline_path is None else str(baseline_path), results, grid_points, distinct,
         best, _timestamp(started, "started"), _timestamp(finished, "finished"),
-        _timestamp(_dt.datetime.now(_dt.timezone.utc), "written") or "")
+        _timestamp(_dt.datetime.now(_dt.timezone.utc), "written") or "", recheck)
     return save_scaling(record, path)
 
 
@@ -261,7 +265,7 @@ def load_scaling(path: str | os.PathLike[str]) -> ScalingRecord:
     src = str(p)
     if not isinstance(d, Mapping):
         raise ConfigError(f"{src}: expected a mapping; is this a scaling.yaml?")
-    extra = sorted(set(d) - set(_TOP_KEYS))
+    extra = sorted(set(d) - set(_TOP_KEYS) - {"recheck"})
     if extra:
         raise ConfigError(f"{src}: {extra[0]}: unknown key; allowed keys: {', '.join(_TOP_KEYS)}")
     missing = [k for k in _TOP_KEYS if k not in d]
@@ -308,9 +312,14 @@ def load_scaling(path: str | os.PathLike[str]) -> ScalingRecord:
     stamps = {k: _timestamp(d[k], f"{src}: {k}") for k in ("started", "finished", "written")}
     if stamps["written"] is None:
         raise ConfigError(f"{src}: written: missing timestamp; rewrite the file with write_scaling")
+    recheck = (None if d.get("recheck") is None
+               else Decision.from_dict(d["recheck"], f"{src}: recheck"))
+    if recheck is not None and recheck.chosen != c:
+        raise ConfigError(f"{src}: coefficients differ from recheck.chosen; the file was edited "
+                          "by hand: fix or rewrite it")
     return ScalingRecord(c, float(d["phi"]), grid, baseline["name"], baseline["path"], results,
                          summary["grid_points"], summary["distinct"], best, stamps["started"],
-                         stamps["finished"], stamps["written"])
+                         stamps["finished"], stamps["written"], recheck)
 
 
 def _num(v: Any) -> bool:

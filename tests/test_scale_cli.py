@@ -120,3 +120,18 @@ def test_small_real_grid_and_compare_end_to_end(tiny_fmnist, tmp_path):
         assert nas.count_macs(s) == s.meta["family"]["macs"]
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["grid"]["step"] == 0.25
+    # The best candidates were re-trained before choosing, and the file says why.
+    assert record.recheck is not None and record.recheck.chosen == record.coefficients
+    assert all(len(r.accuracies) == 2 for r in record.recheck.table)  # the grid's + 1 seed
+    assert len(record.recheck.table) == 2
+    assert "recheck" in (out / "scaling.yaml").read_text()
+
+    # The same seed chooses the same coefficients from the same accuracies.
+    again = tmp_path / "again"
+    cmd = [*cmd[:-1], str(again)]
+    cmd.remove("--compare")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    second = scaler.load_scaling(again / "scaling.yaml")
+    assert second.coefficients == record.coefficients
+    assert [r.accuracy for r in second.results] == [r.accuracy for r in record.results]

@@ -477,3 +477,43 @@ def test_published_ratios():
     assert [round(EFFICIENTNET[k].paper_macs / EFFICIENTNET["b0"].paper_macs, 1)
             for k in PAPER_FLOPS_B] == [1.8, 2.6, 4.6, 10.8, 25.4, 48.7, 94.9]
     assert all(math.isclose(EFFICIENTNET[k].paper_macs, v * 1e9) for k, v in PAPER_FLOPS_B.items())
+
+
+# --------------------------------------------------------------------------- recheck
+
+from scaler.recheck import Decision, Rechecked, decide  # noqa: E402
+
+
+def _row(a, b, g, accs, macs=100):
+    return Rechecked(Coefficients(a, b, g), tuple(accs), macs)
+
+
+def test_recheck_separates_a_clear_winner():
+    rows = [_row(1.4, 1.1, 1.1, [0.80, 0.81, 0.79]), _row(1.2, 1.1, 1.15, [0.70, 0.72, 0.71]),
+            _row(1.0, 1.2, 1.15, [0.75, 0.74, 0.76])]
+    d = decide(rows, "paper")
+    assert d.separated and d.chosen == Coefficients(1.4, 1.1, 1.1)
+    assert d.margin == pytest.approx(0.80 - 0.75)
+    assert "separated from every other" in d.explain()
+
+
+def test_recheck_cannot_separate_and_the_stated_rule_picks():
+    rows = [_row(1.4, 1.1, 1.1, [0.80, 0.78, 0.79]), _row(1.2, 1.1, 1.15, [0.79, 0.77, 0.785]),
+            _row(1.0, 1.2, 1.15, [0.70, 0.71, 0.70])]
+    paper = decide(rows, "paper")
+    assert not paper.separated and paper.chosen == Coefficients(1.2, 1.1, 1.15)
+    assert set(paper.contenders) == {Coefficients(1.4, 1.1, 1.1), Coefficients(1.2, 1.1, 1.15)}
+    assert "not separated" in paper.explain() and "'paper'" in paper.explain()
+    assert decide(rows, "mean").chosen == Coefficients(1.4, 1.1, 1.1)
+
+
+def test_recheck_round_trips_through_scaling_yaml(tmp_path):
+    rows = [_row(1.4, 1.1, 1.1, [0.80, 0.78]), _row(1.2, 1.1, 1.15, [0.79, 0.77])]
+    d = decide(rows, "paper")
+    assert Decision.from_dict(d.to_dict()) == d
+    results = [GridResult(r.coefficients, r.accuracies[0], r.macs) for r in rows]
+    path = write_scaling(d.chosen, results, tmp_path / "scaling.yaml", recheck=d)
+    record = load_scaling(path)
+    assert record.recheck == d and record.coefficients == d.chosen
+    with pytest.raises(ConfigError, match="tie_rule"):
+        GridConfig(tie_rule="coin")

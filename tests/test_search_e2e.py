@@ -139,3 +139,44 @@ def test_gpu_request_without_gpu_is_refused(tiny_fmnist, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     assert "--gpus-per-trial 0.5 but the Ray cluster has 0 GPUs" in res.stderr
+
+
+def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
+    # Two searches with one seed train the same children to the same accuracies (seeded
+    # children: initial weights, data order, augmentation), whatever worker trains which.
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "4", "--seed", "3",
+                                         "--set", "strategy_options={batch_size: 2}"),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = ({r["identity"]: r for r in trained(out)} for out in runs)
+    assert a.keys() == b.keys() and len(a) == 4
+    for key in a:
+        assert a[key]["accuracy"] == b[key]["accuracy"] and a[key]["seed"] == b[key]["seed"]
+
+    # Proxy fidelity on that run: a tiny "long" schedule, two seeds, one extra proxy.
+    out = runs[0] / "fidelity"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
+         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+         "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "fidelity.json").read_text())
+    assert report["networks"] == 4  # three children and the reference
+    assert [p["proxy"] for p in report["proxies"]] == [
+        "run", "proxy-smoke+resolution=16+train_subset=128"]
+    for p in report["proxies"]:
+        assert -1 <= p["kendall"]["value"] <= 1 and -1 <= p["spearman"]["value"] <= 1
+    assert all(len(v) == 2 for v in report["long"]["accuracy"].values())
+    for name in ("fidelity.md", "fidelity.csv", "fidelity.png", "trainings.csv", "driver.pt"):
+        assert (out / name).is_file(), name
+    assert "Kendall tau" in proc.stdout
+    # A finished measurement is not trained again; --resume only rewrites the report.
+    again = subprocess.run(
+        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
+         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+         "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr

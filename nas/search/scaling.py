@@ -34,8 +34,11 @@ def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSe
 
 def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSplits,
                 resume: bool, say: Callable[[str], None]) -> Any:
-    """Train every distinct grid candidate; write ``scaling.yaml``; return the coefficients."""
+    """Train every distinct grid candidate once, re-train the best few with more seeds,
+    choose (``scaler.recheck``), write ``scaling.yaml`` and return the coefficients."""
     import scaler
+    from scaler.recheck import Rechecked, decide
+
     started = datetime.now(timezone.utc)
     t0 = time.time()
     grid = s.grid.candidates()
@@ -53,14 +56,35 @@ def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSpli
         results.append(scaler.GridResult(p.coefficients, r.accuracy if ok else None,
                                          count_macs(p.spec), count_params(p.spec), p.resolution,
                                          r.trial if r is not None else None))
-    best = scaler.select_best(results)
-    scaler.write_scaling(best.coefficients, results, s.out / "scaling.yaml", phi=s.phi,
+    decision = None
+    if s.grid.recheck_seeds > 0:
+        ranked = sorted((i for i, r in enumerate(results) if r.ok),
+                        key=lambda i: (-results[i].accuracy, results[i].macs))
+        top = ranked[: s.grid.recheck_top]
+        say(f"re-training the best {len(top)} candidates with {s.grid.recheck_seeds} more "
+            f"seeds each before choosing")
+        again = [(f"{i}/{seed}", points[i].spec, {"resolution": points[i].resolution,
+                                                   "seed": seed})
+                 for i in top for seed in range(1, s.grid.recheck_seeds + 1)]
+        more = train_list(again, s.out / "recheck", s, data, resume)
+        rows = []
+        for i in top:
+            accs = [results[i].accuracy] + [
+                more[f"{i}/{seed}"].accuracy for seed in range(1, s.grid.recheck_seeds + 1)
+                if f"{i}/{seed}" in more and more[f"{i}/{seed}"].status == "ok"]
+            rows.append(Rechecked(points[i].coefficients, tuple(accs), results[i].macs))
+        decision = decide(rows, s.grid.tie_rule)
+        chosen = decision.chosen
+        say(decision.explain())
+    else:
+        chosen = scaler.select_best(results).coefficients
+    scaler.write_scaling(chosen, results, s.out / "scaling.yaml", phi=s.phi,
                          grid=s.grid, baseline_name=base_name, baseline_path=s.baseline,
                          grid_points=len(grid), distinct=len(points), started=started,
-                         finished=datetime.now(timezone.utc))
-    say(f"grid done in {time.time() - t0:.0f} s: best {best.coefficients} "
-        f"(proxy accuracy {best.accuracy:.4f}); written to {s.out / 'scaling.yaml'}")
-    return best.coefficients
+                         finished=datetime.now(timezone.utc), recheck=decision)
+    say(f"grid done in {time.time() - t0:.0f} s: chose {chosen}; written to "
+        f"{s.out / 'scaling.yaml'}")
+    return chosen
 
 
 def compare(base: ArchSpec, c: Any, s: ScaleSettings, data: DataSplits, resume: bool,
