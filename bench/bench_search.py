@@ -6,13 +6,16 @@ Trains the same list of children (seeded samples of the MnasNet space, Fashion-M
 four ways and prints children per hour:
 
 1. one plain process, no Ray (the work alone);
-2. two plain independent processes, each with half the list (the machine's ceiling for two
-   workers: on 2 cores about 1.5x one process, since memory bandwidth is shared);
+2. two plain independent processes taking children from one shared queue, as the search's
+   workers take the next child when free (the machine's ceiling for two workers: on 2
+   cores less than 2x one process, since memory bandwidth is shared);
 3. the search machinery (ChildDriver + Ray Tune) with 1 worker;
 4. the search machinery with 2 workers.
 
-Goals: (4) >= 0.95 of (2); the search's wall time over the children's own time (each
-child's seconds on its worker: build, training, evaluation; summed, over the workers) under 1.1. The data set is loaded once per process
+The search runs first; Ray is shut down before the plain processes run, so they do not
+share the machine with Ray's own processes. Goals: (4) >= 0.95 of (2); the search's wall
+time over the children's own time (each child's seconds on its worker: build, training,
+evaluation; summed, over the workers) under 1.1. The data set is loaded once per process
 before timing starts, as the search loads it once and shares it through Ray's object store.
 """
 
@@ -50,13 +53,19 @@ def _load(proxy_name: str):
             Recipe.from_dict(cfg["proxy"]).replace(num_threads=1))
 
 
-def _worker(configs: list[dict], proxy_name: str, barrier, out) -> None:
+def _worker(work, proxy_name: str, barrier, out) -> None:
+    import queue
+
     from nas.search.child import run_child
     data, proxy = _load(proxy_name)
     barrier.wait()
     t0 = time.perf_counter()
     train = 0.0
-    for c in configs:
+    while True:  # take the next child when free, as Tune hands work to a free worker
+        try:
+            c = work.get_nowait()
+        except queue.Empty:
+            break
         r = run_child(c, data, proxy)
         assert r["status"] == "ok", r
         train += r["seconds"]
@@ -64,11 +73,15 @@ def _worker(configs: list[dict], proxy_name: str, barrier, out) -> None:
 
 
 def plain(configs: list[dict], processes: int, proxy_name: str) -> tuple[float, float]:
-    """Wall seconds and summed training seconds of ``processes`` independent processes."""
+    """Wall seconds and summed training seconds of ``processes`` independent processes that
+    take children from one shared queue (work stealing, like the search's workers)."""
     ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(processes + 1), ctx.Queue()
-    parts = [configs[i::processes] for i in range(processes)]
-    procs = [ctx.Process(target=_worker, args=(p, proxy_name, barrier, out)) for p in parts]
+    barrier, out, work = ctx.Barrier(processes + 1), ctx.Queue(), ctx.Queue()
+    for c in configs:
+        work.put(c)
+    time.sleep(0.5)  # let the feeder thread fill the queue before workers may find it empty
+    procs = [ctx.Process(target=_worker, args=(work, proxy_name, barrier, out))
+             for _ in range(processes)]
     for p in procs:
         p.start()
     barrier.wait()
@@ -114,6 +127,8 @@ def main() -> None:
     # Tune first while the machine is fresh for Ray; plain runs need no warm-up.
     rows["search, 1 worker"] = tune(configs, 1, args.proxy)
     rows["search, 2 workers"] = tune(configs, 2, args.proxy)
+    import ray
+    ray.shutdown()  # the plain processes run on a machine without Ray's processes
     rows["1 plain process"] = plain(configs, 1, args.proxy)
     rows["2 plain processes (ceiling)"] = plain(configs, 2, args.proxy)
     n = args.children

@@ -142,8 +142,10 @@ def test_gpu_request_without_gpu_is_refused(tiny_fmnist, tmp_path):
 
 
 def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
-    # Two searches with one seed train the same children to the same accuracies (seeded
+    # Two searches with one seed train every child they share to the same accuracy (seeded
     # children: initial weights, data order, augmentation), whatever worker trains which.
+    # Which children they share depends on the order results come back in (an asynchronous
+    # controller learns from them in that order), but the first batch is the seed's.
     runs = [tmp_path / "a", tmp_path / "b"]
     for out in runs:
         proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "4", "--seed", "3",
@@ -151,9 +153,12 @@ def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = ({r["identity"]: r for r in trained(out)} for out in runs)
-    assert a.keys() == b.keys() and len(a) == 4
-    for key in a:
+    shared = a.keys() & b.keys()
+    assert len(a) == len(b) == 4 and len(shared) >= 2
+    for key in shared:
         assert a[key]["accuracy"] == b[key]["accuracy"] and a[key]["seed"] == b[key]["seed"]
+    refs = [json.loads((out / "summary.json").read_text())["reference"] for out in runs]
+    assert refs[0]["accuracy"] == refs[1]["accuracy"]
 
     # Proxy fidelity on that run: a tiny "long" schedule, two seeds, one extra proxy.
     out = runs[0] / "fidelity"
