@@ -249,15 +249,17 @@ def _markdown(p: PipelineSettings, state: PipelineState, rows: Sequence[Mapping[
     if p.search is not None and search.get("summary"):
         s, sm = p.search, search["summary"]
         best = sm.get("best") or {}
+        proxy = _recipe_text(s.trials.recipe, s.data.source, s.data.val_size)
+        nan = float("nan")
         lines.append(
             f"- **Search** (`{s.out}`): {s.strategy} over `{s.space}`, {sm['children_trained']} "
             f"children trained ({sm['children_failed']} failed, "
             f"{sm.get('children_timeout', 0)} timed out), target "
             f"{format_macs(s.target_macs)} MACs (reward {s.reward.form}, w {s.reward.w:g}), "
-            f"seed {s.seed}. Proxy: {_recipe_text(s.trials.recipe, s.data.source, s.data.val_size)}. "
-            f"Best child (by proxy validation reward): reward {best.get('reward', float('nan')):.4f}, "
-            f"proxy validation accuracy {best.get('accuracy', float('nan')):.4f}, "
-            f"{format_macs(best.get('macs', 0))} MACs -> `{search['baseline']}`.")
+            f"seed {s.seed}. Proxy: {proxy}. Best child (by proxy validation reward): reward "
+            f"{best.get('reward', nan):.4f}, proxy validation accuracy "
+            f"{best.get('accuracy', nan):.4f}, {format_macs(best.get('macs', 1))} MACs -> "
+            f"`{search['baseline']}`.")
     else:
         lines.append(f"- **Search**: not run; the baseline was given (`{search.get('baseline')}`).")
     c = scale.get("coefficients", {})
