@@ -48,7 +48,7 @@ FREE_FORM = ("proxy", "strategy_options")  # in a section: overlaid / replaced, 
 PLAN_KEYS = ("members", "baseline", "references", "seeds", "resolution")
 # May change on --resume whatever has run (as search.py's --resume allows).
 RESUMABLE = ("workers", "cpus_per_trial", "gpus_per_trial", "address", "max_failures", "out",
-             "train.device", "train.threads", "train.export")
+             "data.path", "train.device", "train.threads", "train.export")
 # The stage whose settings a key is: it may change on --resume only before that stage starts.
 OWNER = {"seed": "search", "data": "search", "target_flops": "search", "baseline": "search",
          "search": "search", "budgets": "scale", "scale": "scale", "train": "train",

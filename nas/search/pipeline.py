@@ -220,16 +220,15 @@ def run_pipeline(p: PipelineSettings, resume: bool, say: Say = lambda line: prin
         state.start(stage)
         t0 = time.time()
         try:
-            finished = run(p, state, resume, say)
+            info = run(p, state, resume, say)
         except KeyboardInterrupt:
-            finished = False
+            info = None
         except NasError as e:
             state.fail(stage, str(e), time.time() - t0)
             raise
-        if not finished:
+        if info is None:  # interrupted: the stage continues in the next session
             state.pause(stage, time.time() - t0)
             return PipelineOutcome(p.out, False, stage, None)
-        info = state.stage(stage).pop("_result", {})
         state.finish(stage, time.time() - t0, **info)
         say(f"{stage}: done in {time.time() - t0:.0f} s")
     return PipelineOutcome(p.out, True, None, p.out / "report" / "report.md")
@@ -246,22 +245,19 @@ def _done_note(state: PipelineState, stage: str) -> str:
     return st.get("report", "")
 
 
-def _result(state: PipelineState, stage: str, **info: Any) -> None:
-    """What a stage produced, recorded when it is marked done."""
-    state.stage(stage)["_result"] = info
-
-
 # --------------------------------------------------------------------------- 1. search
 
 
-def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say) -> bool:
+def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                  ) -> dict[str, Any] | None:
+    """Each stage returns what it produced (recorded in the state file), or None when it
+    was interrupted."""
     if p.search is None:
         assert p.baseline is not None
         from nas.core.files import config_path
         given = p.baseline if Path(p.baseline).is_file() else str(config_path(p.baseline))
         say(f"search: not run; the baseline is {given}")
-        _result(state, "search", baseline=given, searched=False)
-        return True
+        return {"baseline": given, "searched": False}
     from nas.search.run import search, summary_lines
 
     s = p.search
@@ -270,14 +266,13 @@ def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: 
         say(f"search: continuing the search in {s.out}")
     outcome = search(s, continuing, p.configs["search"], say)
     if not outcome.finished:
-        return False
+        return None
     say("\n".join(summary_lines(outcome.summary, s.out)))
     best = s.out / "best.yaml"
     if not best.is_file():
         raise NasError(f"search: no child trained successfully, so there is no baseline (see "
                        f"{s.out / 'children.csv'}); fix the cause and start a new pipeline")
-    _result(state, "search", baseline=str(best), searched=True, summary=outcome.summary)
-    return True
+    return {"baseline": str(best), "searched": True, "summary": outcome.summary}
 
 
 def baseline_path(state: PipelineState) -> str:
@@ -291,7 +286,8 @@ def baseline_path(state: PipelineState) -> str:
 # --------------------------------------------------------------------------- 2-3. scale
 
 
-def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say) -> bool:
+def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                 ) -> dict[str, Any] | None:
     import yaml
 
     import scaler
@@ -347,10 +343,9 @@ def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
     models = _models_to_train(p, base_file, base, emitted)
     say("scale: models to train: " + ", ".join(
         f"{m['id']} ({format_macs(m['macs'])} MACs, {m['train_resolution']}px)" for m in models))
-    _result(state, "scale", coefficients=coefficients.to_dict(), coefficients_from=source,
-            families=families, models=models,
-            compare=str(s.out / "compare") if p.compare else None)
-    return True
+    return {"coefficients": coefficients.to_dict(), "coefficients_from": source,
+            "families": families, "models": models,
+            "compare": str(s.out / "compare") if p.compare else None}
 
 
 def _budget_members(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any, on_miss: str,
@@ -454,7 +449,8 @@ def model_key(model_id: str, seed: int) -> str:
     return f"{model_id}/seed{seed}"
 
 
-def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say) -> bool:
+def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                 ) -> dict[str, Any] | None:
     if "ray" in sys.modules:  # the proxy stages' local cluster is idle from here on
         from nas.search import tune_adapter as ta
         ta.shutdown_ray()
@@ -472,9 +468,8 @@ def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
                 say(f"train {key} ({done}/{total}): {rec['status']}, skipped")
                 continue
             if not _train_one(p, state, m, seed, key, folder, f"({done}/{total})", say):
-                return False
-    _result(state, "train", models_trained=len(state.models))
-    return True
+                return None
+    return {"models_trained": len(state.models)}
 
 
 def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], seed: int,
@@ -537,10 +532,10 @@ def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], 
 # --------------------------------------------------------------------------- 5. report
 
 
-def _report_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say) -> bool:
+def _report_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                  ) -> dict[str, Any] | None:
     from nas.search.pipeline_report import write_report
 
     path = write_report(p, state)
     say(f"report: {path}")
-    _result(state, "report", report=str(path))
-    return True
+    return {"report": str(path)}
