@@ -29,6 +29,7 @@ FLOORS: list[tuple[str, ...]] = [
 ]
 # Entry points: thin modules that belong to the command-line floor.
 ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "nas.fidelity": "nas.cli",
+                "nas.pipeline": "nas.cli",
                 "search": "nas.cli",
                 "scale": "nas.cli", "search_space.__main__": "nas.cli"}
 PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
@@ -149,7 +150,8 @@ def test_the_torch_free_layers_import_without_torch():
     # At run time too: the model, data, space, strategies' base, scaling and settings.
     code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.data, nas.training.recipe, "
             "nas.search.settings, search_space, scaler, controller, nas.cli.search, "
-            "nas.cli.scale; bad = sorted(m for m in ('torch', 'ray') if m in sys.modules); "
+            "nas.cli.scale, nas.cli.pipeline, nas.search.pipeline; "
+            "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

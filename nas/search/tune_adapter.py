@@ -119,6 +119,13 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
                           "check --address (or RAY_ADDRESS), or leave it unset for a local run") from None
 
 
+def shutdown_ray() -> None:
+    """Stop this process's local Ray (or leave the cluster it joined), if it started one."""
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
     """Refuse requests the cluster can never meet (Tune would wait for them forever)."""
     import ray

@@ -1,0 +1,541 @@
+"""From data to trained models in one run folder: search, fit the coefficients, emit the
+family, train the chosen models fully, write a report.
+
+    OUT/config.yaml      the resolved pipeline settings (``--resume`` reads them)
+    OUT/pipeline.json    the state: every stage's status, what it produced, its seconds
+    OUT/search/          a search run folder (``search.py --resume --out OUT/search`` works)
+    OUT/scale/           the grid (``scaling.yaml``), ``compare/``, ``family-budgets/``, ...
+    OUT/train/M/seedS/   one ``nas.training.fit`` run per model and seed (last.pt, best.pt,
+                         metrics.json, model.pt)
+    OUT/report/          report.md, accuracy_vs_macs.png, results.csv, report.json
+
+Each stage runs the project's own code (:func:`nas.search.run.search`,
+:func:`nas.search.scaling.grid_search` and ``compare``, :func:`scaler.fit_budgets` /
+:func:`scaler.make_family`, :func:`nas.training.fit.fit`) with typed settings built by the
+command line (:mod:`nas.cli.pipeline`). The state file is written atomically whenever a
+stage or a model starts or finishes, so an interruption anywhere loses at most the work in
+progress: a finished stage is skipped, the search and the grid continue from their driver
+state, and a model whose training was cut off continues from its ``last.pt``, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from nas.core.errors import ConfigError, NasError
+from nas.core.files import write_text_atomic
+from nas.search.settings import ScaleSettings, SearchSettings
+
+STAGES = ("search", "scale", "train", "report")
+STATE_FILE = "pipeline.json"
+STATE_FORMAT = 1
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+# What a finished model's training ended with (nas.training.fit's statuses); every other
+# outcome leaves the model to be trained (or continued) by the next --resume.
+FINISHED = ("completed", "early_stopped", "diverged", "failed")
+
+Say = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Which models the training stage trains and how.
+
+    ``template`` is a :class:`nas.training.fit.TrainConfig` holding the recipe and the data
+    of every model; each model's spec, seed, resolution and folder are filled in per run.
+    A model is trained at ``round(resolution * its spec resolution / the baseline's spec
+    resolution)`` pixels (a multiple of ``resolution_multiple``), so the family's resolution
+    scaling carries over to small images. ``members`` selects from the emitted family
+    (None: every budget member): budget names (``600.0M``), ``b1``..``b7``, ``budgets`` or
+    ``family``. ``references`` are (name, spec path) pairs trained the same way.
+    """
+
+    template: Any
+    resolution: int
+    seeds: tuple[int, ...]
+    members: tuple[str, ...] | None
+    baseline: bool
+    references: tuple[tuple[str, str], ...]
+    resolution_multiple: int = 4
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything a pipeline run needs, checked before anything runs.
+
+    ``search`` is None when a ``baseline`` spec is given instead. ``scale.baseline`` is a
+    placeholder until the search has written its best child. ``configs`` holds the resolved
+    YAML of the pipeline and of the search and scale stages (written into their folders).
+    """
+
+    name: str
+    out: Path
+    search: SearchSettings | None
+    baseline: str | None
+    scale: ScaleSettings
+    grid: bool
+    compare: bool
+    family: bool
+    train: TrainPlan
+    configs: Mapping[str, str]
+    command: str = ""
+    on_miss: str = "closest"     # a budget no phi lands within 3 % of: closest | error
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """How a session ended: ``finished``, or stopped in ``stage`` (interrupted)."""
+
+    out: Path
+    finished: bool
+    stage: str | None
+    report: Path | None
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class PipelineState:
+    """``pipeline.json``: each stage's status and outputs, and every trained model's."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def new(cls, out: Path, name: str) -> "PipelineState":
+        stages = {s: {"status": PENDING} for s in STAGES}
+        stages["train"]["models"] = {}
+        return cls(out / STATE_FILE, {"format": STATE_FORMAT, "name": name, "created": _now(),
+                                      "stages": stages})
+
+    @classmethod
+    def load(cls, out: Path) -> "PipelineState":
+        path = out / STATE_FILE
+        if not path.is_file():
+            raise ConfigError(f"--resume: {out} holds no pipeline to continue (no {STATE_FILE}); "
+                              "check --out")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: cannot be read ({type(e).__name__}); is the run folder "
+                              "complete?") from None
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise ConfigError(f"{path}: not a pipeline state file (format "
+                              f"{data.get('format') if isinstance(data, dict) else '?'!r})")
+        return cls(path, data)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.data["stages"][name]
+
+    def status(self, name: str) -> str:
+        return str(self.stage(name)["status"])
+
+    def save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.data, indent=2) + "\n")
+
+    def start(self, name: str) -> None:
+        st = self.stage(name)
+        st["status"] = RUNNING
+        st.setdefault("started", _now())
+        st["sessions"] = int(st.get("sessions", 0)) + 1
+        st.pop("error", None)
+        self.save()
+
+    def finish(self, name: str, seconds: float, **info: Any) -> None:
+        st = self.stage(name)
+        st.update(info)
+        st["status"] = DONE
+        st["finished"] = _now()
+        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
+        self.save()
+
+    def fail(self, name: str, error: str, seconds: float) -> None:
+        st = self.stage(name)
+        st["status"] = FAILED
+        st["error"] = error
+        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
+        self.save()
+
+    def pause(self, name: str, seconds: float) -> None:
+        """An interrupted stage: still to finish, its seconds so far kept."""
+        st = self.stage(name)
+        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
+        self.save()
+
+    @property
+    def models(self) -> dict[str, Any]:
+        return self.stage("train").setdefault("models", {})
+
+
+def started(state: PipelineState, stage: str) -> bool:
+    return state.status(stage) != PENDING
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """A new pipeline needs an empty (or new) folder; ``--resume`` needs one to continue."""
+    if resume:
+        PipelineState.load(out)
+        return
+    if (out / STATE_FILE).exists():
+        raise ConfigError(f"{out} already holds a pipeline; continue it with --resume --out "
+                          f"{out}, or choose another --out")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out (a new pipeline starts "
+                          "in an empty folder)")
+
+
+def run_pipeline(p: PipelineSettings, resume: bool, say: Say = lambda line: print(line, flush=True)
+                 ) -> PipelineOutcome:
+    """Run (or continue) every stage of ``p`` in ``p.out``."""
+    check_run_folder(p.out, resume)
+    p.out.mkdir(parents=True, exist_ok=True)
+    state = PipelineState.load(p.out) if resume else PipelineState.new(p.out, p.name)
+    write_text_atomic(p.out / "config.yaml", p.configs["pipeline"])
+    if p.command:
+        state.data.setdefault("commands", []).append(p.command)
+    state.save()
+    say(f"pipeline {p.name}: run folder {p.out}")
+    for stage, run in (("search", _search_stage), ("scale", _scale_stage),
+                       ("train", _train_stage), ("report", _report_stage)):
+        if state.status(stage) == DONE:
+            say(f"{stage}: done, skipped ({_done_note(state, stage)})")
+            continue
+        state.start(stage)
+        t0 = time.time()
+        try:
+            info = run(p, state, resume, say)
+        except KeyboardInterrupt:
+            info = None
+        except NasError as e:
+            state.fail(stage, str(e), time.time() - t0)
+            raise
+        if info is None:  # interrupted: the stage continues in the next session
+            state.pause(stage, time.time() - t0)
+            return PipelineOutcome(p.out, False, stage, None)
+        state.finish(stage, time.time() - t0, **info)
+        say(f"{stage}: done in {time.time() - t0:.0f} s")
+    return PipelineOutcome(p.out, True, None, p.out / "report" / "report.md")
+
+
+def _done_note(state: PipelineState, stage: str) -> str:
+    st = state.stage(stage)
+    if stage == "search":
+        return st.get("baseline", "")
+    if stage == "scale":
+        return ", ".join(st.get("families", {}).values())
+    if stage == "train":
+        return f"{len(st.get('models', {}))} trained models under train/"
+    return st.get("report", "")
+
+
+# --------------------------------------------------------------------------- 1. search
+
+
+def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                  ) -> dict[str, Any] | None:
+    """Each stage returns what it produced (recorded in the state file), or None when it
+    was interrupted."""
+    if p.search is None:
+        assert p.baseline is not None
+        from nas.core.files import config_path
+        given = p.baseline if Path(p.baseline).is_file() else str(config_path(p.baseline))
+        say(f"search: not run; the baseline is {given}")
+        return {"baseline": given, "searched": False}
+    from nas.search.run import search, summary_lines
+
+    s = p.search
+    continuing = (s.out / "driver.pt").is_file()
+    if continuing:
+        say(f"search: continuing the search in {s.out}")
+    outcome = search(s, continuing, p.configs["search"], say)
+    if not outcome.finished:
+        return None
+    say("\n".join(summary_lines(outcome.summary, s.out)))
+    best = s.out / "best.yaml"
+    if not best.is_file():
+        raise NasError(f"search: no child trained successfully, so there is no baseline (see "
+                       f"{s.out / 'children.csv'}); fix the cause and start a new pipeline")
+    return {"baseline": str(best), "searched": True, "summary": outcome.summary}
+
+
+def baseline_path(state: PipelineState) -> str:
+    path = state.stage("search").get("baseline")
+    if not path:
+        raise ConfigError(f"{state.path}: the search stage recorded no baseline; the state "
+                          "file is incomplete")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- 2-3. scale
+
+
+def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                 ) -> dict[str, Any] | None:
+    import yaml
+
+    import scaler
+    from nas.arch.cost import count
+    from nas.arch.io import load_spec
+    from nas.arch.units import format_macs
+
+    base_file = baseline_path(state)
+    base = load_spec(base_file)
+    base_name = base.name or Path(base_file).stem
+    s = replace(p.scale, baseline=base_file)
+    cost = count(base)
+    say(f"scale: baseline {base_name} ({base_file}): {format_macs(cost.macs)} MACs, "
+        f"{cost.params:,} params at {base.resolution}px")
+    s.out.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load(p.configs["scale"])
+    cfg["baseline"] = base_file
+    write_text_atomic(s.out / "config.yaml",
+                      yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False))
+
+    data = s.data.load() if (p.grid or p.compare) else None
+    if p.grid:
+        from nas.search.scaling import grid_search
+        coefficients = grid_search(base, base_name, s, data, resume, say)
+        source = str(s.out / "scaling.yaml")
+    else:
+        assert s.coefficients is not None
+        coefficients = scaler.Coefficients(*s.coefficients)
+        source = "given (scale.coefficients)"
+    say(f"scale: coefficients {coefficients} (product {coefficients.product():.3f}) from "
+        f"{source}")
+    if p.compare:
+        from nas.search.scaling import compare
+        say("\n" + compare(base, coefficients, s, data, resume, say))
+
+    families: dict[str, str] = {}
+    emitted: dict[str, list[tuple[str, str]]] = {"budget": [], "family": []}
+    if s.budgets:
+        members = _budget_members(scaler, base, s, coefficients, p.on_miss, say)
+        folder = s.out / "family-budgets"
+        files = scaler.write_family(members, folder, base_name, base=base)
+        families["budgets"] = str(folder)
+        emitted["budget"] = [(m.name, str(path)) for m, path in zip(members, files.specs)]
+        say(f"\n{files.markdown.read_text()}")
+    if p.family:
+        members = _rule_family(scaler, base, s, coefficients, say)
+        folder = s.out / f"family-{s.rule}"
+        files = scaler.write_family(members, folder, base_name, base=base)
+        families[s.rule] = str(folder)
+        emitted["family"] = [(m.name, str(path)) for m, path in zip(members, files.specs)]
+        say(f"\n{files.markdown.read_text()}")
+
+    models = _models_to_train(p, base_file, base, emitted)
+    say("scale: models to train: " + ", ".join(
+        f"{m['id']} ({format_macs(m['macs'])} MACs, {m['train_resolution']}px)" for m in models))
+    return {"coefficients": coefficients.to_dict(), "coefficients_from": source,
+            "families": families, "models": models,
+            "compare": str(s.out / "compare") if p.compare else None}
+
+
+def _budget_members(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any, on_miss: str,
+                    say: Say) -> list:
+    """One member per budget (as ``scale.py --budgets`` fits them); a budget that no phi
+    lands within 3 % of (it falls in a jump of the MACs) is an error with ``on_miss:
+    error``, else the closest reachable model, with a warning and its miss in the table."""
+    multiple = s.resolution_multiple or 4
+    if on_miss == "error":
+        return scaler.fit_budgets(base, coefficients, list(s.budgets),
+                                  resolution_multiple=multiple)
+    members = []
+    for budget in s.budgets or ():
+        try:
+            members.append(scaler.fit_budget(base, coefficients, budget, multiple))
+        except ConfigError as e:
+            try:
+                closest = scaler.fit_budget(base, coefficients, budget, multiple,
+                                            tolerance=0.99)
+            except ConfigError:
+                raise e from None  # out of reach at any phi: no closest model either
+            say(f"warning: {e}; writing the closest reachable model instead (scale.on_miss: "
+                "closest; see the 'vs target' column)")
+            members.append(closest)
+    return members
+
+
+def _rule_family(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any, say: Say) -> list:
+    """B1-B7 by ``s.rule`` (as ``scale.py`` emits them)."""
+    try:
+        return scaler.make_family(base, s.rule, coefficients,
+                                  resolution_multiple=s.resolution_multiple or 8)
+    except ConfigError as e:
+        if s.rule != "budget":
+            raise
+        say(f"warning: {e}; writing the closest reachable model instead (see the 'vs target' "
+            "column)")
+        return scaler.make_family(base, "budget", coefficients,
+                                  resolution_multiple=s.resolution_multiple or 8, tolerance=0.99)
+
+
+def select_members(wanted: tuple[str, ...] | None, budget_ids: list[str],
+                   family_ids: list[str]) -> list[str]:
+    """The family members ``wanted`` names, in the family's order (budgets, then B1-B7).
+
+    ``None`` is every budget member; ``budgets`` and ``family`` name groups; anything else is
+    a member's name (a budget as ``format_macs`` writes it, or b1..b7)."""
+    if wanted is None:
+        return list(budget_ids)
+    chosen: set[str] = set()
+    for item in wanted:
+        if item == "budgets":
+            chosen.update(budget_ids)
+        elif item == "family":
+            chosen.update(family_ids)
+        elif item in budget_ids or item in family_ids:
+            chosen.add(item)
+        else:
+            raise ConfigError(f"train.members: {item!r} is not a member of the emitted family "
+                              f"({', '.join(budget_ids + family_ids)})")
+    return [m for m in budget_ids + family_ids if m in chosen]
+
+
+def train_resolution(plan: TrainPlan, spec_resolution: int, base_resolution: int) -> int:
+    from nas.arch.rounding import round_resolution
+    return round_resolution(plan.resolution, spec_resolution / base_resolution,
+                            plan.resolution_multiple)
+
+
+def _models_to_train(p: PipelineSettings, base_file: str, base: Any,
+                     emitted: Mapping[str, list[tuple[str, str]]]) -> list[dict[str, Any]]:
+    from nas.arch.cost import count
+    from nas.arch.io import load_spec
+
+    entries: list[tuple[str, str, str]] = []
+    if p.train.baseline:
+        entries.append(("baseline", "baseline", base_file))
+    budget_ids = [n for n, _ in emitted["budget"]]
+    family_ids = [n for n, _ in emitted["family"]]
+    paths = dict(emitted["budget"] + emitted["family"])
+    for member in select_members(p.train.members, budget_ids, family_ids):
+        entries.append((member, "budget" if member in budget_ids else "family", paths[member]))
+    for name, path in p.train.references:
+        entries.append((name, "reference", path))
+    models = []
+    for model_id, group, path in entries:
+        spec = load_spec(path)
+        cost = count(spec)
+        models.append({"id": model_id, "group": group, "spec": path, "name": spec.name,
+                       "macs": cost.macs, "params": cost.params,
+                       "spec_resolution": spec.resolution,
+                       "train_resolution": train_resolution(p.train, spec.resolution,
+                                                            base.resolution)})
+    return models
+
+
+# --------------------------------------------------------------------------- 4. train
+
+
+def model_key(model_id: str, seed: int) -> str:
+    return f"{model_id}/seed{seed}"
+
+
+def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                 ) -> dict[str, Any] | None:
+    if "ray" in sys.modules:  # the proxy stages' local cluster is idle from here on
+        from nas.search import tune_adapter as ta
+        ta.shutdown_ray()
+    models = state.stage("scale")["models"]
+    total = len(models) * len(p.train.seeds)
+    done = 0
+    for m in models:
+        for seed in p.train.seeds:
+            done += 1
+            key = model_key(m["id"], seed)
+            folder = p.out / "train" / m["id"] / f"seed{seed}"
+            rec = state.models.get(key, {})
+            if rec.get("status") in FINISHED and (rec.get("status") == "failed"
+                                                  or (folder / "metrics.json").is_file()):
+                say(f"train {key} ({done}/{total}): {rec['status']}, skipped")
+                continue
+            if not _train_one(p, state, m, seed, key, folder, f"({done}/{total})", say):
+                return None
+    return {"models_trained": len(state.models)}
+
+
+def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], seed: int,
+               key: str, folder: Path, count_text: str, say: Say) -> bool:
+    """Train (or continue) one model; False when interrupted."""
+    from nas.arch.spec import spec_from_dict
+    from nas.training.checkpoint import load_checkpoint
+    from nas.training.fit import TrainConfig, check, fit, make_spec, resolve
+
+    t = p.train.template
+    last = folder / "last.pt"
+    if last.is_file():
+        ckpt: Mapping[str, Any] | None = load_checkpoint(last)
+        assert ckpt is not None
+        saved = TrainConfig.from_dict(ckpt["config"], str(last))
+        # What may change on a resumed run (as python -m nas.train --resume allows).
+        c = replace(saved, threads=t.threads, device=t.device, export=t.export,
+                    data=t.data, out=str(folder))
+        spec = spec_from_dict(ckpt["spec"], source=str(last))
+        say(f"train {key} {count_text}: continuing from {last} (epoch {ckpt['epoch']})")
+    else:
+        ckpt = None
+        c = resolve(replace(t, spec=m["spec"], seed=seed, resolution=m["train_resolution"],
+                            out=str(folder)))
+        check(c)
+        spec = make_spec(c)
+        say(f"train {key} {count_text}: {m['spec']} at {c.resolution}px, seed {seed}")
+    state.models[key] = {"status": RUNNING, "model": m["id"], "seed": seed,
+                         "folder": str(folder)}
+    state.save()
+    prefix = f"  [{key}] "
+    try:
+        result = fit(c, spec, ckpt, p.command, say=lambda line: say(prefix + line))
+    except NasError as e:  # no epoch finished: a result, the other models go on
+        say(f"train {key}: failed: {e}")
+        state.models[key] = {"status": "failed", "model": m["id"], "seed": seed,
+                             "folder": str(folder), "error": str(e)}
+        state.save()
+        return True
+    if result.status == "interrupted" or result.metrics is None:
+        state.models[key]["status"] = "interrupted"
+        state.models[key]["epoch"] = result.epoch
+        state.save()
+        return False
+    mt = result.metrics
+    state.models[key] = {
+        "status": result.status, "model": m["id"], "seed": seed, "folder": str(folder),
+        "best_val_accuracy": mt["best_val_accuracy"], "best_epoch": mt["best_epoch"],
+        "epochs_run": mt["epochs_run"], "test_accuracy": mt["test_accuracy"],
+        "seconds": mt["seconds"], "checkpoint": str(folder / "best.pt"),
+        "export": (mt["export"] or {}).get("path"), "metrics": str(folder / "metrics.json")}
+    state.save()
+    test = ("no test split" if mt["test_accuracy"] is None
+            else f"test {mt['test_accuracy']:.4f}")
+    say(f"train {key}: {result.status}, best val {mt['best_val_accuracy']:.4f} at epoch "
+        f"{mt['best_epoch']}, {test}, {mt['seconds']:.0f} s")
+    return True
+
+
+# --------------------------------------------------------------------------- 5. report
+
+
+def _report_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+                  ) -> dict[str, Any] | None:
+    from nas.search.pipeline_report import write_report
+
+    path = write_report(p, state)
+    say(f"report: {path}")
+    return {"report": str(path)}
