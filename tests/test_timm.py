@@ -238,3 +238,19 @@ def test_the_string_part_does_not_import_torch() -> None:
             "import nas.arch.timm_export; sys.exit('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_building_the_timm_model_without_timm_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    for name in [m for m in sys.modules if m.split(".")[0] == "timm"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm -> ImportError
+    with pytest.raises(nas.ConfigError) as e:
+        nas.build_timm_model(nas.load_spec("mobilenetv2"))
+    assert str(e.value).startswith("building the timm model needs timm: pip install "
+                                   "'effnas[timm]' (ModuleNotFoundError")
+    assert "\n" not in str(e.value)
+    # What timm cannot express is refused before timm is looked for.
+    b0 = nas.load_spec("efficientnet-b0")
+    with pytest.raises(nas.SpecError, match="timm cannot express the stem"):
+        nas.build_timm_model(b0.replace(stem_stride=1))
