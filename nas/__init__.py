@@ -8,7 +8,7 @@ The package is built in layers; each imports only the ones below it (``docs/arch
 ``nas.data``       image data sets as numpy arrays
 ``nas.training``   one training engine: proxy runs and full training (torch, no Ray)
 ``nas.search``     reward, driver, child runner, run log, the Ray Tune adapter
-``nas.cli``        the commands (``search.py``, ``scale.py``, ``python -m nas.train``, ...)
+``nas.cli``        the commands (``effnas search``, ``effnas scale``, ``effnas train``, ...)
 =================  ==============================================================
 
 Beside them: ``search_space`` and ``controller`` (the strategies) on the floor of
