@@ -8,7 +8,7 @@ The package is built in layers; each imports only the ones below it (``docs/arch
 ``nas.data``       image data sets as numpy arrays
 ``nas.training``   one training engine: proxy runs and full training (torch, no Ray)
 ``nas.search``     reward, driver, child runner, run log, the Ray Tune adapter
-``nas.cli``        the commands (``search.py``, ``scale.py``, ``python -m nas.train``, ...)
+``nas.cli``        the commands (``effnas search``, ``effnas scale``, ``effnas train``, ...)
 =================  ==============================================================
 
 Beside them: ``search_space`` and ``controller`` (the strategies) on the floor of
@@ -26,6 +26,7 @@ from nas import _compat
 from nas.arch.io import load_spec, save_spec
 from nas.arch.rounding import round_filters, round_repeats, round_resolution, scale_spec
 from nas.arch.spec import ArchSpec, StageSpec, spec_from_dict, spec_to_dict
+from nas.arch.timm_export import TimmArch, from_timm_state_dict, timm_state_dict, to_timm
 from nas.core.errors import ConfigError, DataError, NasError, SpaceError, SpecError
 from nas.core.files import config_path, configs_dir
 
@@ -38,6 +39,15 @@ def build_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3) -
     """Build ``spec`` as a ``torch.nn.Module`` (see :mod:`nas.arch.builder`)."""
     from nas.arch.builder import build_model as _build
     return _build(spec, num_classes=num_classes, in_channels=in_channels)
+
+
+def build_timm_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3,
+                     weights: Any = None) -> Any:
+    """Build ``spec`` with timm's own ``EfficientNet`` (needs timm: ``pip install
+    'effnas[timm]'``); with ``weights`` (a model built from ``spec`` or its state dict) loaded
+    through :func:`timm_state_dict` (see :mod:`nas.arch.timm_model`)."""
+    from nas.arch.timm_model import build_timm_model as _build
+    return _build(spec, num_classes=num_classes, in_channels=in_channels, weights=weights)
 
 
 def __getattr__(name: str) -> Any:
@@ -53,4 +63,5 @@ __all__ = [
     "build_model", "count_params", "count_macs", "stage_costs", "load_spec", "save_spec",
     "config_path", "configs_dir", "round_filters", "round_repeats", "round_resolution",
     "scale_spec", "spec_from_dict", "spec_to_dict",
+    "TimmArch", "to_timm", "timm_state_dict", "from_timm_state_dict", "build_timm_model",
 ]

@@ -10,12 +10,12 @@ from nas.arch.blockstrings import (
     block_string,
     decode_tf,
     decode_tf_stages,
-    decode_timm,
-    decode_timm_stages,
+    decode_ext,
+    decode_ext_stages,
     encode_tf,
     encode_tf_stages,
-    encode_timm,
-    encode_timm_stages,
+    encode_ext,
+    encode_ext_stages,
 )
 from nas.arch.spec import OPS, SKIPS, ArchSpec, StageSpec
 from search_space import SearchSpace
@@ -27,7 +27,7 @@ B0_TF = ("r1_k3_s11_e1_i32_o16_se0.25 r2_k3_s22_e6_i16_o24_se0.25 r2_k5_s22_e6_i
 A1_TF = ("r1_k3_s11_e1_i32_o16_noskip r2_k3_s22_e6_i16_o24 r3_k5_s22_e3_i24_o40_se0.25 "
          "r4_k3_s22_e6_i40_o80 r2_k3_s11_e6_i80_o112_se0.25 r3_k5_s22_e6_i112_o160_se0.25 "
          "r1_k3_s11_e6_i160_o320").split()
-MOBILENETV2_TIMM = ("ds_r1_k3_s1_c16 ir_r2_k3_s2_e6_c24 ir_r3_k3_s2_e6_c32 ir_r4_k3_s2_e6_c64 "
+MOBILENETV2_EXT = ("ds_r1_k3_s1_c16 ir_r2_k3_s2_e6_c24 ir_r3_k3_s2_e6_c32 ir_r4_k3_s2_e6_c64 "
                     "ir_r3_k3_s1_e6_c96 ir_r3_k3_s2_e6_c160 ir_r1_k3_s1_e6_c320").split()
 
 
@@ -60,18 +60,18 @@ def test_tf_reference_strings_are_the_bundled_specs(name: str, strings: list[str
     assert decode_tf_stages(" ".join(strings), stem=32) == (spec.stages, 32)
 
 
-def test_timm_mobilenetv2_strings_are_the_bundled_spec() -> None:
+def test_ext_mobilenetv2_strings_are_the_bundled_spec() -> None:
     spec = nas.load_spec("mobilenetv2")
-    assert decode_timm_stages(MOBILENETV2_TIMM) == spec.stages
-    assert decode_timm_stages(" ".join(MOBILENETV2_TIMM)) == spec.stages
-    assert encode_timm_stages(spec) == MOBILENETV2_TIMM
-    assert block_string(spec) == " ".join(MOBILENETV2_TIMM)
+    assert decode_ext_stages(MOBILENETV2_EXT) == spec.stages
+    assert decode_ext_stages(" ".join(MOBILENETV2_EXT)) == spec.stages
+    assert encode_ext_stages(spec) == MOBILENETV2_EXT
+    assert block_string(spec) == " ".join(MOBILENETV2_EXT)
 
 
-def test_b0_in_timm_form() -> None:
+def test_b0_in_ext_form() -> None:
     spec = nas.load_spec("efficientnet-b0")
-    assert encode_timm_stages(spec)[:2] == ["ds_r1_k3_s1_c16_se0.25", "ir_r2_k3_s2_e6_c24_se0.25"]
-    assert decode_timm_stages(block_string(spec)) == spec.stages
+    assert encode_ext_stages(spec)[:2] == ["ds_r1_k3_s1_c16_se0.25", "ir_r2_k3_s2_e6_c24_se0.25"]
+    assert decode_ext_stages(block_string(spec)) == spec.stages
 
 
 def test_tf_e1_is_ds_and_noskip_is_none() -> None:
@@ -80,27 +80,27 @@ def test_tf_e1_is_ds_and_noskip_is_none() -> None:
     assert c_in == 32
 
 
-def test_timm_block_types_and_skip_flags() -> None:
-    assert decode_timm("cn_r2_k5_s2_c48_se0.5_pskip") == StageSpec(
+def test_ext_block_types_and_skip_flags() -> None:
+    assert decode_ext("cn_r2_k5_s2_c48_se0.5_pskip") == StageSpec(
         op="conv", kernel=5, stride=2, out=48, repeats=2, se=0.5, skip="pool")
-    assert decode_timm("ir_r1_k7_s1_e3_c40_noskip") == StageSpec(
+    assert decode_ext("ir_r1_k7_s1_e3_c40_noskip") == StageSpec(
         op="mbconv", kernel=7, stride=1, out=40, repeats=1, expand=3, skip="none")
-    assert encode_timm(StageSpec(op="conv", kernel=3, stride=1, out=8, repeats=1)) == \
+    assert encode_ext(StageSpec(op="conv", kernel=3, stride=1, out=8, repeats=1)) == \
         "cn_r1_k3_s1_c8"
     # Flags and keys may come in any order; the encoder writes one canonical order.
-    assert encode_timm(decode_timm("ir_noskip_c40_e3_s1_k7_r1")) == "ir_r1_k7_s1_e3_c40_noskip"
+    assert encode_ext(decode_ext("ir_noskip_c40_e3_s1_k7_r1")) == "ir_r1_k7_s1_e3_c40_noskip"
 
 
 # ------------------------------------------------------------------------- round trips
 
 
-def test_timm_round_trip_of_random_stages() -> None:
+def test_ext_round_trip_of_random_stages() -> None:
     rng = np.random.default_rng(0)
     for _ in range(5000):
         stage = random_stage(rng)
-        text = encode_timm(stage)
-        assert decode_timm(text) == stage
-        assert encode_timm(decode_timm(text)) == text  # canonical strings are fixed points
+        text = encode_ext(stage)
+        assert decode_ext(text) == stage
+        assert encode_ext(decode_ext(text)) == text  # canonical strings are fixed points
 
 
 def test_tf_round_trip_of_random_stages() -> None:
@@ -116,7 +116,7 @@ def test_round_trip_of_random_specs() -> None:
     rng = np.random.default_rng(2)
     for _ in range(1000):
         spec = random_spec(rng)
-        assert decode_timm_stages(encode_timm_stages(spec)) == spec.stages
+        assert decode_ext_stages(encode_ext_stages(spec)) == spec.stages
         tf_spec = random_spec(rng, tf=True)
         strings = encode_tf_stages(tf_spec)
         assert decode_tf_stages(strings) == (tf_spec.stages, tf_spec.stem)
@@ -129,7 +129,7 @@ def test_round_trip_of_space_samples() -> None:
     expressible = 0
     for _ in range(1000):
         spec = space.sample(rng)
-        assert decode_timm_stages(block_string(spec)) == spec.stages
+        assert decode_ext_stages(block_string(spec)) == spec.stages
         if all(s.op != "conv" and s.skip != "pool" for s in spec.stages):
             expressible += 1
             assert decode_tf_stages(encode_tf_stages(spec)) == (spec.stages, spec.stem)
@@ -151,8 +151,8 @@ def test_canonical_tf_strings_are_fixed_points(text: str) -> None:
     "ds_r1_k3_s1_c16", "cn_r3_k1_s2_c7_se1.0_pskip", "ir_r4_k9_s1_e12_c4000_se0.75_noskip",
     "ds_r1_k3_s2_c8_se1e-05_pskip",
 ])
-def test_canonical_timm_strings_are_fixed_points(text: str) -> None:
-    assert encode_timm(decode_timm(text)) == text
+def test_canonical_ext_strings_are_fixed_points(text: str) -> None:
+    assert encode_ext(decode_ext(text)) == text
 
 
 # ------------------------------------------------------------------------- strict errors
@@ -215,9 +215,9 @@ BAD_TIMM = [
 
 
 @pytest.mark.parametrize("text,fragment", BAD_TIMM)
-def test_bad_timm_strings(text: str, fragment: str) -> None:
+def test_bad_ext_strings(text: str, fragment: str) -> None:
     with pytest.raises(nas.SpecError) as info:
-        decode_timm(text)
+        decode_ext(text)
     msg = str(info.value)
     assert "\n" not in msg and fragment in msg, msg
     assert repr(text) in msg
@@ -233,7 +233,7 @@ def test_tf_chain_must_match() -> None:
     with pytest.raises(nas.SpecError, match="the list is empty"):
         decode_tf_stages([])
     with pytest.raises(nas.SpecError, match="the list is empty"):
-        decode_timm_stages("   ")
+        decode_ext_stages("   ")
 
 
 def test_encoding_what_tf_cannot_express() -> None:
@@ -252,7 +252,7 @@ def test_garbage_never_escapes_as_another_exception() -> None:
     """Mutated strings either decode to a valid stage or raise SpecError, never anything else."""
     rng = np.random.default_rng(4)
     alphabet = list("rksceio_0123456789.-+npqdsx") + ["³", "٣", "ｋ", " ", "\n", "e-", "1e5"]
-    seeds = B0_TF + A1_TF + MOBILENETV2_TIMM + ["cn_r2_k5_s2_c48_se0.5_pskip"]
+    seeds = B0_TF + A1_TF + MOBILENETV2_EXT + ["cn_r2_k5_s2_c48_se0.5_pskip"]
     for _ in range(3000):
         chars = list(str(rng.choice(seeds)))
         for _ in range(int(rng.integers(1, 4))):
@@ -265,7 +265,7 @@ def test_garbage_never_escapes_as_another_exception() -> None:
             elif chars:
                 chars[min(pos, len(chars) - 1)] = str(rng.choice(alphabet))
         text = "".join(chars)
-        for decode in (decode_tf, decode_timm):
+        for decode in (decode_tf, decode_ext):
             try:
                 decoded = decode(text)
             except nas.SpecError as e:
@@ -273,3 +273,14 @@ def test_garbage_never_escapes_as_another_exception() -> None:
                 continue
             stage = decoded[0] if isinstance(decoded, tuple) else decoded
             assert isinstance(stage, StageSpec)
+
+
+def test_old_timm_names_are_the_ext_codec_with_a_warning() -> None:
+    import nas.arch.blockstrings as bs
+    for old, new in (("decode_timm", decode_ext), ("encode_timm", encode_ext),
+                     ("decode_timm_stages", decode_ext_stages),
+                     ("encode_timm_stages", encode_ext_stages)):
+        with pytest.warns(DeprecationWarning, match="ext"):
+            assert getattr(bs, old) is new
+    with pytest.raises(AttributeError):
+        bs.encode_nothing  # noqa: B018

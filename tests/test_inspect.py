@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 import nas
-from nas.arch.blockstrings import encode_tf_stages, encode_timm_stages
+from nas.arch.blockstrings import encode_ext_stages, encode_tf_stages
 from nas.arch.cost import count_macs, count_params
 from nas.arch.spec import ArchSpec, StageSpec, spec_to_dict
+from nas.arch.timm_export import to_timm
 from nas.cli.inspect import main, op_label, report
 from search_space import SearchSpace
 
@@ -75,7 +76,9 @@ def test_json_as_a_subprocess_matches_the_cost_model() -> None:
     assert rep["rows"][0]["in_channels"] == 1 and rep["rows"][-1]["out_channels"] == 10
     assert rep["rows"][1]["skip"] == "none" and rep["rows"][3]["op"] == "MBConv3"
     assert rep["block_strings"]["tf"] == encode_tf_stages(a1)
-    assert rep["block_strings"]["timm"] == encode_timm_stages(a1)
+    assert rep["block_strings"]["ext"] == encode_ext_stages(a1)
+    assert rep["block_strings"]["timm"] == to_timm(a1).block_strings
+    assert rep["block_strings"]["timm_kwargs"]["act_layer"] == "relu"
 
 
 def test_inspect_does_not_import_torch() -> None:
@@ -133,18 +136,28 @@ def test_block_string_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert capsys.readouterr().out.split() == B0_TF
     assert main(["mobilenetv2", "--format", "timm"]) == 0
     assert capsys.readouterr().out.split()[0] == "ds_r1_k3_s1_c16"
+    assert main(["mobilenetv2", "--format", "ext"]) == 0
+    assert capsys.readouterr().out.split()[0] == "ds_r1_k3_s1_c16"
 
     odd = nas.save_spec(_odd_spec(), tmp_path / "odd.yaml")
-    assert main([str(odd), "--format", "timm"]) == 0
+    assert main([str(odd), "--format", "ext"]) == 0
     assert capsys.readouterr().out.split() == ["cn_r2_k3_s2_c24_se0.5_pskip",
                                                "ir_r3_k7_s1_e4_c40_noskip"]
     assert main([str(odd), "--format", "tf"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: TF block strings cannot express op 'conv'; use the timm form (cn_...)\n"
-    # JSON still works and says why there are no TF strings.
+    assert err == "error: TF block strings cannot express op 'conv'; use the ext form (cn_...)\n"
+    # timm cannot express the pooled shortcut: one line naming the stage, nothing on stdout.
+    assert main([str(odd), "--format", "timm"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("error: timm cannot express stage1 (conv, 2 layers): skip 'pool'")
+    # JSON still works and says why there are no TF or timm strings.
     assert main([str(odd), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["block_strings"]["tf"] is None and "cannot express" in rep["block_strings"]["tf_note"]
+    assert rep["block_strings"]["timm"] is None and rep["block_strings"]["timm_kwargs"] is None
+    assert rep["block_strings"]["timm_note"].startswith("timm cannot express stage1")
+    assert rep["block_strings"]["ext"] == encode_ext_stages(_odd_spec())
     assert rep["rows"][-1]["stage"] == "classifier" and rep["rows"][-2]["stage"] == "stage2"
 
 

@@ -36,7 +36,7 @@ PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 
 # Modules that may import torch (directly); everything else must not.
 TORCH_ALLOWED = {
-    "nas.arch.builder",
+    "nas.arch.builder", "nas.arch.timm_model",
     "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
     "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",
     "controller.ppo", "controller.policy",

@@ -14,6 +14,24 @@ fi
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
 
+# timm, for nas.build_timm_model and the tests against the real timm (tests/test_timm_real.py).
+# It is installed without its dependencies: its model code needs torch, torchvision and pyyaml
+# only (huggingface_hub and safetensors fetch pretrained weights, which nothing here does),
+# and pip resolving timm's torchvision would replace the torch above. torchvision is added
+# only when missing, as the release made for this torch (torch 2.N goes with torchvision
+# 0.(N+15)). Beside this machine's CPU build of torch, PyPI's torchvision (a CUDA build)
+# cannot load its C extension; timm's EfficientNet uses none of it, and tests/timm_import.py
+# says how the tests import timm then.
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('timm') is None)"; then
+  TIMM_PKGS="timm==1.0.31"
+  if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is None)"; then
+    TV=$(.venv/bin/python -c "import torch; major, minor = torch.__version__.split('.')[:2]; print(f'0.{int(minor) + 15}.*' if major == '2' else '')")
+    [ -n "$TV" ] && TIMM_PKGS="$TIMM_PKGS torchvision==$TV"
+  fi
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q --no-deps $TIMM_PKGS
+fi
+
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ -z "${NAS_DATA_DIR:-}" ] && [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,12 +1,18 @@
-"""Strict codecs for the block strings of the TF reference and of timm.
+"""Strict codecs for two kinds of block strings: the TF reference's and this project's own
+("ext", effnas block strings).
 
 TF reference (``efficientnet_builder.py``): ``r2_k3_s22_e6_i16_o24_se0.25`` with an optional
 ``noskip`` flag. An MBConv with ``e1`` is this project's op ``ds``. TF strings cannot express
 a regular ``conv`` op or a ``pool`` skip; encoding such a stage is an error.
 
-timm (``_efficientnet_builder.py``): ``ir_r2_k3_s2_e6_c24_se0.25``, block types ``ds``
-(depthwise-separable), ``ir`` (inverted residual, expand >= 2) and ``cn`` (conv-BN-act).
-Skip flags: ``noskip`` (none) and, as this project's own extension, ``pskip`` (pool).
+ext (effnas block strings): ``ir_r2_k3_s2_e6_c24_se0.25``, in timm's notation but with this
+project's meaning, so that every spec has one: block types ``ds`` (depthwise-separable),
+``ir`` (inverted residual, expand >= 2) and ``cn`` (conv-BN-act); skip flags ``noskip``
+(none) and ``pskip`` (pool); no flag is ``identity`` on every type (``cn`` included); ``se``
+on every type, squeezing ``max(1, int(layer input * se))`` channels. timm's own decoder
+reads some of these differently (it ignores ``pskip`` and ``se`` on ``cn``, gives a ``cn``
+without ``skip`` no shortcut, rounds ``ir`` widths to multiples of 8): the exact timm form
+is :func:`nas.arch.timm_export.to_timm`, which refuses what timm cannot express.
 
 Both decoders reject unknown block types, unknown or repeated keys and missing keys, and
 ``decode(encode(stages)) == stages`` for every stage either format can express.
@@ -15,7 +21,7 @@ Both decoders reject unknown block types, unknown or repeated keys and missing k
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from nas.arch.spec import ArchSpec, StageSpec
 from nas.core.errors import SpecError
@@ -100,9 +106,9 @@ def decode_tf(block: str) -> tuple[StageSpec, int]:
 
 def encode_tf(stage: StageSpec, in_channels: int) -> str:
     if stage.op == "conv":
-        raise SpecError("TF block strings cannot express op 'conv'; use the timm form (cn_...)")
+        raise SpecError("TF block strings cannot express op 'conv'; use the ext form (cn_...)")
     if stage.skip == "pool":
-        raise SpecError("TF block strings cannot express skip 'pool'; use the timm form (pskip)")
+        raise SpecError("TF block strings cannot express skip 'pool'; use the ext form (pskip)")
     parts = [f"r{stage.repeats}", f"k{stage.kernel}", f"s{stage.stride}{stage.stride}",
              f"e{stage.expand}", f"i{in_channels}", f"o{stage.out}"]
     if stage.se > 0:
@@ -137,25 +143,25 @@ def encode_tf_stages(spec: ArchSpec) -> list[str]:
     return [encode_tf(s, c_in) for s, c_in in zip(spec.stages, spec.stage_inputs())]
 
 
-# --------------------------------------------------------------------------- timm
+# --------------------------------------------------------------------------- ext
 
-_TIMM_TYPES = {"ds": "ds", "ir": "mbconv", "cn": "conv"}
-_TIMM_PREFIX = {v: k for k, v in _TIMM_TYPES.items()}
+_EXT_TYPES = {"ds": "ds", "ir": "mbconv", "cn": "conv"}
+_EXT_PREFIX = {v: k for k, v in _EXT_TYPES.items()}
 
 
-def decode_timm(block: str) -> StageSpec:
-    """Decode one timm-style block string (``ir_r2_k3_s2_e6_c24_se0.25``)."""
+def decode_ext(block: str) -> StageSpec:
+    """Decode one effnas block string (``ir_r2_k3_s2_e6_c24_se0.25``, ``cn_r2_k3_s2_c24_pskip``)."""
     if not isinstance(block, str) or "_" not in block:
         raise SpecError(f"block string {block!r}: expected '<type>_r.._k.._s.._c..'")
     kind, rest = block.split("_", 1)
-    if kind not in _TIMM_TYPES:
+    if kind not in _EXT_TYPES:
         raise SpecError(f"block string {block!r}: unknown block type {kind!r}; use one of "
-                        f"{', '.join(_TIMM_TYPES)}")
+                        f"{', '.join(_EXT_TYPES)}")
     options, flags = _split(block, ("noskip", "pskip"), ("r", "k", "s", "e", "c", "se"), rest)
     _require(block, options, ("r", "k", "s", "c"))
     if flags == {"noskip", "pskip"}:
         raise SpecError(f"block string {block!r}: noskip and pskip exclude each other")
-    op = _TIMM_TYPES[kind]
+    op = _EXT_TYPES[kind]
     expand = _int(block, "e", options["e"]) if "e" in options else (6 if op == "mbconv" else 1)
     if op == "mbconv" and "e" not in options:
         raise SpecError(f"block string {block!r}: an 'ir' block needs an expansion (e.g. e6)")
@@ -169,8 +175,9 @@ def decode_timm(block: str) -> StageSpec:
         se=_ratio(block, options["se"]) if "se" in options else 0.0, skip=skip)
 
 
-def encode_timm(stage: StageSpec) -> str:
-    parts = [_TIMM_PREFIX[stage.op], f"r{stage.repeats}", f"k{stage.kernel}", f"s{stage.stride}"]
+def encode_ext(stage: StageSpec) -> str:
+    """One stage as an effnas block string (see the module docstring for what it means)."""
+    parts = [_EXT_PREFIX[stage.op], f"r{stage.repeats}", f"k{stage.kernel}", f"s{stage.stride}"]
     if stage.op == "mbconv":
         parts.append(f"e{stage.expand}")
     parts.append(f"c{stage.out}")
@@ -183,18 +190,35 @@ def encode_timm(stage: StageSpec) -> str:
     return "_".join(parts)
 
 
-def decode_timm_stages(blocks: Sequence[str] | str) -> tuple[StageSpec, ...]:
+def decode_ext_stages(blocks: Sequence[str] | str) -> tuple[StageSpec, ...]:
     if isinstance(blocks, str):
         blocks = blocks.split()
     if not blocks:
         raise SpecError("block strings: the list is empty; give at least one block")
-    return tuple(decode_timm(b) for b in blocks)
+    return tuple(decode_ext(b) for b in blocks)
 
 
-def encode_timm_stages(spec: ArchSpec) -> list[str]:
-    return [encode_timm(s) for s in spec.stages]
+def encode_ext_stages(spec: ArchSpec) -> list[str]:
+    return [encode_ext(s) for s in spec.stages]
 
 
 def block_string(spec: ArchSpec) -> str:
-    """The compact one-line form used in tables and logs (timm style, space separated)."""
-    return " ".join(encode_timm_stages(spec))
+    """The compact one-line form used in tables and logs (effnas block strings, space
+    separated)."""
+    return " ".join(encode_ext_stages(spec))
+
+
+# The ext codec's names before the exact timm export existed; they go in 0.3.
+_OLD_NAMES = {"decode_timm": "decode_ext", "encode_timm": "encode_ext",
+              "decode_timm_stages": "decode_ext_stages", "encode_timm_stages": "encode_ext_stages"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OLD_NAMES:
+        import warnings
+        new = _OLD_NAMES[name]
+        warnings.warn(f"nas.arch.blockstrings.{name} is the effnas (ext) codec, not timm's; it is "
+                      f"deprecated and will be removed in 0.3: use {new} (or nas.to_timm for "
+                      "strings timm reads as the same network)", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module 'nas.arch.blockstrings' has no attribute {name!r}")

@@ -4,7 +4,14 @@ SPEC is a spec YAML file or the name of a bundled config (``efficientnet-b0``). 
 one row for the stem, each stage, the head and the classifier: op, kernel, stride, expansion,
 squeeze-excite ratio, skip, channels in -> out, repeats, output size, parameters and
 multiply-adds (MACs, the papers' "FLOPS"), then the totals. ``--json`` prints the same rows,
-the totals and the spec's block strings as JSON; ``--format tf|timm`` prints block strings.
+the totals and the spec's block strings as JSON; ``--format`` prints block strings:
+
+``timm``  exact timm strings: ``timm.models._efficientnet_builder.decode_arch_def`` and timm's
+          ``EfficientNet`` build them into this network (with the constructor arguments of
+          ``nas.to_timm``), or one ``error:`` line naming the stage timm cannot express;
+``ext``   effnas block strings (timm's notation, this project's meaning: ``pskip``, ``se`` on
+          ``cn``; every spec has them; ``search.py`` logs them);
+``tf``    the TF reference's strings (no ``conv`` op, no ``pool`` skip).
 
 Counting is the torch-free cost model (:mod:`nas.arch.cost`); this module does not import torch.
 Bad input prints one ``error: ...`` line on stderr and exits with status 2.
@@ -14,6 +21,7 @@ Examples::
     python -m nas.inspect efficientnet-b0
     python -m nas.inspect runs/best.yaml --resolution 28 --num-classes 10 --in-channels 1
     python -m nas.inspect mnasnet-a1 --format tf
+    python -m nas.inspect efficientnet-b0 --format timm
     python -m nas.inspect mobilenetv2 --json
 """
 
@@ -23,10 +31,11 @@ import json
 import sys
 from typing import Any
 
-from nas.arch.blockstrings import encode_tf_stages, encode_timm_stages
+from nas.arch.blockstrings import encode_ext_stages, encode_tf_stages
 from nas.arch.cost import StageCost, count, stage_costs
 from nas.arch.io import load_spec
 from nas.arch.spec import ArchSpec, StageSpec
+from nas.arch.timm_export import to_timm
 from nas.cli.parser import EXIT_BAD_INPUT, OneLineParser, positive_int
 from nas.core.errors import NasError, SpecError
 
@@ -74,12 +83,20 @@ def report(spec: ArchSpec, resolution: int | None = None, num_classes: int = 100
         tf_note = None
     except SpecError as e:
         tf, tf_note = None, str(e)
+    try:
+        arch = to_timm(spec)
+        timm: list[str] | None = arch.block_strings
+        timm_kwargs: dict[str, Any] | None = arch.plain()["kwargs"]
+        timm_note = None
+    except SpecError as e:
+        timm, timm_kwargs, timm_note = None, None, str(e)
     return {
         "name": spec.name, "resolution": size, "num_classes": num_classes,
         "in_channels": in_channels, "activation": spec.activation, "stem": spec.stem,
         "head": spec.head, "rows": rows,
         "totals": {"params": total.params, "macs": total.macs, "layers": spec.num_layers},
-        "block_strings": {"timm": encode_timm_stages(spec), "tf": tf, "tf_note": tf_note},
+        "block_strings": {"ext": encode_ext_stages(spec), "timm": timm, "timm_note": timm_note,
+                          "timm_kwargs": timm_kwargs, "tf": tf, "tf_note": tf_note},
     }
 
 
@@ -127,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-channels", type=positive_int, default=3, help="input image channels")
     p.add_argument("--json", action="store_true",
                    help="print rows, totals and block strings as JSON (ignores --format)")
-    p.add_argument("--format", choices=("table", "tf", "timm"), default="table",
-                   help="table (default), or the spec's TF-reference or timm block strings")
+    p.add_argument("--format", choices=("table", "timm", "ext", "tf"), default="table",
+                   help="table (default); timm: exact timm block strings (or why timm cannot "
+                        "express the spec); ext: effnas block strings; tf: TF-reference strings")
     args = p.parse_args(argv)
     try:
         spec = load_spec(args.spec)
@@ -137,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
             text = json.dumps(rep, indent=2)
         elif args.format == "table":
             text = format_table(rep)
-        elif args.format == "tf":
-            if rep["block_strings"]["tf"] is None:
-                raise SpecError(rep["block_strings"]["tf_note"])
-            text = "\n".join(rep["block_strings"]["tf"])
-        else:
-            text = "\n".join(rep["block_strings"]["timm"])
+        elif args.format == "ext":
+            text = "\n".join(rep["block_strings"]["ext"])
+        else:  # tf or timm: refused with the reason when the format cannot express the spec
+            strings = rep["block_strings"][args.format]
+            if strings is None:
+                raise SpecError(rep["block_strings"][f"{args.format}_note"])
+            text = "\n".join(strings)
     except (NasError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -8,9 +8,11 @@ line saying how to continue and exit 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nas.core.errors import NasError
 
@@ -18,8 +20,55 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+# The name the user typed for the command (``effnas search``) when it was run through the
+# ``effnas`` entry point; None when it was run as ``search.py`` or ``python -m nas.train``.
+_INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoked_as",
+                                                                        default=None)
+
+
+@contextlib.contextmanager
+def invoked_as(name: str) -> Iterator[None]:
+    """Within the block, commands name themselves ``name`` (in --help, usage errors and the
+    hints they print) instead of the name their parser was given."""
+    token = _INVOKED_AS.set(name)
+    try:
+        yield
+    finally:
+        _INVOKED_AS.reset(token)
+
+
+def command_name(default: str) -> str:
+    """How to run this command again: ``effnas search`` under the entry point, else
+    ``default`` (``python search.py``)."""
+    return renamed(default, default)
+
+
+def renamed(text: str, default_prog: str) -> str:
+    """``text`` with the command's default name (``search.py``, ``python search.py``,
+    ``python -m nas.train``) replaced by the name it was invoked as, if any."""
+    name = _INVOKED_AS.get()
+    if not name or not default_prog:
+        return text
+    bare = re.sub(r"^python3?\s+", "", default_prog)
+    return re.sub(r"(?:\bpython3?\s+)?(?<![\w./-])" + re.escape(bare) + r"(?![\w.])", name, text)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the problem and pointing at --help."""
+    """argparse, but a usage error is one line naming the problem and pointing at --help.
+
+    Run through the ``effnas`` entry point (:func:`invoked_as`), the parser takes the invoked
+    name as its ``prog`` and in its description's examples."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        name = _INVOKED_AS.get()
+        default = kwargs.get("prog")
+        self.default_prog = default or ""
+        if name and default and not default.startswith(name):
+            kwargs["prog"] = name
+            for key in ("description", "epilog"):
+                if kwargs.get(key):
+                    kwargs[key] = renamed(kwargs[key], default)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
@@ -31,6 +80,8 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
 
     ``resume_hint`` is the command that continues an interrupted run (printed on Ctrl-C).
     """
+    if resume_hint:
+        resume_hint = renamed(resume_hint, getattr(parser, "default_prog", ""))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed

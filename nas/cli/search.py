@@ -26,7 +26,7 @@ from nas.cli.options import (
     load_config,
     trial_settings,
 )
-from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, run_main
+from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
 from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
 
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     outcome = search(s, args.resume, dump(cfg))
     if not outcome.finished:
         print(f"search stopped after {outcome.summary['children_trained']} children; continue "
-              f"it with:\n  python {PROG} --resume --out {s.out}", file=sys.stderr)
+              f"it with:\n  {command_name(f'python {PROG}')} --resume --out {s.out}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     print("\n".join(summary_lines(outcome.summary, s.out)))
     return 0

@@ -24,6 +24,7 @@ from nas.arch.spec import ArchSpec, spec_from_dict
 from nas.cli.parser import (
     EXIT_INTERRUPTED,
     OneLineParser,
+    command_name,
     count_or_fraction,
     run_main,
     seconds,
@@ -213,7 +214,7 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
     out = Path(result.metrics["config"]["out"]) if result.metrics else Path(c.out)
     if result.status == "interrupted":
         print(f"\ninterrupted in epoch {result.epoch + 1}; last.pt holds epoch {result.epoch}: "
-              f"continue with {PROG} --resume --out {out}", file=sys.stderr)
+              f"continue with {command_name(PROG)} --resume --out {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     assert result.metrics is not None
     print("\n".join(summary_lines(result.metrics, out)))

@@ -1,0 +1,118 @@
+"""The ``effnas`` entry point: one command with subcommands, each naming itself ``effnas NAME``
+in its help, usage errors and hints; ``search.py`` and ``scale.py`` keep their own names."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import effnas
+from nas.cli.parser import OneLineParser, command_name, invoked_as, renamed, run_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_subcommand_is_a_command_module_with_main() -> None:
+    assert list(effnas.COMMANDS) == ["search", "scale", "train", "inspect", "fidelity"]
+    for name, (module, summary) in effnas.COMMANDS.items():
+        assert callable(importlib.import_module(module).main), name
+        assert summary and "\n" not in summary
+
+
+@pytest.mark.parametrize("name", list(effnas.COMMANDS))
+def test_subcommand_help_names_itself(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert effnas.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: effnas {name} ")
+    # The description's examples are written with the invoked name too.
+    assert "python -m nas." not in out and "python search.py" not in out
+    assert "python scale.py" not in out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["search", "--budget", "x"], "error: argument --budget: invalid int value: 'x'; "
+                                  "see effnas search --help"),
+    (["scale", "--bogus"], "error: unrecognized arguments: --bogus; see effnas scale --help"),
+    (["train", "efficientnet-b0", "--epochs", "x"], "; see effnas train --help"),
+    (["inspect"], "; see effnas inspect --help"),
+    (["fidelity"], "; see effnas fidelity --help"),
+])
+def test_usage_errors_name_the_subcommand(argv: list[str], fragment: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert effnas.main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+def test_top_level_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert effnas.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: effnas COMMAND")
+    for name in effnas.COMMANDS:
+        assert f"\n  {name} " in out
+    assert effnas.main([]) == 2
+    assert capsys.readouterr().err == ("error: name a command (search, scale, train, inspect, "
+                                       "fidelity); see effnas --help\n")
+    assert effnas.main(["serch"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown command 'serch'; use one of search")
+
+
+def test_the_name_is_restored_after_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    effnas.main(["inspect", "--help"])
+    capsys.readouterr()
+    assert OneLineParser(prog="search.py").prog == "search.py"
+    assert command_name("python search.py") == "python search.py"
+
+
+def test_renaming_rules() -> None:
+    with invoked_as("effnas search"):
+        assert command_name("python search.py") == "effnas search"
+        assert renamed("  python search.py --resume --out runs/x", "search.py") == \
+            "  effnas search --resume --out runs/x"
+        assert renamed(".venv/bin/python search.py --budget 2", "search.py") == \
+            ".venv/bin/effnas search --budget 2"
+        # Only the command's own name: other files and longer names stay.
+        assert renamed("research.py and scale.py and search.pyc", "search.py") == \
+            "research.py and scale.py and search.pyc"
+    with invoked_as("effnas train"):
+        assert renamed("python -m nas.train x --resume", "python -m nas.train") == \
+            "effnas train x --resume"
+        assert renamed("python -m nas.training", "python -m nas.train") == \
+            "python -m nas.training"
+
+
+def test_resume_hint_is_renamed(capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(_: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    with invoked_as("effnas scale"):
+        parser = OneLineParser(prog="scale.py")
+        assert run_main(interrupted, parser, [], "python scale.py --resume --out DIR") == 130
+    assert capsys.readouterr().err.endswith("continue with: effnas scale --resume --out DIR\n")
+    parser = OneLineParser(prog="scale.py")
+    assert run_main(interrupted, parser, [], "python scale.py --resume --out DIR") == 130
+    assert capsys.readouterr().err.endswith("continue with: python scale.py --resume --out DIR\n")
+
+
+@pytest.mark.parametrize("script", ["search.py", "scale.py"])
+def test_clone_wrappers_keep_their_names(script: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {script} ")
+
+
+def test_effnas_inspect_imports_neither_torch_nor_ray() -> None:
+    code = ("import sys\nfrom nas.cli.effnas import main\n"
+            "assert main(['inspect', 'efficientnet-b0', '--format', 'timm']) == 0\n"
+            "bad = [m for m in ('torch', 'ray') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "ds_r1_k3_s1_c16_se0.25"
