@@ -7,6 +7,7 @@ Each subcommand is one of the project's commands, with its own options and ``--h
     effnas train efficientnet-b0 --epochs 30   # python -m nas.train
     effnas inspect efficientnet-b0             # python -m nas.inspect
     effnas fidelity runs/NAME                  # python -m nas.fidelity
+    effnas pipeline --target-flops 400M        # python -m nas.pipeline
 
 A subcommand's module is imported only when it runs (``effnas inspect`` imports neither torch
 nor Ray), and it names itself ``effnas COMMAND`` in its help, its usage errors and its hints.
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("nas.cli.train", "train a spec fully, test it and export it"),
     "inspect": ("nas.cli.inspect", "a spec's per-stage table, params, MACs and block strings"),
     "fidelity": ("nas.cli.fidelity", "how well the proxy ranks a search's children"),
+    "pipeline": ("nas.cli.pipeline", "search, scale, train and report: data to trained models"),
 }
 
 

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 from nas.cli import config as layers
 from nas.cli.config import dump, proxy_mapping
 from nas.cli.options import add_training_args
-from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, run_main
+from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
 from nas.core.checks import check_int, check_number, is_int
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import config_path, read_yaml
@@ -476,11 +476,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         outcome = run_pipeline(p, args.resume)
     except NasError as e:  # a stage failed: what finished is kept, and says how to go on
-        raise NasError(f"{e} [completed stages are kept; continue with {PROG} --resume --out "
-                       f"{p.out}]") from None
+        raise NasError(f"{e} [completed stages are kept; continue with {command_name(PROG)} "
+                       f"--resume --out {p.out}]") from None
     if not outcome.finished:
-        print(f"\npipeline stopped in the {outcome.stage} stage; continue it with:\n  {PROG} "
-              f"--resume --out {p.out}", file=sys.stderr)
+        print(f"\npipeline stopped in the {outcome.stage} stage; continue it with:\n  "
+              f"{command_name(PROG)} --resume --out {p.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"pipeline done: report {outcome.report}")
     return 0
