@@ -41,6 +41,7 @@ def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
 
 
 RESOLUTION_ROUNDING = ("nearest", "down", "up")
+_ON_MULTIPLE = 1e-6  # pixels
 
 
 def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int = 8,
@@ -59,11 +60,25 @@ def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int =
                         f"{', '.join(RESOLUTION_ROUNDING)}")
     exact = resolution * multiplier
     nearest = max(multiple, int(round(exact / multiple)) * multiple)
-    if rounding == "down" and nearest > exact and nearest > multiple:
+    # Within a millionth of a pixel the exact value is on the multiple: float noise (224 *
+    # 1.15 ** 1e-10) must not move the resolution by a whole multiple.
+    if rounding == "down" and nearest > exact + _ON_MULTIPLE and nearest > multiple:
         return nearest - multiple
-    if rounding == "up" and nearest < exact:
+    if rounding == "up" and nearest < exact - _ON_MULTIPLE:
         return nearest + multiple
     return nearest
+
+
+def scaled_layers(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
+                  divisor: int = CHANNEL_DIVISOR
+                  ) -> tuple[int, tuple[int, ...], tuple[int, ...], int]:
+    """What :func:`scale_spec` makes of the layers, without building the spec: the stem's
+    channels, each stage's output channels and repeats, and the head's channels (0: none).
+    Cheap, for searches over multipliers that only need to tell two scalings apart."""
+    outs = tuple(round_filters(s.out, width, divisor) for s in spec.stages)
+    repeats = tuple(round_repeats(s.repeats, depth) for s in spec.stages)
+    head = round_filters(spec.head, width, divisor) if spec.head else 0
+    return round_filters(spec.stem, width, divisor), outs, repeats, head
 
 
 def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
@@ -76,13 +91,11 @@ def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
     :func:`round_resolution` to get one from a multiplier). The multipliers are recorded in
     the new spec's ``meta['scaling']``.
     """
-    stages = tuple(
-        s.replace(out=round_filters(s.out, width, divisor), repeats=round_repeats(s.repeats, depth))
-        for s in spec.stages)
-    head = round_filters(spec.head, width, divisor) if spec.head else 0
+    stem, outs, repeats, head = scaled_layers(spec, width, depth, divisor)
+    stages = tuple(s.replace(out=o, repeats=r) for s, o, r in zip(spec.stages, outs, repeats))
     new = spec.replace(
         stages=stages,
-        stem=round_filters(spec.stem, width, divisor),
+        stem=stem,
         head=head,
         resolution=spec.resolution if resolution is None else int(resolution),
         dropout=spec.dropout if dropout is None else float(dropout),
