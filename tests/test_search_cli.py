@@ -69,3 +69,66 @@ def test_help_runs_as_a_script():
     out = subprocess.run([sys.executable, str(ROOT / "search.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--target-flops" in out and "--resume" in out
+
+
+# --------------------------------------------------------------------------- no child succeeded
+
+
+def _all_failed_driver():
+    import nas
+    from controller import make_strategy
+    from nas.search.driver import ChildDriver, Target
+    from nas.search.reward import RewardConfig
+    from search_space import SearchSpace
+
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    d = ChildDriver(lambda t: (space.decode(t), {}), make_strategy("random", space.sizes()),
+                    budget=3, reward=RewardConfig(target_macs=400_000_000),
+                    target=Target(), reference=nas.load_spec("efficientnet-b0"))
+    trial = 0
+    while (cfg := d.suggest(f"t{trial}")) not in (None, "FINISHED"):
+        d.complete(f"t{trial}", {"status": "failed", "error": "SpecError: resolution: got 4"})
+        trial += 1
+    assert d.finished() and not d.best(1)
+    return d
+
+
+def _strict_json(text: str):
+    import json
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=no_constants)
+
+
+def test_a_search_where_every_child_failed_writes_valid_json(tmp_path):
+    from nas.core.files import json_text
+    from nas.search.run import summarize
+    from nas.search.runlog import write_tables
+
+    d = _all_failed_driver()
+    summary = summarize(d, "run", 1.0)
+    loaded = _strict_json(json_text(summary, indent=2))  # the reference's NaN accuracy: null
+    assert loaded["best"] is None and loaded["reference"]["accuracy"] is None
+    assert loaded["children_failed"] == loaded["children_trained"] == 3
+    assert loaded["most_common_error"] == {"error": "SpecError: resolution: got 4", "children": 3}
+    write_tables(d.records, tmp_path)
+    rows = [_strict_json(line) for line in (tmp_path / "children.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["accuracy"] is None for r in rows)
+
+
+def test_a_search_where_every_child_failed_exits_1_on_one_line(capsys, tmp_path, monkeypatch):
+    import nas.search.run as run
+    from nas.search.run import SearchOutcome, summarize
+
+    summary = summarize(_all_failed_driver(), "run", 1.0)
+    monkeypatch.setattr(run, "search", lambda s, resume, text: SearchOutcome(s.out, True, summary))
+    out = tmp_path / "run"
+    code = search.main(["--target-flops", "400M", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 1 and "best spec" not in cap.out and "best.yaml" not in cap.out + cap.err
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the search finished but no child "
+                                                   "trained successfully (3 of 3 failed")
+    assert "SpecError: resolution: got 4" in lines[0]
+    assert f"error column of {out / 'children.csv'}" in lines[0]

@@ -28,7 +28,7 @@ from nas.cli.options import (
 )
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, run_main
 from nas.core.checks import check_int
-from nas.core.errors import ConfigError
+from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
 
@@ -88,7 +88,7 @@ def settings(cfg: dict[str, Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.search.run import search, summary_lines
+    from nas.search.run import no_success_line, search, summary_lines
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"search stopped after {outcome.summary['children_trained']} children; continue "
               f"it with:\n  python {PROG} --resume --out {s.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if outcome.summary["best"] is None:
+        raise NoResultError(no_success_line(outcome.summary, s.out))
     print("\n".join(summary_lines(outcome.summary, s.out)))
     return 0
 

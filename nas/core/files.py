@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import re
 import tempfile
@@ -119,6 +121,23 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 def dump_yaml(data: Any) -> str:
     return dump_yaml_text(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float (NaN, inf) replaced by None, in nested dicts,
+    lists and tuples: JSON has no NaN, and ``json.dumps`` would write it anyway."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """Valid JSON for ``data``: non-finite floats become null (see :func:`json_safe`)."""
+    return json.dumps(json_safe(data), allow_nan=False, **options)
 
 
 def write_csv(path: str | os.PathLike[str], header: Sequence[str],

@@ -3,9 +3,9 @@ Ray, and every output of the run folder (see the README's table of outputs)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -42,7 +42,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     from controller import Proposal, make_strategy
     from nas.arch.io import load_spec, save_spec
     from nas.arch.units import format_macs
-    from nas.core.files import config_path, write_text_atomic
+    from nas.core.files import config_path, json_text, write_text_atomic
     from nas.search import tune_adapter as ta
     from nas.search.driver import ChildDriver
     from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
@@ -97,19 +97,24 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
     summary = summarize(driver, s.name, time.time() - t0)
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
     return SearchOutcome(out, driver.finished(), summary)
 
 
 def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
-    """``summary.json``: counts, times, the best child and the reference."""
+    """``summary.json``: counts, times, the best child, the reference and the most common
+    reason children failed (None when none did). Non-finite numbers are written as null."""
     trained = driver.trained_records()
     best = driver.best(1)
     ref = driver.reference_record()
+    reasons = Counter(r.error for r in trained if r.status != "ok")
+    common = reasons.most_common(1)
     return {
         "run": name, "finished": driver.finished(), "converged_early": driver.converged,
         "children_trained": len(trained),
         "children_failed": sum(1 for r in trained if r.status != "ok"),
+        "most_common_error": None if not common else {"error": common[0][0],
+                                                      "children": common[0][1]},
         "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
         "session_seconds": round(seconds, 1),
         "children_seconds": round(sum(r.seconds for r in trained), 1),
@@ -135,6 +140,19 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     if r and r["accuracy"] is not None and not math.isnan(r["accuracy"]):
         lines.append(f"EfficientNet-B0 on the same proxy: reward {r['reward']:.4f}, accuracy "
                      f"{r['accuracy']:.4f}, {format_macs(r['macs'])} MACs")
-    lines.append(f"best spec: {out / 'best.yaml'}   table: {out / 'children.csv'}\n"
+    best = f"best spec: {out / 'best.yaml'}   " if s["best"] else ""
+    lines.append(f"{best}table: {out / 'children.csv'}\n"
                  f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     return lines
+
+
+def no_success_line(s: dict[str, Any], out: Path) -> str:
+    """The one line a finished search with no successful child ends with."""
+    common = s.get("most_common_error")
+    why = ""
+    if common:
+        text = common["error"] if len(common["error"]) <= 160 else common["error"][:157] + "..."
+        why = f"; most often ({common['children']}x): {text}"
+    return (f"the search finished but no child trained successfully ({s['children_failed']} "
+            f"of {s['children_trained']} failed{why}); every child's reason is in the error "
+            f"column of {out / 'children.csv'}")

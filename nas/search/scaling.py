@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from nas.arch.cost import count_macs, count_params
 from nas.arch.spec import ArchSpec
-from nas.core.errors import ConfigError
+from nas.core.errors import ConfigError, NoResultError
 from nas.data import DataSplits
 from nas.search.driver import ChildDriver, ChildRecord, Target
 from nas.search.reward import RewardConfig
@@ -74,6 +74,10 @@ def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSpli
         results.append(scaler.GridResult(p.coefficients, r.accuracy if ok else None,
                                          count_macs(p.spec), count_params(p.spec), p.resolution,
                                          r.trial if r is not None else None))
+    if not any(r.ok for r in results):
+        raise NoResultError(f"no grid candidate trained successfully ({len(results)} failed); "
+                          f"every candidate's reason is in the error column of "
+                          f"{s.out / 'grid' / 'candidates.csv'}")
     best = scaler.select_best(results)
     scaler.write_scaling(best.coefficients, results, s.out / "scaling.yaml", phi=s.phi,
                          grid=s.grid, baseline_name=base_name, baseline_path=s.baseline,
