@@ -22,6 +22,7 @@ from nas.cli.config import dump
 from nas.cli.options import (
     TRAINING_FLAGS,
     add_training_args,
+    check_out,
     data_settings,
     load_config,
     trial_settings,
@@ -50,6 +51,23 @@ FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy
          "budget": "budget", "space": "space"}
 
 
+def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
+    """What the workers will build, for a dry run: the reference and the space's extremes
+    (every decision at its first and at its last choice), at the proxy's resolution."""
+    from nas.arch.io import load_spec
+    from nas.core.files import config_path
+    from search_space import SearchSpace
+
+    space = cfg["space"]
+    space = SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
+    sizes = space.sizes()
+    plan = [("the space's first choices", space.decode(tuple(0 for _ in sizes)), None),
+            ("the space's last choices", space.decode(tuple(n - 1 for n in sizes)), None)]
+    if cfg.get("reference"):
+        plan.append((f"the reference {cfg['reference']}", load_spec(cfg["reference"]), None))
+    return plan
+
+
 def settings(cfg: dict[str, Any]) -> Any:
     """Check every setting of a search config and build its typed settings (names and the
     run folder filled in)."""
@@ -57,7 +75,7 @@ def settings(cfg: dict[str, Any]) -> Any:
     from nas.arch.units import format_macs, parse_macs
     from nas.search.driver import Target
     from nas.search.reward import RewardConfig
-    from nas.search.settings import SearchSettings
+    from nas.search.settings import SearchSettings, check_proxy_plan
 
     if cfg.get("target_flops") in (None, ""):
         raise ConfigError("--target-flops is required, e.g. --target-flops 400M")
@@ -73,11 +91,14 @@ def settings(cfg: dict[str, Any]) -> Any:
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
     trials = trial_settings(cfg)
+    check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
+                     "proxy.width_mult)")
     seed = check_int(cfg["seed"], "seed", 0)
     if not cfg.get("name"):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         cfg["name"] = f"{cfg['strategy']}-{format_macs(target_macs)}-{stamp}"
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
+    check_out(out)
     cfg["out"] = str(out)
     return SearchSettings(
         name=cfg["name"], out=out, seed=seed, target_macs=target_macs, reward=reward,

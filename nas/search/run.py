@@ -39,7 +39,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     check_run_folder(s.out, resume)
 
     # Everything below is heavy: load it only once the settings are known to be good.
-    from controller import Proposal, make_strategy
+    from controller import make_strategy
     from nas.arch.io import load_spec, save_spec
     from nas.arch.units import format_macs
     from nas.core.files import config_path, json_text, write_text_atomic
@@ -50,16 +50,27 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     from search_space import SearchSpace
 
     out = s.out
+    ta.check_address(s.trials.address)  # a dead cluster: one line now, not a silent hang later
+    state = ta.load_state(out / "driver.pt") if resume else None
     space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
     reference = load_spec(s.reference) if s.reference else None
+
+    def make_driver() -> ChildDriver:
+        strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed,
+                                 **dict(s.strategy_options))
+        d = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
+                        reward=s.reward, target=s.target, reference=reference)
+        if state is not None:
+            ta.restore_state(d, state, out / "driver.pt")
+            d.budget = s.budget
+        return d
+
+    # A saved state that does not fit is found before the data loads; a new search finds a
+    # missing data set before the strategy's torch import.
+    driver = make_driver() if resume else None
     data = s.data.load()
-    strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
-    driver = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
-                         reward=s.reward, target=s.target, reference=reference)
+    driver = driver or make_driver()
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        driver.load_state_dict(ta.load_state(out / "driver.pt"), Proposal)
-        driver.budget = s.budget
     write_text_atomic(out / "config.yaml", config_text)
 
     provenance = {

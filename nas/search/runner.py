@@ -41,7 +41,7 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
                         sum(1 for r in trained if r.status != "ok"),
                         sum(walls) / len(walls) if walls else None)
 
-    ta.init_ray(trials.address)
+    ta.init_ray(trials.address, run_dir=out)
     ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)
     tune_dir = out / "tune"
     session = f"session{len(list(tune_dir.glob('session*'))) if tune_dir.exists() else 0}"

@@ -32,7 +32,7 @@ def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSe
     A KeyboardInterrupt (Ctrl-C, or Tune stopping early) leaves ``folder/driver.pt`` to
     continue from with ``--resume``.
     """
-    from controller import FixedList, Proposal
+    from controller import FixedList
     from nas.search import tune_adapter as ta
     from nas.search.runner import train_children
 
@@ -45,7 +45,7 @@ def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSe
         if not resume:
             raise ConfigError(f"{folder} already holds trained candidates; continue with "
                               f"--resume --out {s.out}, or choose another --out")
-        driver.load_state_dict(ta.load_state(state), Proposal)
+        ta.restore_state(driver, ta.load_state(state), state)
     folder.mkdir(parents=True, exist_ok=True)
     train_children(driver, data, s.trials, folder, len(items), table="candidates")
     if not driver.finished():
