@@ -59,6 +59,9 @@ def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
     from search_space import SearchSpace
 
     space = cfg["space"]
+    if not isinstance(space, str) or not space:
+        raise ConfigError(f"space: got {space!r}; give a search-space YAML or a bundled name "
+                          "such as mnasnet-space")
     space = SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
     sizes = space.sizes()
     plan = [("the space's first choices", space.decode(tuple(0 for _ in sizes)), None),
