@@ -443,6 +443,7 @@ def summarize(points: Sequence[GridPoint], grid_points: int | None = None) -> st
             f"{format_macs(lo)}..{format_macs(hi)} MACs")
 
 
-__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "candidate_multipliers", "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "grid_candidates",
+__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "candidate_multipliers",
+           "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "grid_candidates",
            "scale_candidate", "scaled_resolution", "RESOLUTION_ROUNDING", "proxy_resolution", "GridPoint", "distinct_candidates",
            "GridResult", "select_best", "summarize", "MAX_GRID_POINTS"]

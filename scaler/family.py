@@ -664,6 +664,7 @@ def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
                        refine=refine) for t in parsed]
 
 
-__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "RULES", "DEFAULT_NAMES", "TOLERANCE", "PHI_MIN", "PHI_MAX", "Published",
+__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT",
+           "RULES", "DEFAULT_NAMES", "TOLERANCE", "PHI_MIN", "PHI_MAX", "Published",
            "EFFICIENTNET", "FamilyMember", "budget_ratio", "nearest_published", "make_family",
            "fit_budget", "fit_budgets", "solve_phi", "solve_budget", "Solution", "linear_dropout", "member_spec_name"]

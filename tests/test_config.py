@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli import options
-from nas.cli import scale, search
+from nas.cli import options, scale, search
 from nas.cli.config import dump, load_layers, parse_set
 from nas.core.files import dump_yaml_text, load_yaml_text, read_yaml
 

@@ -175,3 +175,31 @@ def test_a_budget_family_member_that_cannot_be_made_fails_naming_it(capsys, tmp_
     assert lines[0].endswith("member b1 cannot be made; use other coefficients (--coefficients "
                              "or --scaling) or another rule (--rule paper or --rule official)")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_small_real_grid_and_compare_end_to_end(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "scale.py"), "--grid", "--compare", "--preset", "smoke",
+           "--baseline", "efficientnet-b0",
+           "--data", str(tiny_fmnist), "--set", "data.val_size=100",
+           "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = scaler.load_scaling(out / "scaling.yaml")
+    grid = scaler.GridConfig(step=0.25, tol=0.25)
+    assert record.grid_points == len(grid.candidates()) and record.best is not None
+    for r in record.results:  # every candidate satisfies the constraint and the bounds
+        c = r.coefficients
+        assert abs(c.product() - 2) <= 0.25 and min(c.alpha, c.beta, c.gamma) >= 1
+    assert (out / "grid" / "candidates.csv").is_file()
+    assert list((out / "grid" / "tensorboard").glob("events.out.tfevents.*"))
+    compare = (out / "compare" / "compare.md").read_text()
+    for label in ("width only", "depth only", "resolution only", "compound"):
+        assert label in compare
+    specs = family_specs(out / "family-budget")
+    assert len(specs) == 7
+    for s in specs:
+        assert nas.count_macs(s) == s.meta["family"]["macs"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["grid"]["step"] == 0.25

@@ -86,7 +86,7 @@ def _all_failed_driver():
                     budget=3, reward=RewardConfig(target_macs=400_000_000),
                     target=Target(), reference=nas.load_spec("efficientnet-b0"))
     trial = 0
-    while (cfg := d.suggest(f"t{trial}")) not in (None, "FINISHED"):
+    while d.suggest(f"t{trial}") not in (None, "FINISHED"):
         d.complete(f"t{trial}", {"status": "failed", "error": "SpecError: resolution: got 4"})
         trial += 1
     assert d.finished() and not d.best(1)
@@ -134,7 +134,7 @@ def test_a_search_where_every_child_failed_exits_1_on_one_line(capsys, tmp_path,
     assert f"error column of {out / 'children.csv'}" in lines[0]
 
 
-# --------------------------------------------------------------------------- run folders, resume, cluster
+# --------------------------------------------------------------------------- folders, resume, Ray
 
 
 def _saved_run(folder: Path, command: str) -> Path:

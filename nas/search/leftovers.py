@@ -3,19 +3,19 @@
 Measured (Ray 2.60, Linux): after ``kill -9`` of a driver that started a local Ray, the GCS
 server, raylet, monitor, log monitor, dashboard and workers exit, but two children of the
 raylet stay alive, re-parented to init: ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent``
-(about 95 MB and 80 MB resident), and they ignore SIGTERM. Their process titles no longer
-name their session; their open files do (``<session>/logs/dashboard_agent.log``, ...).
+(about 95 MB and 80 MB resident), and they had not exited 8 s after a SIGTERM. Their process
+titles no longer name their session; their open files do (``<session>/logs/...``).
 
 So when the project starts a fresh local Ray it writes a marker into Ray's session folder
 (:data:`MARKER`: the driver's PID and start time, and the run folder). The next fresh start
 reads the markers under Ray's temp folder, and for each session whose driver is dead (no
 such PID, or a PID reused by a process that started at another time) stops this user's Ray
 processes (titled ``ray::...`` or running a program of Ray's package) that still hold files
-in, or name, that session's folder: SIGTERM, then SIGKILL after :data:`GRACE` seconds. A live driver's session, another user's processes, a cluster
-joined with ``--address`` and sessions without the marker (not started by this project) are
-never touched. What was stopped is logged in the run folder's ``ray.log`` and in the
-marker, which is then marked done. Linux only (it reads ``/proc``); elsewhere it does
-nothing. Ray-free and torch-free.
+in, or name, that session's folder: SIGTERM, then SIGKILL after :data:`GRACE` seconds. A
+live driver's session, another user's processes, a cluster joined with ``--address`` and
+sessions without the marker (not started by this project) are never touched. What was
+stopped is logged in the run folder's ``ray.log`` and in the marker, which is then marked
+done. Linux only (it reads ``/proc``); elsewhere it does nothing. Ray-free and torch-free.
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def _stop(pids: list[int]) -> None:
                 pass
 
 
-def stop_dead_sessions(root: Path, log_file: Path | None) -> list[tuple[Path, list[tuple[int, str]]]]:
+def stop_dead_sessions(root: Path, log_file: Path | None
+                       ) -> list[tuple[Path, list[tuple[int, str]]]]:
     """Stop the leftover processes of every dead local session of this project under
     ``root``; returns (session folder, stopped processes) for each session cleaned."""
     if not PROC.is_dir() or not root.is_dir():
