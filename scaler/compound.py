@@ -29,6 +29,7 @@ from nas.core.errors import ConfigError
 METHOD_COMPOUND = "compound"
 METHOD_DEPTH_KEPT = "compound, depth kept"
 METHOD_WIDTH_KEPT = "compound, width kept"
+METHOD_DEPTH_NEAREST = "compound, depth rounded to nearest"
 
 _DECIMALS = 10          # grid values are exact decimals, rounded to this many places
 MAX_GRID_POINTS = 1_000_000
@@ -235,17 +236,20 @@ def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
                     resolution_multiple: int = 8, *, rule: str = "compound",
                     dropout: float | None = None, name: str | None = None,
                     resolution_rounding: str = "nearest", depth: float | None = None,
-                    width: float | None = None) -> ArchSpec:
+                    width: float | None = None, depth_rounding: str = "ceil") -> ArchSpec:
     """Scale ``base`` by ``c`` at ``phi``: depth ``alpha^phi``, width ``beta^phi``, resolution
     ``round_resolution(base.resolution, gamma^phi, resolution_multiple)``.
 
     ``depth`` or ``width`` (None: from phi) holds that multiplier at a given value while the
     other two follow phi: the budget solver's fallbacks "compound, depth kept" and
-    "compound, width kept" (see :mod:`scaler.family`).
+    "compound, width kept" (see :mod:`scaler.family`). ``depth_rounding="nearest"`` rounds
+    each stage's repeats to the nearest integer instead of up: the fallback "compound, depth
+    rounded to nearest".
 
     The result's ``meta['scaling']`` holds what :func:`nas.scale_spec` records (width, depth,
     resolution in pixels, base resolution, divisor, base name) plus ``rule``, ``method``
-    (``compound``, ``compound, depth kept`` or ``compound, width kept``), ``phi``, ``alpha``,
+    (``compound``, ``compound, depth kept``, ``compound, width kept`` or ``compound, depth
+    rounded to nearest``), ``phi``, ``alpha``,
     ``beta``, ``gamma``, ``resolution_multiplier`` (gamma^phi), ``resolution_multiple`` and
     ``resolution_rounding`` (see :func:`scaled_resolution`).
     """
@@ -253,9 +257,15 @@ def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
         raise ConfigError(f"--phi {phi!r}: expected a number")
     _check_multiple(resolution_multiple)
     depth, width, res_mult, method = candidate_multipliers(c, phi, depth, width)
+    if depth_rounding != "ceil":
+        if method != METHOD_COMPOUND:
+            raise ConfigError("scale_candidate: round the depth to nearest or hold a "
+                              "multiplier, not both")
+        method = METHOD_DEPTH_NEAREST
     resolution = scaled_resolution(base.resolution, res_mult, resolution_multiple,
                                    resolution_rounding)
-    spec = scale_spec(base, width=width, depth=depth, resolution=resolution, dropout=dropout)
+    spec = scale_spec(base, width=width, depth=depth, resolution=resolution, dropout=dropout,
+                      depth_rounding=depth_rounding)
     if name is not None:
         spec = spec.replace(name=name)
     scaling = dict(spec.meta["scaling"])
@@ -443,7 +453,8 @@ def summarize(points: Sequence[GridPoint], grid_points: int | None = None) -> st
             f"{format_macs(lo)}..{format_macs(hi)} MACs")
 
 
-__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "candidate_multipliers",
+__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST",
+           "candidate_multipliers",
            "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "grid_candidates",
            "scale_candidate", "scaled_resolution", "RESOLUTION_ROUNDING", "proxy_resolution", "GridPoint", "distinct_candidates",
            "GridResult", "select_best", "summarize", "MAX_GRID_POINTS"]

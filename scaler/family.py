@@ -15,12 +15,13 @@ is *not* ``alpha^phi, beta^phi, gamma^phi``; see REFERENCE.md and tensorflow/tpu
     the solver rounds the resolution the other way (still less than one multiple from
     ``gamma^phi``), then tries finer multiples (4, 2, 1) and coarser ones (16, 32). Where
     that is not enough either (a depth step: just above phi = 0 ``ceil`` adds a layer to
-    every stage of B0 at once, +48 %), it holds the depth (then the width) of a neighbouring
-    compound model and lets the other two follow phi; see :func:`solve_budget`. Every
-    member's ``meta['scaling']`` and ``meta['family']`` name the ``method`` that made it
-    (``compound``: ``alpha^phi, beta^phi, gamma^phi``; ``compound, depth kept`` or
-    ``compound, width kept``: that multiplier held at the recorded ``depth`` / ``width``),
-    with the resolution multiple and rounding used. The same solver makes custom budgets
+    every stage of B0 at once, +48 %), it rounds the repeats to nearest instead of up, then
+    holds the depth (then the width) of a neighbouring compound model and lets the other two
+    follow phi; see :func:`solve_budget`. Every member's ``meta['scaling']`` and
+    ``meta['family']`` name the ``method`` that made it (``compound``: ``alpha^phi,
+    beta^phi, gamma^phi``; ``compound, depth rounded to nearest``; ``compound, depth kept``
+    or ``compound, width kept``: that multiplier held at the recorded ``depth`` /
+    ``width``), with the resolution multiple and rounding used. The same solver makes custom budgets
     (:func:`fit_budget`): on EfficientNet-B0 and on searched baselines every budget from
     the baseline's MACs to 100 times it lands within 3 % with the paper's coefficients.
 ``paper``
@@ -60,6 +61,7 @@ from nas.core.errors import ConfigError
 from scaler.compound import (
     METHOD_COMPOUND,
     METHOD_DEPTH_KEPT,
+    METHOD_DEPTH_NEAREST,
     METHOD_WIDTH_KEPT,
     PAPER_COEFFICIENTS,
     Coefficients,
@@ -241,23 +243,25 @@ class _Evaluator:
     step); :meth:`exact` builds the spec at ``phi`` itself, for the answer."""
 
     def __init__(self, base: ArchSpec, c: Coefficients, multiple: int, rounding: str,
-                 rule: str, dropout: float | None, hold: tuple[str, float] | None = None):
+                 rule: str, dropout: float | None, hold: tuple[str, float] | None = None,
+                 depth_rounding: str = "ceil"):
         self.base, self.c, self.multiple, self.rounding = base, c, multiple, rounding
         self.rule, self.dropout, self.hold = rule, dropout, hold
+        self.depth_rounding = depth_rounding
         self.held = {} if hold is None else {hold[0]: hold[1]}
         self.by_phi: dict[float, Solution] = {}
         self.by_key: dict[tuple, Solution] = {}
 
     def key(self, phi: float) -> tuple:
         depth, width, res_mult, _ = candidate_multipliers(self.c, phi, **self.held)
-        layers = scaled_layers(self.base, width, depth)
+        layers = scaled_layers(self.base, width, depth, depth_rounding=self.depth_rounding)
         return layers + (scaled_resolution(self.base.resolution, res_mult, self.multiple,
                                            self.rounding),)
 
     def exact(self, phi: float) -> Solution:
         spec = scale_candidate(self.base, self.c, phi, self.multiple, rule=self.rule,
                                dropout=self.dropout, resolution_rounding=self.rounding,
-                               **self.held)
+                               depth_rounding=self.depth_rounding, **self.held)
         key = self.key(phi)
         known = self.by_key.get(key)
         macs = known.macs if known is not None else count(spec, num_classes=NUM_CLASSES).macs
@@ -274,8 +278,9 @@ class _Evaluator:
 
 
 def _evaluator(base: ArchSpec, c: Coefficients, multiple: int, rounding: str, rule: str,
-               dropout: float | None, hold: tuple[str, float] | None = None) -> _Evaluator:
-    return _Evaluator(base, c, multiple, rounding, rule, dropout, hold)
+               dropout: float | None, hold: tuple[str, float] | None = None,
+               depth_rounding: str = "ceil") -> _Evaluator:
+    return _Evaluator(base, c, multiple, rounding, rule, dropout, hold, depth_rounding)
 
 
 def _step_edge(at: _Evaluator, inside: float, outside: float) -> float:
@@ -350,21 +355,23 @@ def _bracket(at: _Evaluator, target_macs: int, lo: float,
 def solve_phi(base: ArchSpec, c: Coefficients, target_macs: int, resolution_multiple: int = 8,
               *, resolution_rounding: str = "nearest", rule: str = "budget",
               dropout: float | None = None, phi_min: float = PHI_MIN, phi_max: float = PHI_MAX,
-              option: str = "--target-flops", hold: tuple[str, float] | None = None
-              ) -> Solution:
+              option: str = "--target-flops", hold: tuple[str, float] | None = None,
+              depth_rounding: str = "ceil") -> Solution:
     """The phi whose scaled spec's counted MACs are closest to ``target_macs``.
 
     MACs never fall as phi grows (every rounding is monotone), so bisection brackets the
     target between two neighbouring steps and the closer one wins (the smaller on a tie).
     The returned phi is the shortest decimal inside its step. ``hold`` (``("depth", d)`` or
-    ``("width", w)``) holds that multiplier (the fallbacks of :func:`solve_budget`). Raises
+    ``("width", w)``) holds that multiplier, ``depth_rounding="nearest"`` rounds repeats to
+    the nearest integer (the fallbacks of :func:`solve_budget`). Raises
     :class:`ConfigError` when the target lies outside ``[MACs(phi_min), MACs(phi_max)]``.
     Does not apply the 3 % tolerance (see :func:`fit_budget`).
     """
     if min(c.alpha, c.beta, c.gamma) < 1.0 or max(c.alpha, c.beta, c.gamma) == 1.0:
         raise ConfigError(f"--coefficients {c}: need alpha, beta, gamma >= 1 and at least one "
                           "> 1, or phi cannot change the MACs")
-    at = _evaluator(base, c, resolution_multiple, resolution_rounding, rule, dropout, hold)
+    at = _evaluator(base, c, resolution_multiple, resolution_rounding, rule, dropout, hold,
+                    depth_rounding)
     low, high = at(phi_min), at(phi_max)
     base_macs = count(base, num_classes=NUM_CLASSES).macs
     if target_macs < low.macs:
@@ -469,11 +476,14 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
        rule), then the same multiple rounded down or up, whichever lands closer;
     2. with ``refine``, the same with each finer multiple (4, 2, 1), then each coarser one
        (16, 32);
-    3. with ``refine``, ``compound, depth kept``: the depth of the compound model just below
+    3. with ``refine``, ``compound, depth rounded to nearest``: the same multipliers, each
+       stage's repeats rounded to the nearest integer instead of up (the stages then gain
+       layers at different phi, not all at once), with the multiples and roundings of 1, 2;
+    4. with ``refine``, ``compound, depth kept``: the depth of the compound model just below
        the budget is held, and width and resolution follow ``beta^phi`` and ``gamma^phi``
        to the budget (phi solved again), with the multiples and roundings of 1 and 2; then
        the same holding the next depth steps above and below (:func:`_held_depths`);
-    4. with ``refine``, ``compound, width kept``: the width of the compound model just below
+    5. with ``refine``, ``compound, width kept``: the width of the compound model just below
        (then just above) the budget is held while depth and resolution follow phi.
 
     Why: counted MACs are a step function of phi with large steps. They jump by ~15-20 %
@@ -488,8 +498,8 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
     Where two jumps coincide (a resolution step and the channel rule's, say), holding one
     multiplier lets the others move past it. Steps 1 and 2 keep depth, width and resolution
     at ``alpha^phi``, ``beta^phi``, ``gamma^phi`` (only the resolution's rounding varies);
-    steps 3 and 4 say so in ``meta['scaling']['method']``, with the multiplier they held in
-    ``meta['scaling']['depth']`` / ``['width']``. Measured (``tests/test_scaler.py``): with
+    steps 3 to 5 say so in ``meta['scaling']['method']``, with the multiplier they held in
+    ``meta['scaling']['depth']`` / ``['width']``, or ``depth_rounding: nearest``. Measured (``tests/test_scaler.py``): with
     the paper's coefficients, 60 budgets log-spaced from 1x to 100x of EfficientNet-B0 and of
     a sampled MnasNet-space child all land within 3 %.
 
@@ -511,6 +521,16 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
             return None
 
     found = _first_within(compound, multiples, target_macs, tolerance, tried)
+    if found is None and refine:
+
+        def nearest_depth(m: int, rounding: str) -> Solution | None:
+            try:
+                return solve_phi(base, c, target_macs, m, resolution_rounding=rounding,
+                                 dropout=dropout, option=option, depth_rounding="nearest")
+            except ConfigError:
+                return None
+
+        found = _first_within(nearest_depth, multiples, target_macs, tolerance, tried)
     if found is None and refine:
         for hold in _holds(base, c, target_macs, resolution_multiple, dropout):
 
@@ -534,7 +554,8 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
         raise ConfigError(
             f"{what}: the closest compound scaling gets is {format_macs(best.macs)} "
             f"({error:+.1%}, phi {best.phi:g}) with any resolution multiple from 1 to "
-            f"{MAX_MULTIPLE}, with or without holding the depth or the width, outside "
+            f"{MAX_MULTIPLE}, with the depth rounded up or to nearest, or holding the depth or "
+            f"the width, outside "
             f"{tolerance:.0%}; {advice}")
     raise ConfigError(
         f"{what}: the closest this baseline reaches is {format_macs(best.macs)} "
@@ -664,7 +685,7 @@ def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
                        refine=refine) for t in parsed]
 
 
-__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT",
+__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST",
            "RULES", "DEFAULT_NAMES", "TOLERANCE", "PHI_MIN", "PHI_MAX", "Published",
            "EFFICIENTNET", "FamilyMember", "budget_ratio", "nearest_published", "make_family",
            "fit_budget", "fit_budgets", "solve_phi", "solve_budget", "Solution", "linear_dropout", "member_spec_name"]

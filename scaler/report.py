@@ -107,9 +107,11 @@ def _markdown(rows: list[dict[str, Any]], members: Sequence[FamilyMember], title
                  "ratio to B0; `paper`: phi = 1..7; `official`: the published (width, depth, "
                  "resolution) row. The published table is not alpha^phi, beta^phi, gamma^phi. "
                  "Method `compound`: depth, width and resolution are alpha^phi, beta^phi, "
-                 "gamma^phi; `compound, depth kept` / `compound, width kept`: that multiplier "
-                 "is held (at the value shown) and the other two follow phi, where no phi "
-                 "lands within 3 % otherwise. The resolution is rounded to the multiple shown.")
+                 "gamma^phi; where no phi lands within 3 % that way, `compound, depth rounded "
+                 "to nearest` rounds each stage's repeats to nearest instead of up, and "
+                 "`compound, depth kept` / `compound, width kept` hold that multiplier (at "
+                 "the value shown) while the other two follow phi. The resolution is rounded "
+                 "to the multiple shown.")
     lines.append("")
     head = ["model", "rule", "method", "phi", "width", "depth", "res", "res multiple",
             "dropout", "params", "MACs",

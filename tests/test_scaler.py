@@ -21,6 +21,7 @@ from scaler import (
     EFFICIENTNET,
     METHOD_COMPOUND,
     METHOD_DEPTH_KEPT,
+    METHOD_DEPTH_NEAREST,
     METHOD_WIDTH_KEPT,
     PAPER_COEFFICIENTS,
     Coefficients,
@@ -319,6 +320,13 @@ def _check_method(m, base, c=PAPER_COEFFICIENTS):
     held = {}
     if sc["method"] == METHOD_COMPOUND:
         assert (sc["depth"], sc["width"]) == pytest.approx((depth, width))
+        assert "depth_rounding" not in sc  # repeats rounded up, as the reference does
+    elif sc["method"] == METHOD_DEPTH_NEAREST:
+        assert (sc["depth"], sc["width"]) == pytest.approx((depth, width))
+        assert sc["depth_rounding"] == "nearest"
+        assert [s.repeats for s in m.spec.stages] == [
+            max(1, math.floor(b.repeats * depth + 0.5)) for b in base.stages]
+        held = {"depth_rounding": "nearest"}
     elif sc["method"] == METHOD_DEPTH_KEPT:
         assert sc["width"] == pytest.approx(width)
         held = {"depth": sc["depth"]}
@@ -345,23 +353,39 @@ def test_every_budget_from_1x_to_100x_lands_within_3_percent(name):
         assert m.macs == nas.count_macs(m.spec) == m.spec.meta["family"]["macs"]
         _check_method(m, base)
         methods.append(m.spec.meta["family"]["method"])
-    # Most are plain compound scaling; the depth step above phi = 0 needs the fallback.
-    assert methods.count(METHOD_COMPOUND) > 40 and METHOD_DEPTH_KEPT in methods[:10]
+    # Most are plain compound scaling; the depth step above phi = 0 needs a fallback.
+    assert methods.count(METHOD_COMPOUND) > 40 and METHOD_DEPTH_NEAREST in methods[:10]
 
 
 def test_budgets_in_the_gap_before_the_first_depth_step(b0):
     """Just above phi = 0 every stage of B0 gains a layer (385.8M -> 569.7M compound): the
-    budgets between are met by holding B0's depth and growing width and resolution."""
+    budgets between are met with the repeats rounded to nearest (B0's own layers here) while
+    width and resolution grow."""
     for target in (420_000_000, 500_000_000):
         m = fit_budget(b0, PAPER_COEFFICIENTS, target)
         assert abs(m.macs / target - 1) <= 0.03
-        assert m.spec.meta["family"]["method"] == METHOD_DEPTH_KEPT
-        assert m.spec.meta["scaling"]["depth"] == 1.0
+        assert m.spec.meta["family"]["method"] == METHOD_DEPTH_NEAREST
         assert [s.repeats for s in m.spec.stages] == [s.repeats for s in b0.stages]
         _check_method(m, b0)
     # Where compound scaling lands, it is what is used.
     m = fit_budget(b0, PAPER_COEFFICIENTS, "2G")
     assert m.spec.meta["family"]["method"] == METHOD_COMPOUND
+
+
+@pytest.mark.parametrize("seed,coefficients,target,method", [
+    (1, (1.2, 1.1, 1.15), 655_348_716, METHOD_DEPTH_KEPT),
+    (2, (1.8, 1.05, 1.0), 869_310_191, METHOD_WIDTH_KEPT),
+])
+def test_budgets_that_need_a_multiplier_held(seed, coefficients, target, method):
+    """Where neither rounding of the depth lands, holding the depth (or the width) of a
+    neighbouring compound model does (found by sweeping sampled children)."""
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    base = space.sample(np.random.default_rng(seed))
+    c = Coefficients(*coefficients)
+    m = fit_budget(base, c, target)
+    assert abs(m.macs / target - 1) <= 0.03
+    assert m.spec.meta["family"]["method"] == method
+    _check_method(m, base, c)
 
 
 def test_budget_below_the_baseline_downscales_to_a_floor(b0):
