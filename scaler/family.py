@@ -499,9 +499,10 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
     multiplier lets the others move past it. Steps 1 and 2 keep depth, width and resolution
     at ``alpha^phi``, ``beta^phi``, ``gamma^phi`` (only the resolution's rounding varies);
     steps 3 to 5 say so in ``meta['scaling']['method']``, with the multiplier they held in
-    ``meta['scaling']['depth']`` / ``['width']``, or ``depth_rounding: nearest``. Measured (``tests/test_scaler.py``): with
-    the paper's coefficients, 60 budgets log-spaced from 1x to 100x of EfficientNet-B0 and of
-    a sampled MnasNet-space child all land within 3 %.
+    ``meta['scaling']['depth']`` / ``['width']``, or ``depth_rounding: nearest``.
+    Measured (``tests/test_scaler.py``): with the paper's coefficients, 60 budgets
+    log-spaced from 1x to 100x of EfficientNet-B0 and of a sampled MnasNet-space child all
+    land within 3 %.
 
     Raises :class:`ConfigError` (one line, ending with ``advice`` when given) when nothing
     lands within ``tolerance``.
