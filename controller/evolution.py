@@ -27,10 +27,14 @@ from nas.core.errors import ConfigError
 class RegularizedEvolution(Strategy):
     """Aging evolution.
 
-    Options: ``population`` (default 20) members kept; ``sample`` (default 5) tournament size;
-    ``mutations`` (default 1) decisions changed per child. The defaults suit budgets of a few
-    hundred to a few thousand children: Real et al. used P=100, S=25 for 20,000 children, and a
-    population of 100 would spend a 100-child budget on random warm-up alone.
+    Options: ``population`` (default 50) members kept; ``sample`` (default 10) tournament
+    size; ``mutations`` (default 1) decisions changed per child. Until ``population``
+    results have come back every proposal is uniform random (the warm-up), so the defaults
+    suit budgets of a few hundred to a few thousand children (``bench/bench_controller.py``
+    measures them on the planted objective, see docs/benchmarks.md); Real et al. used P=100,
+    S=25 for 20,000 children. A small budget needs a smaller population: with the defaults,
+    at least 50 of the laptop's 60 children are random (``bench/bench_strategies.py`` uses
+    population 8, sample 3 for its 20-child searches).
     """
 
     name = "evolution"

@@ -8,10 +8,15 @@ baseline is an exponential moving average of the rewards told (decay ``baseline_
 Asynchrony: ``ask`` samples from the current policy and stores each decision's log-probability
 in the :class:`~controller.base.Proposal`. ``tell`` buffers the result; every ``batch_size``
 results the policy is updated and its version increases. A proposal sampled by an older version
-still carries the log-probs of the policy that sampled it, so PPO's importance ratio
-``pi_new(a_i | a_<i) / pi_old(a_i | a_<i)`` is exact for it and the clipping bounds how far a
-stale sample can push the policy; workers never wait for an update. REINFORCE ignores the stored
-log-probs (plain on-policy gradient, as in Zoph & Le), so stale samples bias it a little.
+still carries the log-probs of the policy that sampled it, so PPO's per-decision ratio
+``pi_new(a_i | a_<i) / pi_sampler(a_i | a_<i)`` is taken against the policy that actually
+sampled it, not the one of the last update. That corrects each decision given its earlier
+decisions, but not for those earlier decisions having been drawn by the older policy (the
+whole architecture's importance weight is the product of its decision ratios); this is PPO's
+usual per-step approximation, and the clipping bounds how far a stale sample can push the
+policy. Workers never wait for an update. A proposal the policy did not sample (no stored
+log-probs) is treated as on-policy. REINFORCE ignores the stored log-probs (plain on-policy
+gradient, as in Zoph & Le), so stale samples bias it a little.
 
 Diagnostics after each update use CleanRL's names: ``losses/policy_loss``, ``losses/entropy``
 (mean per decision, nats), ``losses/approx_kl`` (from the sampling policies to the updated one,

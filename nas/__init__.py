@@ -26,7 +26,12 @@ from nas import _compat
 from nas.arch.io import load_spec, save_spec
 from nas.arch.rounding import round_filters, round_repeats, round_resolution, scale_spec
 from nas.arch.spec import ArchSpec, StageSpec, spec_from_dict, spec_to_dict
-from nas.arch.timm_export import TimmArch, from_timm_state_dict, timm_state_dict, to_timm
+from nas.arch.timm_export import (
+    TimmArch,
+    from_timm_state_dict,
+    timm_state_dict,
+    to_timm,
+)
 from nas.core.errors import ConfigError, DataError, NasError, SpaceError, SpecError
 from nas.core.files import config_path, configs_dir
 

@@ -8,6 +8,10 @@ and hands the results to :func:`select_best` and :func:`write_scaling`.
 from __future__ import annotations
 
 from scaler.compound import (
+                             METHOD_COMPOUND,
+                             METHOD_DEPTH_KEPT,
+                             METHOD_DEPTH_NEAREST,
+                             METHOD_WIDTH_KEPT,
                              PAPER_COEFFICIENTS,
                              RESOLUTION_ROUNDING,
                              Coefficients,
@@ -48,7 +52,8 @@ from scaler.report import (
 )
 
 __all__ = [
-    "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "GridPoint", "GridResult",
+    "Coefficients", "PAPER_COEFFICIENTS", "METHOD_COMPOUND", "METHOD_DEPTH_KEPT",
+    "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST", "GridConfig", "GridPoint", "GridResult",
     "RESOLUTION_ROUNDING", "grid_candidates", "scale_candidate", "scaled_resolution",
     "proxy_resolution", "distinct_candidates", "select_best", "summarize",
     "RULES", "DEFAULT_NAMES", "TOLERANCE", "PHI_MIN", "PHI_MAX", "EFFICIENTNET", "Published",

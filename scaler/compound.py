@@ -24,6 +24,13 @@ from nas.arch.units import format_macs
 from nas.core.checks import is_int, is_number
 from nas.core.errors import ConfigError
 
+#: How a scaled spec's multipliers were made (``meta['scaling']['method']``): all three from
+#: phi, or depth (width) held while the other two follow phi (the budget solver's fallbacks).
+METHOD_COMPOUND = "compound"
+METHOD_DEPTH_KEPT = "compound, depth kept"
+METHOD_WIDTH_KEPT = "compound, width kept"
+METHOD_DEPTH_NEAREST = "compound, depth rounded to nearest"
+
 _DECIMALS = 10          # grid values are exact decimals, rounded to this many places
 MAX_GRID_POINTS = 1_000_000
 
@@ -223,29 +230,63 @@ def scaled_resolution(resolution: int, multiplier: float, multiple: int = 8,
     return round_resolution(resolution, multiplier, multiple, rounding)
 
 
+def candidate_multipliers(c: Coefficients, phi: float, depth: float | None = None,
+                          width: float | None = None) -> tuple[float, float, float, str]:
+    """``(depth, width, resolution multiplier, method)`` at ``phi``: ``alpha^phi``,
+    ``beta^phi``, ``gamma^phi`` and ``compound``, or with ``depth`` or ``width`` held at the
+    given value (method ``compound, depth kept`` / ``compound, width kept``)."""
+    if depth is not None and width is not None:
+        raise ConfigError("scale_candidate: hold depth or width, not both (phi would only "
+                          "scale the resolution)")
+    method = METHOD_COMPOUND
+    for key, held in (("depth", depth), ("width", width)):
+        if held is not None:
+            if not is_number(held) or held <= 0:
+                raise ConfigError(f"{key} {held!r}: expected a positive {key} multiplier")
+            method = METHOD_DEPTH_KEPT if key == "depth" else METHOD_WIDTH_KEPT
+    compound_depth, compound_width, res_mult = c.multipliers(phi)
+    return (compound_depth if depth is None else float(depth),
+            compound_width if width is None else float(width), res_mult, method)
+
+
 def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
                     resolution_multiple: int = 8, *, rule: str = "compound",
                     dropout: float | None = None, name: str | None = None,
-                    resolution_rounding: str = "nearest") -> ArchSpec:
+                    resolution_rounding: str = "nearest", depth: float | None = None,
+                    width: float | None = None, depth_rounding: str = "ceil") -> ArchSpec:
     """Scale ``base`` by ``c`` at ``phi``: depth ``alpha^phi``, width ``beta^phi``, resolution
     ``round_resolution(base.resolution, gamma^phi, resolution_multiple)``.
 
+    ``depth`` or ``width`` (None: from phi) holds that multiplier at a given value while the
+    other two follow phi: the budget solver's fallbacks "compound, depth kept" and
+    "compound, width kept" (see :mod:`scaler.family`). ``depth_rounding="nearest"`` rounds
+    each stage's repeats to the nearest integer instead of up: the fallback "compound, depth
+    rounded to nearest".
+
     The result's ``meta['scaling']`` holds what :func:`nas.scale_spec` records (width, depth,
-    resolution in pixels, base resolution, divisor, base name) plus ``rule``, ``phi``,
-    ``alpha``, ``beta``, ``gamma``, ``resolution_multiplier`` (gamma^phi),
-    ``resolution_multiple`` and ``resolution_rounding`` (see :func:`scaled_resolution`).
+    resolution in pixels, base resolution, divisor, base name) plus ``rule``, ``method``
+    (``compound``, ``compound, depth kept``, ``compound, width kept`` or ``compound, depth
+    rounded to nearest``), ``phi``, ``alpha``,
+    ``beta``, ``gamma``, ``resolution_multiplier`` (gamma^phi), ``resolution_multiple`` and
+    ``resolution_rounding`` (see :func:`scaled_resolution`).
     """
     if not is_number(phi):
         raise ConfigError(f"--phi {phi!r}: expected a number")
     _check_multiple(resolution_multiple)
-    depth, width, res_mult = c.multipliers(phi)
+    depth, width, res_mult, method = candidate_multipliers(c, phi, depth, width)
+    if depth_rounding != "ceil":
+        if method != METHOD_COMPOUND:
+            raise ConfigError("scale_candidate: round the depth to nearest or hold a "
+                              "multiplier, not both")
+        method = METHOD_DEPTH_NEAREST
     resolution = scaled_resolution(base.resolution, res_mult, resolution_multiple,
                                    resolution_rounding)
-    spec = scale_spec(base, width=width, depth=depth, resolution=resolution, dropout=dropout)
+    spec = scale_spec(base, width=width, depth=depth, resolution=resolution, dropout=dropout,
+                      depth_rounding=depth_rounding)
     if name is not None:
         spec = spec.replace(name=name)
     scaling = dict(spec.meta["scaling"])
-    scaling.update({"rule": rule, "phi": float(phi), **c.to_dict(),
+    scaling.update({"rule": rule, "method": method, "phi": float(phi), **c.to_dict(),
                     "resolution_multiplier": float(res_mult),
                     "resolution_multiple": int(resolution_multiple),
                     "resolution_rounding": resolution_rounding})
@@ -429,6 +470,8 @@ def summarize(points: Sequence[GridPoint], grid_points: int | None = None) -> st
             f"{format_macs(lo)}..{format_macs(hi)} MACs")
 
 
-__all__ = ["Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "grid_candidates",
+__all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST",
+           "candidate_multipliers",
+           "Coefficients", "PAPER_COEFFICIENTS", "GridConfig", "grid_candidates",
            "scale_candidate", "scaled_resolution", "RESOLUTION_ROUNDING", "proxy_resolution", "GridPoint", "distinct_candidates",
            "GridResult", "select_best", "summarize", "MAX_GRID_POINTS"]

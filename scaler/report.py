@@ -38,7 +38,8 @@ class FamilyFiles:
         return self.specs + (self.markdown, self.csv)
 
 
-_COLUMNS = ("model", "rule", "phi", "width", "depth", "resolution", "dropout", "params", "macs",
+_COLUMNS = ("model", "rule", "method", "phi", "width", "depth", "resolution",
+            "resolution_multiple", "dropout", "params", "macs",
             "ratio_to_b0", "target_macs", "target_error", "published", "published_width",
             "published_depth", "published_resolution", "published_dropout", "published_params",
             "published_macs", "published_ratio_to_b0")
@@ -56,16 +57,18 @@ def _rows(members: Sequence[FamilyMember], base: ArchSpec | None,
         base_macs = b0.macs
     rows = []
     if base is not None:
-        rows.append({"model": base.name or f"{base_name}-b0", "rule": "baseline", "phi": 0.0,
-                     "width": 1.0, "depth": 1.0, "resolution": base.resolution,
+        rows.append({"model": base.name or f"{base_name}-b0", "rule": "baseline",
+                     "method": None, "phi": 0.0, "width": 1.0, "depth": 1.0,
+                     "resolution": base.resolution, "resolution_multiple": None,
                      "dropout": float(base.dropout), "params": base_cost.params,
                      "macs": base_cost.macs, "ratio_to_b0": 1.0, "target_macs": None,
                      "target_error": None, **_published_cols(b0, b0)})
     for m in members:
         f = m.spec.meta.get("family", {})
         rows.append({
-            "model": m.spec.name, "rule": m.rule, "phi": m.phi, "width": f.get("width"),
-            "depth": f.get("depth"), "resolution": m.spec.resolution,
+            "model": m.spec.name, "rule": m.rule, "method": f.get("method"), "phi": m.phi,
+            "width": f.get("width"), "depth": f.get("depth"), "resolution": m.spec.resolution,
+            "resolution_multiple": f.get("resolution_multiple"),
             "dropout": float(m.spec.dropout), "params": m.params, "macs": m.macs,
             "ratio_to_b0": m.macs / base_macs, "target_macs": m.target_macs,
             "target_error": m.target_error,
@@ -103,16 +106,25 @@ def _markdown(rows: list[dict[str, Any]], members: Sequence[FamilyMember], title
                  "resolution (multiply-adds of convolutions and linear layers).")
     lines.append("`budget`: phi chosen so the counted MACs match the published model's MACs "
                  "ratio to B0; `paper`: phi = 1..7; `official`: the published (width, depth, "
-                 "resolution) row. The published table is not alpha^phi, beta^phi, gamma^phi.")
+                 "resolution) row. The published table is not alpha^phi, beta^phi, gamma^phi. "
+                 "Method `compound`: depth, width and resolution are alpha^phi, beta^phi, "
+                 "gamma^phi; where no phi lands within 3 % that way, `compound, depth rounded "
+                 "to nearest` rounds each stage's repeats to nearest instead of up, and "
+                 "`compound, depth kept` / `compound, width kept` hold that multiplier (at "
+                 "the value shown) while the other two follow phi. The resolution is rounded "
+                 "to the multiple shown.")
     lines.append("")
-    head = ["model", "rule", "phi", "width", "depth", "res", "dropout", "params", "MACs",
+    head = ["model", "rule", "method", "phi", "width", "depth", "res", "res multiple",
+            "dropout", "params", "MACs",
             "x B0", "vs target", "published", "pub. width", "pub. depth", "pub. res",
             "pub. dropout", "pub. params", "pub. MACs", "pub. x B0"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
-        cells = [r["model"], r["rule"], _g(r["phi"], "{:g}"), _g(r["width"]), _g(r["depth"]),
-                 str(r["resolution"]), _g(r["dropout"], "{:.2f}"), f"{r['params']:,}",
+        cells = [r["model"], r["rule"], r["method"] or "", _g(r["phi"], "{:g}"),
+                 _g(r["width"]), _g(r["depth"]), str(r["resolution"]),
+                 _g(r["resolution_multiple"], "{}"), _g(r["dropout"], "{:.2f}"),
+                 f"{r['params']:,}",
                  format_macs(r["macs"]), _g(r["ratio_to_b0"], "{:.2f}"),
                  _g(r["target_error"], "{:+.1%}"), r["published"] or "",
                  _g(r["published_width"], "{:g}"), _g(r["published_depth"], "{:g}"),

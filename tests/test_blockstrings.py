@@ -8,14 +8,14 @@ import pytest
 import nas
 from nas.arch.blockstrings import (
     block_string,
-    decode_tf,
-    decode_tf_stages,
     decode_ext,
     decode_ext_stages,
-    encode_tf,
-    encode_tf_stages,
+    decode_tf,
+    decode_tf_stages,
     encode_ext,
     encode_ext_stages,
+    encode_tf,
+    encode_tf_stages,
 )
 from nas.arch.spec import OPS, SKIPS, ArchSpec, StageSpec
 from search_space import SearchSpace

@@ -288,6 +288,18 @@ def test_round_repeats(repeats: int, multiplier: float, expected: int) -> None:
     assert round_repeats(repeats, multiplier) == expected
 
 
+@pytest.mark.parametrize("repeats,multiplier,expected", [
+    (1, 1.0, 1), (1, 1.1, 1), (1, 1.49, 1), (1, 1.5, 2), (2, 1.25, 3), (2, 1.2, 2),
+    (10, 1.15, 12),  # 11.5 rounds half up
+    (4, 1.125, 5),   # 4.5, exactly half in floats
+    (3, 0.1, 1),
+])
+def test_round_repeats_to_nearest(repeats: int, multiplier: float, expected: int) -> None:
+    assert round_repeats(repeats, multiplier, "nearest") == expected
+    with pytest.raises(nas.SpecError, match="rounding 'up'"):
+        round_repeats(repeats, multiplier, "up")
+
+
 @pytest.mark.parametrize("resolution,multiplier,multiple,expected", [
     (224, 1.0, 8, 224), (224, 1.15, 8, 256), (224, 1.15 ** 2, 8, 296), (224, 1.15, 32, 256),
     (224, 0.5, 8, 112), (28, 1.1, 8, 32), (10, 0.1, 8, 8), (225, 1.0, 1, 225), (300, 1.0, 32, 288),

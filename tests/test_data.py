@@ -317,3 +317,20 @@ def test_real_fashion_mnist():
     assert not np.array_equal(other.val.images[:50], s.val.images[:50])
     mean, std = s.train.channel_stats()
     assert 0.27 < mean[0] < 0.30 and 0.33 < std[0] < 0.37
+
+
+def test_a_data_set_with_one_class_is_refused(tmp_path):
+    _png_tree(tmp_path / "one", {"cat": 4}, mode="L")
+    with pytest.raises(DataError) as e:
+        load_splits("imagefolder", path=str(tmp_path / "one"), val_size=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "one class (cat)" in msg and "at least 2" in msg
+    # The same in another format: IDX files whose labels are all one class.
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for split, n in (("train", 20), ("t10k", 5)):
+        write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte", np.full(n, 3, np.uint8))
+    with pytest.raises(DataError) as e:
+        load_splits(str(folder), val_size=2)
+    assert "hold 1 class(es) (3)" in str(e.value) and "\n" not in str(e.value)

@@ -101,7 +101,9 @@ def test_unknown_key_names_key_and_file(tmp_path):
     p.write_text("- 1\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_proxy_config(p)
-    p.write_text("lr: 3e-3\n")  # PyYAML reads this as a string
+    p.write_text("lr: 3e-3\n")  # YAML 1.2 reads a number (PyYAML alone: a string)
+    assert load_proxy_config(p).lr == 0.003
+    p.write_text("lr: '3e-3'\n")  # quoted: a string
     with pytest.raises(ConfigError, match="write 3.0e"):
         load_proxy_config(p)
     with pytest.raises(ConfigError, match="use an integer >= 2"):

@@ -86,12 +86,95 @@ def test_coefficients_come_from_a_scaling_file(capsys, tmp_path):
     (["--baseline", "/nonexistent.yaml"], "file not found"),
     (["--set", "nope=1"], "unknown key 'nope'"),
     (["--target-flops", "1G", "--budgets", "2G"], "exclude each other"),
+    (["--grid", "--phi", "100"], "--phi 100: the grid trains every candidate"),
+    (["--grid", "--phi", "0"], "use 0 < phi <= 3"),
+    (["--phi", "2"], "--phi sets the grid search, which runs only with --grid"),
+    (["--set", "phi=2"], "--set phi sets the grid search"),
+    (["--step", "0.1"], "--step sets the grid search"),
+    (["--budgets", ",,"], "--budgets ',,': no budget given"),
+    (["--budgets", "600M,,1G"], "--budgets '600M,,1G': an empty item"),
+    (["--set", "budgets=[]"], "budgets: got []"),
+    (["--coefficients", "0.9,1.1,1.2"], "needs alpha, beta, gamma >= 1"),
+    (["--coefficients", "1,1,1"], "at least one must be above 1"),
+    (["--budgets", "600M,0.6G"], "given twice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, needle):
     code, _, err = run_main(capsys, *argv, "--out", str(tmp_path))
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert not list(tmp_path.iterdir())  # checked before anything is written
+
+
+def test_coefficients_far_from_the_constraint_warn_on_one_line(capsys, tmp_path):
+    code, out, err = run_main(capsys, "--coefficients", "2,2,2", "--rule", "paper",
+                              "--out", str(tmp_path))
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "warning: coefficients alpha=2 beta=2 gamma=2 (from --coefficients): "
+        "alpha*beta^2*gamma^2 = 32, more than the grid's tol 0.1 from 2, so each step of phi "
+        "multiplies the MACs by about 32, not 2"]
+    code, out, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--rule", "paper",
+                              "--out", str(tmp_path / "ok"))
+    assert code == 0 and err == ""  # product 1.92: within the grid's tol
+
+
+def test_run_folders_that_cannot_be_used_are_one_line(capsys, tmp_path):
+    from nas.cli.config import dump, load_layers
+    (tmp_path / "somefile").write_text("x")
+    code, _, err = run_main(capsys, "--out", str(tmp_path / "somefile" / "run"))
+    assert code == 2 and "somefile is a file, not a folder" in err
+    assert len(err.strip().splitlines()) == 1
+    # A search folder is continued by search.py.
+    search_run = tmp_path / "search-run"
+    search_run.mkdir()
+    (search_run / "config.yaml").write_text(dump(load_layers(
+        "search", None, None, {"target_flops": "400M", "out": str(search_run)})))
+    (search_run / "driver.pt").write_bytes(b"")
+    code, _, err = run_main(capsys, "--resume", "--out", str(search_run))
+    assert code == 2 and err.strip() == (
+        f"error: {search_run} holds a search (driver.pt), not a scale run; continue it with "
+        f"search.py --resume --out {search_run}")
+    # A grid whose saved state is empty cannot be continued; nothing is written.
+    scale_run = tmp_path / "scale-run"
+    scale_run.mkdir()
+    (scale_run / "config.yaml").write_text(dump(load_layers(
+        "scale", None, None, {"out": str(scale_run), "baseline": "efficientnet-b0"})))
+    (scale_run / "grid").mkdir()
+    (scale_run / "grid" / "driver.pt").write_bytes(b"")
+    before = sorted(p.name for p in scale_run.rglob("*"))
+    code, _, err = run_main(capsys, "--resume", "--grid", "--out", str(scale_run))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{scale_run / 'grid' / 'driver.pt'}: cannot read the saved state (it is empty)" in err
+    assert sorted(p.name for p in scale_run.rglob("*")) == before
+
+
+def test_grid_proxy_resolutions_below_what_a_spec_takes_are_refused(capsys, tmp_path,
+                                                                     tiny_fmnist):
+    # No proxy resolution: the grid trains at the data's size, here 6 px after resizing.
+    code, _, err = run_main(capsys, "--grid", "--data", str(tiny_fmnist),
+                            "--set", "data.val_size=100", "--set", "data.image_size=6",
+                            "--set", "proxy.resolution=null", "--out", str(tmp_path / "run"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: proxy.resolution (or data.image_size when it is null): the "
+                          "baseline would fail to build on every worker")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_family_member_that_cannot_be_made_fails_naming_it(capsys, tmp_path,
+                                                                   monkeypatch):
+    """No fallback to a member outside 3 %: one line naming the member and what to do
+    (here with a tolerance no member can meet, since every B1-B7 lands within 3 %)."""
+    import functools
+    monkeypatch.setattr(scaler, "make_family",
+                        functools.partial(scaler.make_family, tolerance=1e-9))
+    code, out, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--out", str(tmp_path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "warning" not in err, err
+    assert lines[0].startswith("error: --rule budget: target ") and "(b1)" in lines[0]
+    assert lines[0].endswith("member b1 cannot be made; use other coefficients (--coefficients "
+                             "or --scaling) or another rule (--rule paper or --rule official)")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

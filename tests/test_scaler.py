@@ -19,6 +19,10 @@ from nas.arch.units import format_macs, parse_macs
 from nas.core.errors import ConfigError
 from scaler import (
     EFFICIENTNET,
+    METHOD_COMPOUND,
+    METHOD_DEPTH_KEPT,
+    METHOD_DEPTH_NEAREST,
+    METHOD_WIDTH_KEPT,
     PAPER_COEFFICIENTS,
     Coefficients,
     GridConfig,
@@ -304,6 +308,84 @@ def test_custom_budgets_within_3_percent(name):
         assert m.phi > 0
         _check_member_meta(m, base)
     assert [m.name for m in members] == ["600.0M", "1.20G", "2.50G"]
+
+
+def _check_method(m, base, c=PAPER_COEFFICIENTS):
+    """The member is what its recorded method, phi and held multiplier make of the base."""
+    f, sc = m.spec.meta["family"], m.spec.meta["scaling"]
+    assert f["method"] == sc["method"]
+    assert f["resolution_multiple"] == sc["resolution_multiple"] in (1, 2, 4, 8, 16, 32)
+    assert m.spec.resolution % f["resolution_multiple"] == 0
+    depth, width, res = c.multipliers(m.phi)
+    held = {}
+    if sc["method"] == METHOD_COMPOUND:
+        assert (sc["depth"], sc["width"]) == pytest.approx((depth, width))
+        assert "depth_rounding" not in sc  # repeats rounded up, as the reference does
+    elif sc["method"] == METHOD_DEPTH_NEAREST:
+        assert (sc["depth"], sc["width"]) == pytest.approx((depth, width))
+        assert sc["depth_rounding"] == "nearest"
+        assert [s.repeats for s in m.spec.stages] == [
+            max(1, math.floor(b.repeats * depth + 0.5)) for b in base.stages]
+        held = {"depth_rounding": "nearest"}
+    elif sc["method"] == METHOD_DEPTH_KEPT:
+        assert sc["width"] == pytest.approx(width)
+        held = {"depth": sc["depth"]}
+    else:
+        assert sc["method"] == METHOD_WIDTH_KEPT and sc["depth"] == pytest.approx(depth)
+        held = {"width": sc["width"]}
+    # The resolution is gamma^phi rounded, less than one multiple away.
+    assert abs(m.spec.resolution - base.resolution * res) < f["resolution_multiple"]
+    again = scale_candidate(base, c, m.phi, f["resolution_multiple"],
+                            resolution_rounding=f["resolution_rounding"], **held)
+    assert again.same_architecture(m.spec) and again.resolution == m.spec.resolution
+
+
+@pytest.mark.parametrize("name", ["efficientnet-b0", "space-sample-0"])
+def test_every_budget_from_1x_to_100x_lands_within_3_percent(name):
+    """60 budgets log-spaced from the baseline's MACs to 100 times them, gaps included."""
+    base = BASES[name]
+    base_macs = nas.count_macs(base)
+    methods = []
+    for ratio in np.geomspace(1.0, 100.0, 60):
+        target = round(base_macs * ratio)
+        m = fit_budget(base, PAPER_COEFFICIENTS, target)
+        assert abs(m.macs / target - 1) <= 0.03, (ratio, m.macs, target)
+        assert m.macs == nas.count_macs(m.spec) == m.spec.meta["family"]["macs"]
+        _check_method(m, base)
+        methods.append(m.spec.meta["family"]["method"])
+    # Most are plain compound scaling; the depth step above phi = 0 needs a fallback.
+    assert methods.count(METHOD_COMPOUND) > 40 and METHOD_DEPTH_NEAREST in methods[:10]
+
+
+def test_budgets_in_the_gap_before_the_first_depth_step(b0):
+    """Just above phi = 0 every stage of B0 gains a layer (385.8M -> 569.7M compound): the
+    budgets between are met with the repeats rounded to nearest (B0's own layers here) while
+    width and resolution grow."""
+    for target in (420_000_000, 500_000_000):
+        m = fit_budget(b0, PAPER_COEFFICIENTS, target)
+        assert abs(m.macs / target - 1) <= 0.03
+        assert m.spec.meta["family"]["method"] == METHOD_DEPTH_NEAREST
+        assert [s.repeats for s in m.spec.stages] == [s.repeats for s in b0.stages]
+        _check_method(m, b0)
+    # Where compound scaling lands, it is what is used.
+    m = fit_budget(b0, PAPER_COEFFICIENTS, "2G")
+    assert m.spec.meta["family"]["method"] == METHOD_COMPOUND
+
+
+@pytest.mark.parametrize("seed,coefficients,target,method", [
+    (1, (1.2, 1.1, 1.15), 655_348_716, METHOD_DEPTH_KEPT),
+    (2, (1.8, 1.05, 1.0), 869_310_191, METHOD_WIDTH_KEPT),
+])
+def test_budgets_that_need_a_multiplier_held(seed, coefficients, target, method):
+    """Where neither rounding of the depth lands, holding the depth (or the width) of a
+    neighbouring compound model does (found by sweeping sampled children)."""
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    base = space.sample(np.random.default_rng(seed))
+    c = Coefficients(*coefficients)
+    m = fit_budget(base, c, target)
+    assert abs(m.macs / target - 1) <= 0.03
+    assert m.spec.meta["family"]["method"] == method
+    _check_method(m, base, c)
 
 
 def test_budget_below_the_baseline_downscales_to_a_floor(b0):

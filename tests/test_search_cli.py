@@ -69,3 +69,183 @@ def test_help_runs_as_a_script():
     out = subprocess.run([sys.executable, str(ROOT / "search.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--target-flops" in out and "--resume" in out
+
+
+# --------------------------------------------------------------------------- no child succeeded
+
+
+def _all_failed_driver():
+    import nas
+    from controller import make_strategy
+    from nas.search.driver import ChildDriver, Target
+    from nas.search.reward import RewardConfig
+    from search_space import SearchSpace
+
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    d = ChildDriver(lambda t: (space.decode(t), {}), make_strategy("random", space.sizes()),
+                    budget=3, reward=RewardConfig(target_macs=400_000_000),
+                    target=Target(), reference=nas.load_spec("efficientnet-b0"))
+    trial = 0
+    while d.suggest(f"t{trial}") not in (None, "FINISHED"):
+        d.complete(f"t{trial}", {"status": "failed", "error": "SpecError: resolution: got 4"})
+        trial += 1
+    assert d.finished() and not d.best(1)
+    return d
+
+
+def _strict_json(text: str):
+    import json
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=no_constants)
+
+
+def test_a_search_where_every_child_failed_writes_valid_json(tmp_path):
+    from nas.core.files import json_text
+    from nas.search.run import summarize
+    from nas.search.runlog import write_tables
+
+    d = _all_failed_driver()
+    summary = summarize(d, "run", 1.0)
+    loaded = _strict_json(json_text(summary, indent=2))  # the reference's NaN accuracy: null
+    assert loaded["best"] is None and loaded["reference"]["accuracy"] is None
+    assert loaded["children_failed"] == loaded["children_trained"] == 3
+    assert loaded["most_common_error"] == {"error": "SpecError: resolution: got 4", "children": 3}
+    write_tables(d.records, tmp_path)
+    rows = [_strict_json(line) for line in (tmp_path / "children.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["accuracy"] is None for r in rows)
+
+
+def test_a_search_where_every_child_failed_exits_1_on_one_line(capsys, tmp_path, monkeypatch):
+    import nas.search.run as run
+    from nas.search.run import SearchOutcome, summarize
+
+    summary = summarize(_all_failed_driver(), "run", 1.0)
+    monkeypatch.setattr(run, "search", lambda s, resume, text: SearchOutcome(s.out, True, summary))
+    out = tmp_path / "run"
+    code = search.main(["--target-flops", "400M", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 1 and "best spec" not in cap.out and "best.yaml" not in cap.out + cap.err
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the search finished but no child "
+                                                   "trained successfully (3 of 3 failed")
+    assert "SpecError: resolution: got 4" in lines[0]
+    assert f"error column of {out / 'children.csv'}" in lines[0]
+
+
+# --------------------------------------------------------------------------- folders, resume, Ray
+
+
+def _saved_run(folder: Path, command: str) -> Path:
+    """A run folder with the config.yaml that command writes (defaults resolved)."""
+    from nas.cli.config import dump, load_layers
+    over = {"out": str(folder), "name": "x"}
+    if command == "search":
+        over["target_flops"] = "400M"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(dump(load_layers(command, None, None, over)))
+    return folder
+
+
+def _one_line_error(code: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_out_under_a_regular_file_is_one_line(capsys, tmp_path):
+    (tmp_path / "somefile").write_text("x")
+    for extra in ([], ["--resume"]):
+        code, err = run_main(capsys, "--target-flops", "400M", *extra,
+                             "--out", str(tmp_path / "somefile" / "run"))
+        line = _one_line_error(code, err)
+        assert f"{tmp_path / 'somefile'} is a file, not a folder" in line
+    assert (tmp_path / "somefile").read_text() == "x"
+
+
+@pytest.mark.parametrize("content,says", [(b"", "it is empty"),
+                                          (b"garbage", "cannot read the saved state")])
+def test_resume_from_an_empty_or_corrupt_state_is_one_line(capsys, tmp_path, content, says):
+    out = _saved_run(tmp_path / "run", "search")
+    (out / "driver.pt").write_bytes(content)
+    before = sorted(p.name for p in out.iterdir())
+    code, err = run_main(capsys, "--resume", "--out", str(out))
+    line = _one_line_error(code, err)
+    assert says in line and str(out / "driver.pt") in line
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written or lost
+    assert (out / "driver.pt").read_bytes() == content
+
+
+def test_resume_from_a_state_of_another_format_is_one_line(capsys, tmp_path):
+    import torch
+    out = _saved_run(tmp_path / "run", "search")
+    torch.save({"format": 99}, out / "driver.pt")
+    code, err = run_main(capsys, "--resume", "--out", str(out))
+    assert "does not fit this run" in _one_line_error(code, err)
+
+
+def test_resume_of_a_scale_run_says_which_command(capsys, tmp_path):
+    out = _saved_run(tmp_path / "scale-run", "scale")
+    (out / "scaling.yaml").write_text("x")
+    code, err = run_main(capsys, "--resume", "--out", str(out))
+    assert _one_line_error(code, err) == (
+        f"error: {out} holds a scale run (scaling.yaml), not a search; continue it with "
+        f"scale.py --resume --out {out}")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_address_of_a_dead_cluster_fails_fast_on_one_line(capsys, tmp_path):
+    import time
+    port = _free_port()
+    t0 = time.monotonic()
+    code, err = run_main(capsys, "--target-flops", "400M", "--address", f"127.0.0.1:{port}",
+                         "--out", str(tmp_path / "run"))
+    assert time.monotonic() - t0 < 10
+    line = _one_line_error(code, err)
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("address,says", [
+    ("nohost", "expected HOST:PORT"), ("10.0.0.1:notaport", "expected HOST:PORT"),
+    ("ray://127.0.0.1:{port}", "no Ray cluster answers there")])
+def test_check_address(address, says, monkeypatch):
+    from nas.core.errors import ConfigError
+    from nas.search.tune_adapter import check_address
+    with pytest.raises(ConfigError, match=says):
+        check_address(address.format(port=_free_port()))
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    with pytest.raises(ConfigError, match="^RAY_ADDRESS 127.0.0.1"):
+        check_address(None)
+    monkeypatch.delenv("RAY_ADDRESS")
+    check_address(None)  # a local Ray: nothing to check
+    check_address("local")
+
+
+def test_proxy_resolution_below_what_a_spec_takes_is_refused(capsys, tmp_path):
+    code, err = run_main(capsys, "--target-flops", "400M", "--set", "proxy.resolution=4",
+                         "--out", str(tmp_path / "run"))
+    line = _one_line_error(code, err)
+    assert "resolution: got 4; use an integer >= 8" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_dry_plan_names_what_would_not_build():
+    import nas
+    from nas.core.errors import ConfigError
+    from nas.search.settings import check_proxy_plan
+    from nas.training.recipe import Recipe
+    b0 = nas.load_spec("efficientnet-b0")
+    recipe = Recipe(resolution=8, width_mult=0.5)
+    check_proxy_plan(recipe, [("B0", b0, None), ("B0", b0, 9)], "proxy.resolution")
+    with pytest.raises(ConfigError) as e:
+        check_proxy_plan(recipe, [("B0", b0, None), ("candidate 3", b0, 4)], "data.image_size")
+    assert str(e.value).startswith("data.image_size: candidate 3 would fail to build on every "
+                                   "worker (")

@@ -185,3 +185,67 @@ def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
          "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_search_where_every_child_fails_exits_1(tiny_fmnist, tmp_path):
+    """A learning rate of 1e30 makes every child (and the reference) diverge."""
+    out = tmp_path / "run"
+    res = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "2", "--set",
+                                    "proxy.lr=1e30"),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the search finished but no child trained successfully "
+                                "(2 of 2 failed"), res.stderr[-2000:]
+    assert f"error column of {out / 'children.csv'}" in lines[-1]
+    assert "best spec" not in res.stdout and not (out / "best.yaml").exists()
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=no_constants)
+    assert summary["best"] is None and summary["children_failed"] == 2
+    assert summary["reference"]["accuracy"] is None
+    rows = trained(out)
+    assert len(rows) == 2 and all(r["status"] != "ok" and r["error"] for r in rows)
+
+
+def test_leftovers_of_a_killed_search_are_stopped_at_the_next_start(tiny_fmnist, tmp_path):
+    from nas.search import leftovers
+    out = tmp_path / "run"
+    proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", "4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    session, left = None, []
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            log = out / "ray.log"
+            if session is None and log.exists() and "started local Ray session" in log.read_text():
+                session = Path(log.read_text().split("started local Ray session ")[1].split()[0])
+            if session is not None and len(trained(out)) >= 1:
+                break
+            time.sleep(0.2)
+        assert session is not None and proc.poll() is None, "the search ended too soon"
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
+        proc.wait()
+        time.sleep(10)  # what dies with the driver has died by now
+        left = leftovers.session_processes(session)
+        names = {name for _, name in left}
+        assert any(n.startswith("ray::") for n in names), names  # what stays (Ray 2.60)
+
+        res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",
+                              str(out)], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert leftovers.session_processes(session) == []
+        log = (out / "ray.log").read_text()
+        assert f"leftover process(es) of the dead local Ray session {session}" in log
+        for pid, _ in left:
+            assert str(pid) in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid, _ in left:  # whatever the test left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -13,6 +13,7 @@ from dictpath import DELETE, replaced
 
 import nas
 from nas.arch.spec import StageSpec
+from nas.core.files import dump_yaml_text  # quotes strings that read as numbers
 from search_space import SearchSpace, op_choice, op_name
 from search_space.space import BLOCK_KEYS
 
@@ -344,7 +345,7 @@ BAD_SPACES = [
 def test_bad_space_files_fail_on_one_line_naming_the_key(
         tmp_path: Path, change: str, value: Any, key: str, fragment: str) -> None:
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(_set(_default_dict(), change, value), sort_keys=False))
+    path.write_text(dump_yaml_text(_set(_default_dict(), change, value), sort_keys=False))
     with pytest.raises(nas.SpaceError) as info:
         SearchSpace.from_yaml(path)
     msg = str(info.value)

@@ -21,6 +21,7 @@ from nas.arch.spec import (
     spec_from_dict,
     spec_to_dict,
 )
+from nas.core.files import dump_yaml_text  # quotes strings that read as numbers
 from search_space import SearchSpace
 
 BUNDLED_SPECS = ("efficientnet-b0", "mnasnet-a1", "mobilenetv2")
@@ -248,7 +249,7 @@ BAD_SPECS = [
 def test_bad_spec_files_fail_on_one_line_naming_file_and_key(
         tmp_path: Path, change: str, value: Any, key: str, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(_bad(change, value), sort_keys=False))
+    path.write_text(dump_yaml_text(_bad(change, value), sort_keys=False))
     with pytest.raises(nas.SpecError) as info:
         nas.load_spec(path)
     msg = str(info.value)
@@ -262,12 +263,18 @@ def test_bad_spec_files_fail_on_one_line_naming_file_and_key(
 
 
 def test_string_number_from_yaml_text(tmp_path: Path) -> None:
-    # Written by hand, as a user would: PyYAML reads 3e8 (no dot) as a string.
-    text = nas.config_path("efficientnet-b0").read_text().replace("dropout: 0.2", "dropout: 3e8")
+    # Written by hand, as a user would. Spec files read numbers as YAML 1.2 does: 3e8 (no
+    # dot) is a number (PyYAML alone would read a string); a quoted '3e8' is a string.
+    text = nas.config_path("efficientnet-b0").read_text()
     path = tmp_path / "typo.yaml"
-    path.write_text(text)
+    path.write_text(text.replace("dropout: 0.2", "dropout: 3e8"))
+    with pytest.raises(nas.SpecError, match=r"typo\.yaml: dropout: got 300000000\.0; .*\[0, 1\)"):
+        nas.load_spec(path)
+    path.write_text(text.replace("dropout: 0.2", "dropout: '3e8'"))
     with pytest.raises(nas.SpecError, match=r"typo\.yaml: dropout: got '3e8'; expected a number"):
         nas.load_spec(path)
+    path.write_text(text.replace("dropout: 0.2", "dropout: 2e-1"))
+    assert nas.load_spec(path).dropout == 0.2
 
 
 def test_invalid_yaml_and_missing_and_empty_files(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from functools import partial
 
 import numpy as np
 import pytest
+from timm_import import import_timm
 
 import nas
 from nas.arch.spec import ArchSpec, StageSpec
 from nas.arch.timm_export import timm_state_shapes
 from search_space import SearchSpace
-from timm_import import import_timm
 
 pytestmark = pytest.mark.slow
 

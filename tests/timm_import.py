@@ -42,8 +42,8 @@ def _declare_torchvision_schemas() -> None:
 def import_timm() -> tuple[ModuleType | None, str]:
     """(timm, "") or (None, why it is not importable)."""
     try:
-        import timm.models.efficientnet  # noqa: F401
         import timm
+        import timm.models.efficientnet  # noqa: F401
         return timm, ""
     except ImportError as e:
         return None, f"timm is not importable ({e}); {HOW}"
@@ -53,8 +53,8 @@ def import_timm() -> tuple[ModuleType | None, str]:
     _forget(("timm", "torchvision"))
     _declare_torchvision_schemas()
     try:
-        import timm.models.efficientnet  # noqa: F401, F811
         import timm
+        import timm.models.efficientnet  # noqa: F401, F811
         return timm, ""
     except Exception as e:  # noqa: BLE001 (any failure is a reason to skip, said in full)
         return None, (f"timm is not importable even with torchvision's operator schemas "

@@ -32,15 +32,26 @@ def round_filters(channels: float, multiplier: float = 1.0, divisor: int = CHANN
     return int(rounded)
 
 
-def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
-    """Scale a stage's layer count: ``ceil(repeats * multiplier)`` (at least 1)."""
+DEPTH_ROUNDING = ("ceil", "nearest")
+
+
+def round_repeats(repeats: int, multiplier: float = 1.0, rounding: str = "ceil") -> int:
+    """Scale a stage's layer count: ``ceil(repeats * multiplier)`` (at least 1), the
+    reference implementations' rule; ``rounding="nearest"`` rounds half up instead (the
+    budget solver's fallback, where ``ceil`` adds a layer to many stages at once)."""
     if multiplier <= 0:
         raise SpecError(f"round_repeats: multiplier must be positive, got {multiplier!r}")
+    if rounding not in DEPTH_ROUNDING:
+        raise SpecError(f"round_repeats: rounding {rounding!r}; use one of "
+                        f"{', '.join(DEPTH_ROUNDING)}")
     # The small epsilon keeps 1.1 * 10 from becoming 12 through float error.
+    if rounding == "nearest":
+        return max(1, int(math.floor(repeats * multiplier + 0.5 + 1e-9)))
     return max(1, int(math.ceil(repeats * multiplier - 1e-9)))
 
 
 RESOLUTION_ROUNDING = ("nearest", "down", "up")
+_ON_MULTIPLE = 1e-6  # pixels
 
 
 def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int = 8,
@@ -59,30 +70,43 @@ def round_resolution(resolution: float, multiplier: float = 1.0, multiple: int =
                         f"{', '.join(RESOLUTION_ROUNDING)}")
     exact = resolution * multiplier
     nearest = max(multiple, int(round(exact / multiple)) * multiple)
-    if rounding == "down" and nearest > exact and nearest > multiple:
+    # Within a millionth of a pixel the exact value is on the multiple: float noise (224 *
+    # 1.15 ** 1e-10) must not move the resolution by a whole multiple.
+    if rounding == "down" and nearest > exact + _ON_MULTIPLE and nearest > multiple:
         return nearest - multiple
-    if rounding == "up" and nearest < exact:
+    if rounding == "up" and nearest < exact - _ON_MULTIPLE:
         return nearest + multiple
     return nearest
 
 
+def scaled_layers(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
+                  divisor: int = CHANNEL_DIVISOR, depth_rounding: str = "ceil"
+                  ) -> tuple[int, tuple[int, ...], tuple[int, ...], int]:
+    """What :func:`scale_spec` makes of the layers, without building the spec: the stem's
+    channels, each stage's output channels and repeats, and the head's channels (0: none).
+    Cheap, for searches over multipliers that only need to tell two scalings apart."""
+    outs = tuple(round_filters(s.out, width, divisor) for s in spec.stages)
+    repeats = tuple(round_repeats(s.repeats, depth, depth_rounding) for s in spec.stages)
+    head = round_filters(spec.head, width, divisor) if spec.head else 0
+    return round_filters(spec.stem, width, divisor), outs, repeats, head
+
+
 def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
                resolution: int | None = None, dropout: float | None = None,
-               divisor: int = CHANNEL_DIVISOR) -> ArchSpec:
+               divisor: int = CHANNEL_DIVISOR, depth_rounding: str = "ceil") -> ArchSpec:
     """Scale a baseline in width and depth (and set its resolution), resolving all rounding.
 
     Stem, every stage's output and the head are rounded with :func:`round_filters`; repeats
-    with :func:`round_repeats`. ``resolution`` is the new input size in pixels (use
+    with :func:`round_repeats` (``depth_rounding``: ``ceil``, the default, or ``nearest``,
+    then recorded). ``resolution`` is the new input size in pixels (use
     :func:`round_resolution` to get one from a multiplier). The multipliers are recorded in
     the new spec's ``meta['scaling']``.
     """
-    stages = tuple(
-        s.replace(out=round_filters(s.out, width, divisor), repeats=round_repeats(s.repeats, depth))
-        for s in spec.stages)
-    head = round_filters(spec.head, width, divisor) if spec.head else 0
+    stem, outs, repeats, head = scaled_layers(spec, width, depth, divisor, depth_rounding)
+    stages = tuple(s.replace(out=o, repeats=r) for s, o, r in zip(spec.stages, outs, repeats))
     new = spec.replace(
         stages=stages,
-        stem=round_filters(spec.stem, width, divisor),
+        stem=stem,
         head=head,
         resolution=spec.resolution if resolution is None else int(resolution),
         dropout=spec.dropout if dropout is None else float(dropout),
@@ -90,6 +114,8 @@ def scale_spec(spec: ArchSpec, width: float = 1.0, depth: float = 1.0,
     scaling = {"width": float(width), "depth": float(depth),
                "resolution": int(new.resolution), "base_resolution": int(spec.resolution),
                "divisor": int(divisor)}
+    if depth_rounding != "ceil":
+        scaling["depth_rounding"] = depth_rounding
     if spec.name:
         scaling["base"] = spec.name
     return new.with_meta(scaling=scaling)

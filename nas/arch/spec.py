@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 OPS = ("conv", "ds", "mbconv")
 SKIPS = ("identity", "pool", "none")
 ACTIVATIONS = ("relu", "relu6", "silu")
+MIN_RESOLUTION = 8  # pixels: the smallest input a spec (and so any training run) may have
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ def _validate_arch(a: ArchSpec, source: str | None) -> None:
     if a.activation not in ACTIVATIONS:
         _fail(source, "activation", f"unknown activation {a.activation!r}; use one of "
               f"{', '.join(ACTIVATIONS)}")
-    if not is_int(a.resolution) or a.resolution < 8:
-        _fail(source, "resolution", f"got {a.resolution!r}; use an integer >= 8 (pixels)")
+    if not is_int(a.resolution) or a.resolution < MIN_RESOLUTION:
+        _fail(source, "resolution",
+              f"got {a.resolution!r}; use an integer >= {MIN_RESOLUTION} (pixels)")
     for key in ("dropout", "drop_path_rate"):
         v = getattr(a, key)
         if not is_number(v) or not 0.0 <= float(v) < 1.0:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from nas.core.errors import ConfigError
-from nas.core.files import config_path, read_yaml
+from nas.core.files import config_path, dump_yaml_text, load_yaml_text, read_yaml
 
 FREE_FORM = ("strategy_options",)
 
@@ -68,14 +68,15 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str,
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> nested dict; values are read as YAML scalars."""
+    """``["a.b=1", "c=x"]`` -> nested dict; values are read as YAML (1.2 numbers: ``1e-3``
+    is a float; see :func:`nas.core.files.load_yaml_text`), text that is not YAML as text."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set proxy.epochs=2")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = load_yaml_text(raw) if raw else None
         except yaml.YAMLError:
             value = raw
         node = out
@@ -108,4 +109,4 @@ def load_layers(defaults: str, preset: str | None, config_file: str | None,
 
 
 def dump(config: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
+    return dump_yaml_text(dict(config), sort_keys=False, default_flow_style=False)

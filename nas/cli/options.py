@@ -5,12 +5,13 @@ from it."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from nas.cli import config as layers
 from nas.core.errors import ConfigError
-from nas.core.files import read_yaml
+from nas.core.files import config_path, read_yaml
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -68,14 +69,64 @@ def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, st
     if not args.out:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     out = Path(args.out)
+    check_out(out)
     if not (out / "config.yaml").is_file():
         raise ConfigError(f"--resume: {out} holds no run to continue (no config.yaml); check --out")
     saved = read_yaml(out / "config.yaml")
+    check_run_kind(saved, out, defaults)
     changed = sorted(k for k in over if k not in RESUMABLE and over[k] != saved.get(k))
     if changed:
         raise ConfigError(f"--resume keeps the run's settings; {changed[0]!r} cannot change "
                           f"(only {', '.join(sorted(RESUMABLE))} can)")
+    missing = sorted(set(read_yaml(config_path(defaults))) - set(saved))
+    if missing:
+        raise ConfigError(f"--resume: {out / 'config.yaml'} lacks the setting {missing[0]!r}; "
+                          f"it was not written by this {COMMANDS[defaults]}; check --out")
     return layers.merge(saved, over, "command line")
+
+
+COMMANDS = {"search": "search.py", "scale": "scale.py"}  # defaults name -> command
+_KIND_NAMES = {"search": "search", "scale": "scale run"}
+
+
+def check_run_kind(saved: Any, out: Path, defaults: str) -> None:
+    """``--resume`` continues a run of the same command: a saved config with another
+    command's settings is a one-line error saying which command continues it."""
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {out / 'config.yaml'} is not a run config (expected a "
+                          "mapping of settings); check --out")
+
+    def fits(name: str) -> bool:
+        return set(saved) <= set(read_yaml(config_path(name)))
+
+    if fits(defaults):
+        return
+    kind = next((k for k in COMMANDS if k != defaults and fits(k)), None)
+    if kind is None:
+        unknown = sorted(set(saved) - set(read_yaml(config_path(defaults))))
+        raise ConfigError(f"--resume: {out / 'config.yaml'} is not the config of a "
+                          f"{COMMANDS[defaults]} run (unknown setting {unknown[0]!r}); check "
+                          "--out")
+    evidence = {"scale": "scaling.yaml", "search": "driver.pt"}[kind]
+    found = evidence if (out / evidence).exists() else f"config.yaml of {COMMANDS[kind]}"
+    raise ConfigError(f"{out} holds a {_KIND_NAMES[kind]} ({found}), not a "
+                      f"{_KIND_NAMES[defaults]}; continue it with {COMMANDS[kind]} --resume "
+                      f"--out {out}")
+
+
+def check_out(out: Path) -> None:
+    """The run folder can be made and written: no part of its path is a file, and the
+    nearest existing folder is writable (one-line errors before anything is written)."""
+    for folder in (out, *out.parents):
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise ConfigError(f"--out {out}: {folder} is a file, not a folder; choose another "
+                              "--out")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: cannot write in {folder} (permission denied); "
+                              "choose another --out")
+        return
 
 
 def trial_settings(cfg: dict[str, Any]) -> Any:

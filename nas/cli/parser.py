@@ -1,7 +1,9 @@
 """One parser base and one ``main`` wrapper for every command.
 
 A usage error is one line that names the problem and points at ``--help`` (exit 2); an
-expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; Ctrl-C is a
+expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; a run that
+finished without a usable result (:class:`~nas.core.errors.NoResultError`: every child
+failed) is one line and exit 1; Ctrl-C is a
 line saying how to continue and exit 130.
 """
 
@@ -14,8 +16,9 @@ import re
 import sys
 from typing import Any, Callable, Iterator
 
-from nas.core.errors import NasError
+from nas.core.errors import NasError, NoResultError
 
+EXIT_NO_RESULT = 1      # a run that finished without a usable result (every child failed)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -88,6 +91,9 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
         return int(e.code or 0)
     try:
         return run(args)
+    except NoResultError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_NO_RESULT
     except NasError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

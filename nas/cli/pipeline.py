@@ -9,7 +9,7 @@ coefficients, emit the family, train the chosen models fully, and write a report
 
 Stages, each in its own folder of the run folder (--out, default runs/pipeline-TIME):
 search/ (search.py's run), scale/ (the grid, --compare, the family's specs), train/MODEL/
-seedS/ (python -m nas.train's run: last.pt, best.pt, metrics.json, model.pt), report/
+seedS/ (a full training run: last.pt, best.pt, metrics.json, model.pt), report/
 (report.md, accuracy_vs_macs.png). pipeline.json records what each stage did; --resume skips
 what is done and continues the rest (a model cut off mid-training from its last.pt).
 

@@ -22,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nas.cli.config import dump, merge
+from nas.cli.config import dump, merge, parse_set
 from nas.cli.options import (
     TRAINING_FLAGS,
     add_training_args,
+    check_out,
     data_settings,
     load_config,
     trial_settings,
@@ -104,8 +105,49 @@ def _cli_layer(args: argparse.Namespace) -> dict[str, Any]:
     if args.budgets is not None:
         if args.target_flops is not None:
             raise ConfigError("--target-flops and --budgets exclude each other; use one")
-        layer["budgets"] = [b.strip() for b in args.budgets.split(",") if b.strip()]
+        items = [b.strip() for b in args.budgets.split(",")]
+        if not any(items) or not all(items):
+            raise ConfigError(f"--budgets {args.budgets!r}: "
+                              f"{'no budget given' if not any(items) else 'an empty item'}; "
+                              "list budgets separated by commas, e.g. 600M,1.2G,2.5G")
+        layer["budgets"] = items
     return layer
+
+
+GRID_FLAGS = (("phi", "--phi"), ("step", "--step"), ("alpha_range", "--alpha-range"),
+              ("beta_range", "--beta-range"), ("gamma_range", "--gamma-range"))
+GRID_PHI_MAX = 3.0  # the grid trains ~(alpha*beta^2*gamma^2)^phi times the baseline's MACs
+
+
+def check_grid_flags(args: argparse.Namespace) -> None:
+    """Grid settings on the command line without ``--grid`` would be silently ignored."""
+    if args.grid:
+        return
+    given = [flag for attr, flag in GRID_FLAGS if getattr(args, attr, None) is not None]
+    if "phi" in parse_set(args.set):
+        given.append("--set phi")
+    if given:
+        raise ConfigError(f"{given[0]} sets the grid search, which runs only with --grid; add "
+                          f"--grid, or drop {given[0]} (a family's phi comes from --rule or the "
+                          "budgets)")
+
+
+def check_coefficients(c: Any, source: str, grid: Any) -> None:
+    """Coefficients that cannot scale up are errors; a product far from the grid's target is
+    a one-line warning on stderr (the rules still apply; each step of phi just multiplies the
+    MACs by that product instead)."""
+    if min(c.alpha, c.beta, c.gamma) < 1.0:
+        raise ConfigError(f"coefficients {c} (from {source}): compound scaling needs alpha, "
+                          "beta, gamma >= 1 (it never shrinks a dimension); e.g. 1.2,1.1,1.15")
+    if max(c.alpha, c.beta, c.gamma) == 1.0:
+        raise ConfigError(f"coefficients {c} (from {source}): at least one must be above 1, or "
+                          "phi cannot change the model; e.g. 1.2,1.1,1.15")
+    product = c.product()
+    if abs(product - grid.target) > grid.tol:
+        print(f"warning: coefficients {c} (from {source}): alpha*beta^2*gamma^2 = "
+              f"{product:.4g}, more than the grid's tol {grid.tol:g} from {grid.target:g}, so "
+              f"each step of phi multiplies the MACs by about {product:.3g}, not "
+              f"{grid.target:g}", file=sys.stderr)
 
 
 def default_baseline() -> str:
@@ -114,8 +156,9 @@ def default_baseline() -> str:
     return str(found[-1]) if found else "efficientnet-b0"
 
 
-def settings(cfg: dict[str, Any], trains: bool) -> Any:
-    """Check a scale config and build its typed settings (name and run folder filled in)."""
+def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False) -> Any:
+    """Check a scale config and build its typed settings (name and run folder filled in).
+    ``grid_search``: the grid will run, so its phi must be in (0, GRID_PHI_MAX]."""
     import scaler
     from nas.arch.io import load_spec
     from nas.arch.units import parse_macs
@@ -125,7 +168,11 @@ def settings(cfg: dict[str, Any], trains: bool) -> Any:
         cfg["baseline"] = default_baseline()
     base = load_spec(cfg["baseline"])
     base_name = base.name or Path(cfg["baseline"]).stem
-    phi = check_number(cfg["phi"], "phi", -2.0)
+    phi = check_number(cfg["phi"], "phi")
+    if grid_search and not 0.0 < phi <= GRID_PHI_MAX:
+        raise ConfigError(f"--phi {phi:g}: the grid trains every candidate at alpha^phi, "
+                          f"beta^phi, gamma^phi, about 2^phi times the baseline's MACs; use "
+                          f"0 < phi <= {GRID_PHI_MAX:g} (the paper fits at phi = 1)")
     multiple = cfg.get("resolution_multiple")
     if multiple is not None:
         multiple = check_int(multiple, "resolution_multiple", 1)
@@ -133,16 +180,25 @@ def settings(cfg: dict[str, Any], trains: bool) -> Any:
     if cfg["rule"] not in scaler.RULES:
         raise ConfigError(f"--rule {cfg['rule']!r}: use one of {', '.join(scaler.RULES)}")
     budgets = cfg.get("budgets")
+    if budgets is not None and (not isinstance(budgets, list) or not budgets):
+        raise ConfigError(f"budgets: got {budgets!r}; give a list of budgets such as "
+                          "[600M, 1.2G], or null for the rule's family")
     if budgets is not None:
         budgets = tuple(parse_macs(b, "--target-flops" if len(budgets) == 1 else "--budgets")
                         for b in budgets)
     coefficients = cfg.get("coefficients")
     if coefficients is not None:
-        coefficients = tuple(scaler.Coefficients(*coefficients).to_dict().values())
+        if not isinstance(coefficients, list) or len(coefficients) != 3:
+            raise ConfigError(f"coefficients: got {coefficients!r}; give [alpha, beta, gamma], "
+                              "e.g. [1.2, 1.1, 1.15]")
+        c = scaler.Coefficients(*coefficients)
+        check_coefficients(c, "--coefficients", grid)
+        coefficients = tuple(c.to_dict().values())
     trials = trial_settings(cfg) if trains else None
     if not cfg.get("name"):
         cfg["name"] = f"scale-{base_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
+    check_out(out)
     cfg["out"] = str(out)
     return ScaleSettings(name=cfg["name"], out=out, seed=check_int(cfg["seed"], "seed", 0),
                          baseline=cfg["baseline"], phi=phi,
@@ -151,42 +207,93 @@ def settings(cfg: dict[str, Any], trains: bool) -> Any:
                          data=data_settings(cfg))
 
 
+def _coefficients(args: argparse.Namespace, s: Any) -> tuple[Any, str]:
+    """The coefficients and where they come from, when no grid runs (``--coefficients``,
+    ``--scaling``, the run folder's scaling.yaml, else the paper's); checked."""
+    import scaler
+    if s.coefficients:
+        return scaler.Coefficients(*s.coefficients), "--coefficients"
+    if args.scaling or (s.out / "scaling.yaml").is_file():
+        path = Path(args.scaling) if args.scaling else s.out / "scaling.yaml"
+        c = scaler.load_scaling(path).coefficients
+        check_coefficients(c, str(path), s.grid)
+        return c, str(path)
+    return (scaler.PAPER_COEFFICIENTS,
+            "the paper's coefficients (no grid search run; use --grid to fit them)")
+
+
+def _family(base: Any, s: Any, coefficients: Any) -> tuple[list, Path]:
+    """The members and their folder. Every budget member lands within 3 % (see
+    scaler.family.solve_budget) or this is a one-line error naming the member."""
+    import scaler
+    if s.budgets:
+        return (scaler.fit_budgets(base, coefficients, list(s.budgets),
+                                   resolution_multiple=s.resolution_multiple or 4),
+                s.out / "family-budgets")
+    return (scaler.make_family(base, s.rule, coefficients,
+                               resolution_multiple=s.resolution_multiple or 8),
+            s.out / f"family-{s.rule}")
+
+
+def _check_before_training(base: Any, s: Any, data: Any, grid: bool) -> None:
+    """What the grid and the compare runs will build, dry (torch-free), and the cluster."""
+    import scaler
+    from nas.search import tune_adapter as ta
+    from nas.search.scaling import proxy_base_resolution
+    from nas.search.settings import check_proxy_plan
+
+    res = proxy_base_resolution(s, data)
+    plan = [("the baseline", base, res)]
+    if grid:
+        points = scaler.distinct_candidates(base, s.grid.candidates(), s.phi,
+                                            s.resolution_multiple or 8, base_proxy_res=res,
+                                            proxy_multiple=4, num_classes=data.num_classes)
+        plan += [(f"grid candidate {p.coefficients} at {p.resolution} px", p.spec,
+                  p.resolution) for p in points]
+    check_proxy_plan(s.trials.recipe, plan, "proxy.resolution (or data.image_size when it is "
+                                            "null)")
+    ta.check_address(s.trials.address)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_grid_flags(args)
     cfg = merge(load_config(args, "scale", FLAGS), _cli_layer(args), "command line")
     trains = args.grid or args.compare
-    s = settings(cfg, trains)
+    s = settings(cfg, trains, args.grid)
 
-    import scaler
+    # Everything is checked before anything is written: the baseline, the coefficients,
+    # the family (when the coefficients are known now), saved states to resume, the data,
+    # what the workers will build and the cluster.
     from nas.arch.cost import count
     from nas.arch.io import load_spec
     from nas.arch.units import format_macs
     from nas.core.files import write_text_atomic
+    from nas.search import tune_adapter as ta
     from nas.search.scaling import compare, grid_search
 
     base = load_spec(s.baseline)
     base_name = base.name or Path(s.baseline).stem
+    coefficients, source = (None, "") if args.grid else _coefficients(args, s)
+    family = None if coefficients is None else _family(base, s, coefficients)
+    if args.resume:
+        for part in ("grid", "compare"):
+            if (s.out / part / "driver.pt").is_file():
+                ta.load_state(s.out / part / "driver.pt")
+    data = s.data.load() if trains else None
+    if trains:
+        _check_before_training(base, s, data, args.grid)
+
     cost = count(base)
     print(f"baseline {base_name} ({s.baseline}): {format_macs(cost.macs)} MACs, "
           f"{cost.params:,} params at {base.resolution}px\nrun folder: {s.out}", flush=True)
     s.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.out / "config.yaml", dump(cfg))
-    data = s.data.load() if trains else None
     say = lambda line: print(line, flush=True)  # noqa: E731
 
     # 1. The coefficients.
     if args.grid:
         coefficients = grid_search(base, base_name, s, data, args.resume, say)
         source = f"grid search ({s.out / 'scaling.yaml'})"
-    elif s.coefficients:
-        coefficients = scaler.Coefficients(*s.coefficients)
-        source = "--coefficients"
-    elif args.scaling or (s.out / "scaling.yaml").is_file():
-        path = Path(args.scaling) if args.scaling else s.out / "scaling.yaml"
-        coefficients = scaler.load_scaling(path).coefficients
-        source = str(path)
-    else:
-        coefficients = scaler.PAPER_COEFFICIENTS
-        source = "the paper's coefficients (no grid search run; use --grid to fit them)"
     if s.rule != "official" or s.budgets:
         print(f"coefficients {coefficients} (product {coefficients.product():.3f}) from {source}")
 
@@ -195,25 +302,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + compare(base, coefficients, s, data, args.resume, say))
 
     # 3. The family.
-    if s.budgets:
-        members = scaler.fit_budgets(base, coefficients, list(s.budgets),
-                                     resolution_multiple=s.resolution_multiple or 4)
-        folder = s.out / "family-budgets"
-    else:
-        try:
-            members = scaler.make_family(base, s.rule, coefficients,
-                                         resolution_multiple=s.resolution_multiple or 8)
-        except ConfigError as e:
-            if s.rule != "budget":
-                raise
-            # A family is still useful when one member falls in a jump of the MACs: write
-            # the closest reachable model and show its miss in the table's 'vs target'.
-            print(f"warning: {e}; writing the closest reachable model instead (see the "
-                  "'vs target' column)", file=sys.stderr)
-            members = scaler.make_family(base, "budget", coefficients,
-                                         resolution_multiple=s.resolution_multiple or 8,
-                                         tolerance=0.99)
-        folder = s.out / f"family-{s.rule}"
+    import scaler
+    members, folder = family if family is not None else _family(base, s, coefficients)
     files = scaler.write_family(members, folder, base_name, base=base)
     print(f"\n{files.markdown.read_text()}")
     print(f"family specs: {folder}/*.yaml  tables: {files.markdown}, {files.csv}")

@@ -22,13 +22,14 @@ from nas.cli.config import dump
 from nas.cli.options import (
     TRAINING_FLAGS,
     add_training_args,
+    check_out,
     data_settings,
     load_config,
     trial_settings,
 )
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
 from nas.core.checks import check_int, check_number
-from nas.core.errors import ConfigError
+from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
 
@@ -50,6 +51,26 @@ FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy
          "budget": "budget", "space": "space"}
 
 
+def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
+    """What the workers will build, for a dry run: the reference and the space's extremes
+    (every decision at its first and at its last choice), at the proxy's resolution."""
+    from nas.arch.io import load_spec
+    from nas.core.files import config_path
+    from search_space import SearchSpace
+
+    space = cfg["space"]
+    if not isinstance(space, str) or not space:
+        raise ConfigError(f"space: got {space!r}; give a search-space YAML or a bundled name "
+                          "such as mnasnet-space")
+    space = SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
+    sizes = space.sizes()
+    plan = [("the space's first choices", space.decode(tuple(0 for _ in sizes)), None),
+            ("the space's last choices", space.decode(tuple(n - 1 for n in sizes)), None)]
+    if cfg.get("reference"):
+        plan.append((f"the reference {cfg['reference']}", load_spec(cfg["reference"]), None))
+    return plan
+
+
 def settings(cfg: dict[str, Any]) -> Any:
     """Check every setting of a search config and build its typed settings (names and the
     run folder filled in)."""
@@ -57,7 +78,7 @@ def settings(cfg: dict[str, Any]) -> Any:
     from nas.arch.units import format_macs, parse_macs
     from nas.search.driver import Target
     from nas.search.reward import RewardConfig
-    from nas.search.settings import SearchSettings
+    from nas.search.settings import SearchSettings, check_proxy_plan
 
     if cfg.get("target_flops") in (None, ""):
         raise ConfigError("--target-flops is required, e.g. --target-flops 400M")
@@ -75,11 +96,14 @@ def settings(cfg: dict[str, Any]) -> Any:
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
     trials = trial_settings(cfg)
+    check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
+                     "proxy.width_mult)")
     seed = check_int(cfg["seed"], "seed", 0)
     if not cfg.get("name"):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         cfg["name"] = f"{cfg['strategy']}-{format_macs(target_macs)}-{stamp}"
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
+    check_out(out)
     cfg["out"] = str(out)
     return SearchSettings(
         name=cfg["name"], out=out, seed=seed, target_macs=target_macs, reward=reward,
@@ -90,7 +114,7 @@ def settings(cfg: dict[str, Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.search.run import search, summary_lines
+    from nas.search.run import no_success_line, search, summary_lines
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
@@ -100,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
               f"it with:\n  {command_name(f'python {PROG}')} --resume --out {s.out}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    if outcome.summary["best"] is None:
+        raise NoResultError(no_success_line(outcome.summary, s.out))
     print("\n".join(summary_lines(outcome.summary, s.out)))
     return 0
 

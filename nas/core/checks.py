@@ -1,7 +1,9 @@
 """Number checks, in one place: what counts as an integer and as a finite number.
 
-``True`` is an ``int`` in Python and ``3e8`` is a string in YAML 1.1, so "is this a number"
-needs care everywhere a setting is read; every layer asks these functions.
+``True`` is an ``int`` in Python and ``3e8`` is a string in YAML 1.1 (PyYAML; the project's
+own files and ``--set`` read YAML 1.2 numbers, see :mod:`nas.core.files`, but a quoted value
+or another reader still gives a string), so "is this a number" needs care everywhere a
+setting is read; every layer asks these functions.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ class DataError(NasError):
     """A data set is missing or malformed."""
 
 
+class NoResultError(NasError):
+    """A run finished without a usable result (every child or candidate failed); the
+    commands exit 1 instead of 2, since the input may have been fine."""
+
+
 def where(source: str | None, key: str) -> str:
     """Format the location of a problem: ``file.yaml: stages[2].kernel``."""
     return f"{source}: {key}" if source else key

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,14 +38,49 @@ def config_path(name: str) -> Path:
     return path
 
 
+# YAML 1.2 (core schema) reads every decimal with an exponent as a float: 1e-3, 3e8, 1E5,
+# -2.5e-4, 1.5e5. PyYAML implements YAML 1.1, whose floats need a dot and a signed exponent
+# (1.0e-3), so it reads all of those as strings; settings such as `--set proxy.lr=1e-3` were
+# refused. The loader below adds the YAML 1.2 pattern to PyYAML's safe resolvers (everything
+# else reads as before), and the dumper quotes strings that would now read as numbers, so a
+# written file reads back as it was.
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with numbers as YAML 1.2 reads them (``1e-3`` is a float)."""
+
+
+class YamlDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that quotes strings :class:`YamlLoader` would read as numbers."""
+
+
+for _cls in (YamlLoader, YamlDumper):
+    _cls.add_implicit_resolver(_FLOAT_TAG, _YAML12_FLOAT, list("-+.0123456789"))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 numbers, otherwise safe YAML)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def dump_yaml_text(data: Any, **options: Any) -> str:
+    """YAML text of ``data`` that :func:`load_yaml_text` reads back as it was."""
+    return yaml.dump(data, Dumper=YamlDumper, **options)
+
+
 def read_yaml(path: str | os.PathLike[str], error: type[Exception] = ConfigError) -> Any:
-    """Read a YAML file, turning missing files and syntax errors into one-line errors."""
+    """Read a YAML file, turning missing files and syntax errors into one-line errors.
+
+    Numbers are read as YAML 1.2 reads them (``1e-3`` and ``3e8`` are floats; see
+    :class:`YamlLoader`)."""
     p = Path(path)
     if not p.is_file():
         raise error(f"{p}: file not found; check the path")
     try:
         with open(p, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return load_yaml_text(f.read())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -82,7 +120,24 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    return dump_yaml_text(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float (NaN, inf) replaced by None, in nested dicts,
+    lists and tuples: JSON has no NaN, and ``json.dumps`` would write it anyway."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """Valid JSON for ``data``: non-finite floats become null (see :func:`json_safe`)."""
+    return json.dumps(json_safe(data), allow_nan=False, **options)
 
 
 def write_csv(path: str | os.PathLike[str], header: Sequence[str],

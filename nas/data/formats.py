@@ -22,6 +22,7 @@ from nas.data.images import ImageData, _readonly
 DEFAULT_ROOT = Path("/usr/share/datasets")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                     ".ppm", ".pgm", ".pbm")
+MIN_CLASSES = 2  # fewer, and accuracy is 100 % whatever the model does
 
 _IDX_FILES = {  # role -> file stem (the published names)
     "train_images": "train-images-idx3-ubyte",
@@ -300,6 +301,10 @@ def load_image_folder(root: Path, image_size: int = 32) -> tuple[ImageData, Imag
     if not classes:
         raise DataError(f"{train_root}: no class subfolders; arrange the images as "
                         "root/<class>/<image> (optionally under root/train and root/test)")
+    if len(classes) < MIN_CLASSES:
+        raise DataError(f"{train_root}: one class ({classes[0]}); a classifier needs at least "
+                        f"{MIN_CLASSES} (every image would be right): add a subfolder of images "
+                        "for each other class")
     index = {c: i for i, c in enumerate(classes)}
     splits: dict[str, list[tuple[Path, int]]] = {}
     for split, base in (("train", train_root), ("test", test_root)):

@@ -44,6 +44,7 @@ from nas.core.errors import ConfigError, DataError
 from nas.data.formats import (
     _IDX_FILES,
     DEFAULT_ROOT,
+    MIN_CLASSES,
     _cifar_dir,
     _cifar_missing_message,
     _find_idx,
@@ -224,6 +225,13 @@ def load_splits(source: str = "fashion-mnist", path: str | None = None,
             raise DataError("imagefolder needs a folder: pass --data DIR (root/<class>/<images>, "
                             "optionally under root/train and root/test)")
         train, test = load_image_folder(Path(root).expanduser(), image_size or 32)
+    present = np.unique(train.labels)
+    if len(present) < MIN_CLASSES:
+        which = ", ".join(train.class_names[int(c)] if int(c) < len(train.class_names)
+                          else str(int(c)) for c in present) or "none"
+        raise DataError(f"{train.name}: the training images hold {len(present)} class(es) "
+                        f"({which}); a classifier needs at least {MIN_CLASSES} (with one, every "
+                        "answer is right): use a data set with more classes")
     if image_size is not None:
         train = _resize_all(train, image_size)
         test = _resize_all(test, image_size) if test is not None else None

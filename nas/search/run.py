@@ -3,9 +3,9 @@ Ray, and every output of the run folder (see the README's table of outputs)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,10 +39,10 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     check_run_folder(s.out, resume)
 
     # Everything below is heavy: load it only once the settings are known to be good.
-    from controller import Proposal, make_strategy
+    from controller import make_strategy
     from nas.arch.io import load_spec, save_spec
     from nas.arch.units import format_macs
-    from nas.core.files import config_path, write_text_atomic
+    from nas.core.files import config_path, json_text, write_text_atomic
     from nas.search import tune_adapter as ta
     from nas.search.driver import ChildDriver
     from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
@@ -50,16 +50,27 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     from search_space import SearchSpace
 
     out = s.out
+    ta.check_address(s.trials.address)  # a dead cluster: one line now, not a silent hang later
+    state = ta.load_state(out / "driver.pt") if resume else None
     space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
     reference = load_spec(s.reference) if s.reference else None
+
+    def make_driver() -> ChildDriver:
+        strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed,
+                                 **dict(s.strategy_options))
+        d = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
+                        reward=s.reward, target=s.target, reference=reference, seed=s.seed)
+        if state is not None:
+            ta.restore_state(d, state, out / "driver.pt")
+            d.budget = s.budget
+        return d
+
+    # A saved state that does not fit is found before the data loads; a new search finds a
+    # missing data set before the strategy's torch import.
+    driver = make_driver() if resume else None
     data = s.data.load()
-    strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
-    driver = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
-                         reward=s.reward, target=s.target, reference=reference, seed=s.seed)
+    driver = driver or make_driver()
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        driver.load_state_dict(ta.load_state(out / "driver.pt"), Proposal)
-        driver.budget = s.budget
     write_text_atomic(out / "config.yaml", config_text)
 
     provenance = {
@@ -97,20 +108,25 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
     summary = summarize(driver, s.name, time.time() - t0)
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
     return SearchOutcome(out, driver.finished(), summary)
 
 
 def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
-    """``summary.json``: counts, times, the best child and the reference."""
+    """``summary.json``: counts, times, the best child, the reference and the most common
+    reason children failed (None when none did). Non-finite numbers are written as null."""
     trained = driver.trained_records()
     best = driver.best(1)
     ref = driver.reference_record()
+    reasons = Counter(r.error for r in trained if r.status not in ("ok", "timeout"))
+    common = reasons.most_common(1)
     return {
         "run": name, "finished": driver.finished(), "converged_early": driver.converged,
         "children_trained": len(trained),
         "children_failed": sum(1 for r in trained if r.status not in ("ok", "timeout")),
         "children_timeout": sum(1 for r in trained if r.status == "timeout"),
+        "most_common_error": None if not common else {"error": common[0][0],
+                                                      "children": common[0][1]},
         "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
         "session_seconds": round(seconds, 1),
         "children_seconds": round(sum(r.seconds for r in trained), 1),
@@ -137,6 +153,19 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     if r and r["accuracy"] is not None and not math.isnan(r["accuracy"]):
         lines.append(f"EfficientNet-B0 on the same proxy: reward {r['reward']:.4f}, accuracy "
                      f"{r['accuracy']:.4f}, {format_macs(r['macs'])} MACs")
-    lines.append(f"best spec: {out / 'best.yaml'}   table: {out / 'children.csv'}\n"
+    best = f"best spec: {out / 'best.yaml'}   " if s["best"] else ""
+    lines.append(f"{best}table: {out / 'children.csv'}\n"
                  f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     return lines
+
+
+def no_success_line(s: dict[str, Any], out: Path) -> str:
+    """The one line a finished search with no successful child ends with."""
+    common = s.get("most_common_error")
+    why = ""
+    if common:
+        text = common["error"] if len(common["error"]) <= 160 else common["error"][:157] + "..."
+        why = f"; most often ({common['children']}x): {text}"
+    return (f"the search finished but no child trained successfully ({s['children_failed']} "
+            f"of {s['children_trained']} failed{why}); every child's reason is in the error "
+            f"column of {out / 'children.csv'}")

@@ -6,7 +6,6 @@ files on disk always agree with the driver's checkpoint, whatever interrupts the
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any, Iterable, Sequence
 from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
 from nas.arch.units import format_macs
-from nas.core.files import write_csv, write_text_atomic
+from nas.core.files import json_text, write_csv, write_text_atomic
 from nas.search.driver import CACHED, OK, REFERENCE, TIMEOUT, ChildRecord
 
 COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
@@ -46,8 +45,7 @@ def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "childre
         d["wall_seconds"] = f"{r.wall_seconds:.2f}"
         rows.append([d[c] for c in COLUMNS])
     write_csv(out / f"{stem}.csv", COLUMNS, rows)
-    lines = [json.dumps({**r.to_dict(), "accuracy": None if math.isnan(r.accuracy) else r.accuracy})
-             for r in records]
+    lines = [json_text(r.to_dict()) for r in records]  # NaN accuracy -> null
     write_text_atomic(out / f"{stem}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
 
 

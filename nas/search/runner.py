@@ -42,7 +42,7 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
                         sum(walls) / len(walls) if walls else None,
                         sum(1 for r in trained if r.status == "timeout"))
 
-    ta.init_ray(trials.address)
+    ta.init_ray(trials.address, run_dir=out)
     ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)
     tune_dir = out / "tune"
     session = f"session{len(list(tune_dir.glob('session*'))) if tune_dir.exists() else 0}"
@@ -67,7 +67,7 @@ def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialS
     with ``resume`` (else a one-line error points at ``resume_hint``). A KeyboardInterrupt
     (Ctrl-C, or Tune stopping early) leaves it to continue from.
     """
-    from controller import FixedList, Proposal
+    from controller import FixedList
     from nas.core.errors import ConfigError
     from nas.search import tune_adapter as ta
     from nas.search.driver import Target
@@ -81,7 +81,7 @@ def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialS
         if not resume:
             raise ConfigError(f"{folder} already holds trained {table}; continue with "
                               f"{resume_hint}, or choose another --out")
-        driver.load_state_dict(ta.load_state(state), Proposal)
+        ta.restore_state(driver, ta.load_state(state), state)
     folder.mkdir(parents=True, exist_ok=True)
     train_children(driver, data, trials, folder, len(items), table=table)
     if not driver.finished():

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from nas.arch.cost import count_macs, count_params
 from nas.arch.spec import ArchSpec
+from nas.core.errors import NoResultError
 from nas.data import DataSplits
 from nas.search.driver import ChildRecord
 from nas.search.settings import ScaleSettings
@@ -56,6 +57,10 @@ def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSpli
         results.append(scaler.GridResult(p.coefficients, r.accuracy if ok else None,
                                          count_macs(p.spec), count_params(p.spec), p.resolution,
                                          r.trial if r is not None else None))
+    if not any(r.ok for r in results):
+        raise NoResultError(f"no grid candidate trained successfully ({len(results)} failed); "
+                            f"every candidate's reason is in the error column of "
+                            f"{s.out / 'grid' / 'candidates.csv'}")
     decision = None
     if s.grid.recheck_seeds > 0:
         ranked = sorted((i for i, r in enumerate(results) if r.ok),

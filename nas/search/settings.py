@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from nas.arch.spec import ArchSpec
 from nas.core.checks import check_int, check_number
+from nas.core.errors import ConfigError, NasError
 from nas.data import DataSettings
 from nas.search.driver import Target
 from nas.search.reward import RewardConfig
@@ -92,3 +94,26 @@ class ScaleSettings:
     resolution_multiple: int | None
     trials: TrialSettings | None  # None when nothing is trained
     data: DataSettings
+
+
+def check_proxy_plan(recipe: Recipe, plan: Sequence[tuple[str, ArchSpec, int | None]],
+                     setting: str) -> None:
+    """A dry run of what the workers will build, torch-free, before Ray starts.
+
+    Each ``(label, spec, resolution)`` is made into the network a worker trains (the proxy
+    width, at ``resolution``, or the recipe's own when None) and counted by the cost model.
+    A spec that would not build there would fail the same way on every worker, so it is a
+    one-line :class:`ConfigError` here naming ``setting`` (the settings that decided the
+    resolution, e.g. ``proxy.resolution``) and what went wrong.
+    """
+    from nas.arch.cost import count
+    from nas.search.child import proxy_spec
+
+    for label, spec, resolution in plan:
+        try:
+            cfg = recipe if resolution is None else recipe.replace(resolution=resolution)
+            trained = proxy_spec(spec, cfg)
+            count(trained, num_classes=10)
+        except NasError as e:
+            raise ConfigError(f"{setting}: {label} would fail to build on every worker "
+                              f"({e}); change {setting}") from None

@@ -31,8 +31,32 @@ def save_state(driver: ChildDriver, path: Path) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The driver state saved in ``path``; an empty, truncated or foreign file is a one-line
+    :class:`ConfigError` (nothing in the folder is changed)."""
     import torch
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same answer
+        first = str(e).splitlines()[0] if str(e) else ""
+        why = "it is empty" if path.is_file() and path.stat().st_size == 0 else \
+            f"{type(e).__name__}: {first}"[:200]
+        raise ConfigError(f"{path}: cannot read the saved state ({why}), so --resume cannot "
+                          f"continue this run; its finished results are in the tables of "
+                          f"{path.parent}; start afresh with another --out") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a saved driver state (a {type(state).__name__}); "
+                          "check --out")
+    return state
+
+
+def restore_state(driver: ChildDriver, state: dict[str, Any], path: Path) -> None:
+    """Load ``state`` into ``driver``; a state of another format or run is a one-line error."""
+    from controller import Proposal
+    try:
+        driver.load_state_dict(state, Proposal)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        raise ConfigError(f"{path}: the saved state does not fit this run ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); check --out") from None
 
 
 def _searcher_class() -> type:
@@ -100,19 +124,71 @@ def train_child(config: dict, data: DataSplits | None = None,
     tune.report({**result, "final": True})
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a fresh local one."""
+def ray_address(address: str | None) -> str | None:
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``, else None (a fresh local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+CONNECT_TIMEOUT = 5.0  # seconds to wait for a cluster's head to answer
+
+
+def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse a cluster address nothing answers at, within ``timeout`` seconds.
+
+    ``ray.init`` retries a dead address for minutes without a message and ignores Ctrl-C
+    while it does, so the head's port (``HOST:PORT`` or ``ray://HOST:PORT``) is tried with a
+    plain TCP connection first. ``local``, ``auto`` and no address are left to Ray.
+    """
+    import socket
+
+    given = address
+    address = ray_address(address)
+    if not address or address in ("local", "auto"):
+        return
+    option = "--address" if given else "RAY_ADDRESS"
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{option} {address!r}: expected HOST:PORT of a Ray cluster's head "
+                          "(e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001), or leave it unset "
+                          "for a local Ray")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        raise ConfigError(f"{option} {address}: no Ray cluster answers there ({why}, within "
+                          f"{timeout:g} s); start it (ray start --head) or check the address, "
+                          "or leave it unset for a local Ray") from None
+
+
+def init_ray(address: str | None, num_cpus: int | None = None,
+             run_dir: Path | None = None) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a fresh local one.
+
+    A fresh local Ray first stops what dead local sessions of this project left running
+    (see :mod:`nas.search.leftovers`), then records its own session so the next start can
+    do the same for it; both are logged in ``run_dir/ray.log``.
+    """
     import ray
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
+    check_address(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                               "include_dashboard": False}
+    log_file = None if run_dir is None else run_dir / "ray.log"
     try:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            from nas.search import leftovers
+            leftovers.stop_dead_sessions(leftovers.ray_temp_root(), log_file)
+            context = ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            session = (context.address_info or {}).get("session_dir")
+            if session:
+                leftovers.record_session(Path(session), log_file, run_dir)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local cluster"
         raise ConfigError(f"could not start or join Ray at {where}: {str(e).splitlines()[0]}; "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,16 +40,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                           f"{ckpt.get('format') if isinstance(ckpt, dict) else '?'!r})")
     return ckpt
 
-
-
-def json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [json_safe(x) for x in v]
-    return v
 
 
 

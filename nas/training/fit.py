@@ -39,14 +39,13 @@ from nas.arch.io import load_spec
 from nas.arch.rounding import as_trained
 from nas.arch.spec import ArchSpec, spec_to_dict
 from nas.core.errors import ConfigError, NasError
-from nas.core.files import write_csv, write_text_atomic
+from nas.core.files import json_safe, write_csv, write_text_atomic
 from nas.data import DataSplits, load_splits
 from nas.training.checkpoint import (
     CHECKPOINT_FORMAT,
     EXPORTS,
     check_export_available,
     export_model,
-    json_safe,
     save_atomic,
 )
 from nas.training.device import (

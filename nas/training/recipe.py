@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from nas.arch.spec import MIN_RESOLUTION
 from nas.core.checks import is_int, is_number
 from nas.core.errors import ConfigError, where
 
@@ -189,8 +190,11 @@ def _validate(c: Any, source: str | None) -> None:
         fail("train_subset", "use an image count >= 2, or null for the whole training set")
     if c.batch_size < 2:
         fail("batch_size", "use an integer >= 2 (batch norm needs two images)")
-    if c.resolution is not None and c.resolution < 4:
-        fail("resolution", "use an integer >= 4 (pixels), or null for the native size")
+    if c.resolution is not None and c.resolution < MIN_RESOLUTION:
+        # The spec is built at this resolution (nas.arch.rounding.as_trained), and a spec
+        # below MIN_RESOLUTION does not validate: every run would fail at its first step.
+        fail("resolution", f"use an integer >= {MIN_RESOLUTION} (pixels, the smallest input "
+                           "a spec takes), or null for the native size")
     if not 0.0 < c.width_mult <= 10.0:
         fail("width_mult", "use a multiplier in (0, 10]")
     if c.optimizer not in OPTIMIZERS:
