@@ -120,8 +120,10 @@ def first_from(grid: tuple[int, ...], holds) -> int | None:
     return found
 
 
-def needs(ppo: list[Run], other: list[Run], grid: tuple[int, ...], what: str) -> str:
-    """How many children PPO needs to beat (``what='beat'``) or match (``'match'``) ``other``."""
+def needs(ppo: list[Run], other: list[Run], grid: tuple[int, ...], what: str,
+          who: str = "PPO", shown: tuple[int, ...] = BUDGETS) -> str:
+    """How many children ``ppo`` (named ``who``) needs to beat (``what='beat'``) or match
+    (``'match'``) ``other``."""
     mean_ok = first_from(grid, lambda n: np.mean(at(ppo, n)) > np.mean(at(other, n))
                          if what == "beat" else np.mean(at(ppo, n)) >= np.mean(at(other, n)))
     sep = first_from(grid, lambda n: min(at(ppo, n)) > max(at(other, n)))
@@ -136,9 +138,9 @@ def needs(ppo: list[Run], other: list[Run], grid: tuple[int, ...], what: str) ->
         parts.append(f"ranges separate from {sep} on" if sep is not None else
                      "ranges overlap at some budget up to the last: not shown")
     if behind:
-        parts.append(f"PPO behind with separate ranges at {', '.join(map(str, behind))}")
-    parts.append("seeds where PPO is ahead (same landscape): " +
-                 ", ".join(f"{n}: {wins[n]}/{len(ppo)}" for n in grid if n in BUDGETS))
+        parts.append(f"{who} behind with separate ranges at {', '.join(map(str, behind))}")
+    parts.append(f"seeds where {who} is ahead (same landscape): " +
+                 ", ".join(f"{n}: {wins[n]}/{len(ppo)}" for n in grid if n in shown))
     return "; ".join(parts)
 
 
@@ -264,10 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     grid = tuple(n for n in checkpoints if n <= budget)
     print()
     if "ppo" in rows and "random" in rows:
-        print(f"- PPO against random: {needs(rows['ppo'], rows['random'], grid, 'beat')}")
+        print(f"- PPO against random: {needs(rows['ppo'], rows['random'], grid, 'beat', shown=budgets)}")
     if "ppo" in rows and "evolution" in rows:
-        print(f"- PPO against evolution: {needs(rows['ppo'], rows['evolution'], grid, 'match')}")
-        print(f"- PPO beating evolution: {needs(rows['ppo'], rows['evolution'], grid, 'beat')}")
+        print(f"- PPO against evolution: {needs(rows['ppo'], rows['evolution'], grid, 'match', shown=budgets)}")
+        print(f"- PPO beating evolution: {needs(rows['ppo'], rows['evolution'], grid, 'beat', shown=budgets)}")
+    for name, options in extra.items():
+        if name in rows:
+            key = f"{name} ({label(options)})"
+            print(f"- {key} against {name} with its defaults: "
+                  f"{needs(rows[key], rows[name], grid, 'beat', who=key, shown=budgets)}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
