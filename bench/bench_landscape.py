@@ -156,6 +156,24 @@ def table(rows: dict[str, list[Run]], budgets: tuple[int, ...]) -> list[str]:
     return lines
 
 
+def describe(seeds: range, restarts: int, n: int = 2000) -> None:
+    """A table of each landscape: its random architectures and its best known one."""
+    print(f"\n| landscape | random architectures ({n}): accuracy | reward | reward p99 | "
+          "corr(log MACs, accuracy) | additive model leaves | best known: reward | accuracy | "
+          "MACs |")
+    print("|---" * 9 + "|")
+    for seed in seeds:
+        land = Landscape(seed)
+        t = np.random.default_rng([seed, 1]).integers(0, land.sizes, size=(n, len(land.sizes)))
+        acc, reward, macs = land.accuracy(t), land.reward(t), land.macs_of(t)
+        left = land.additive_residual(np.random.default_rng([seed, 2]))
+        best, value = land.climb(np.random.default_rng([seed, 7]), restarts=restarts)
+        print(f"| {seed} | {acc.mean():.3f} +- {acc.std():.3f} | {reward.mean():.3f} | "
+              f"{np.percentile(reward, 99):.3f} | {np.corrcoef(np.log(macs), acc)[0, 1]:.2f} | "
+              f"{left:.0%} | {value:.3f} | {land.accuracy(best)[0]:.3f} | "
+              f"{land.macs_of(best)[0] / 1e6:.0f}M |", flush=True)
+
+
 def parse_options(text: str) -> dict[str, dict]:
     import yaml
     data = yaml.safe_load(text) if text else {}
@@ -204,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tune-settings", default="",
                     help="with --tune: these settings instead of the grid, e.g. "
                          "'ppo: [{lr: 1.0e-3, baseline_decay: 0.9}]'")
+    ap.add_argument("--describe", action="store_true",
+                    help="only describe the landscapes (random architectures, best known)")
     ap.add_argument("--reference-restarts", type=int, default=50,
                     help="coordinate-ascent restarts for the best known reward of each landscape")
     args = ap.parse_args(argv)
@@ -223,6 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"landscapes {base}..{base + args.seeds - 1} over the MnasNet space (43 decisions), "
           f"noise 0.015, {args.workers} in flight, strategy seeds 0..{args.seeds - 1}; score: "
           "true reward of the child with the best observed reward")
+
+    if args.describe:
+        describe(range(base, base + args.seeds), args.reference_restarts)
+        print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+        return
 
     if args.tune is not None:
         checkpoints = budgets

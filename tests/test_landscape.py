@@ -109,27 +109,12 @@ def test_the_best_single_change_depends_on_the_context(land):
     assert all(len(set(col)) == 1 for col in separable.T)
 
 
-def additive_residual(landscape: Landscape) -> float:
-    """Share of the accuracy's variance over random architectures that the best additive
-    (separable) model leaves unexplained. Under uniform, independent decisions that model is
-    the mean plus, per decision, the mean accuracy given its choice minus the mean (the
-    first-order ANOVA terms); they are estimated on 3000 architectures, scored on 3000 others."""
-    fit, test = random_tokens(3000, 5), random_tokens(3000, 6)
-    y_fit, y = landscape.accuracy(fit), landscape.accuracy(test)
-    mean = y_fit.mean()
-    pred = np.full(len(test), mean)
-    for i, size in enumerate(SPACE.sizes()):
-        given = np.bincount(fit[:, i], y_fit, size) / np.bincount(fit[:, i], minlength=size)
-        pred += given[test[:, i]] - mean
-    return float(np.var(y - pred) / np.var(y))
-
-
 def test_a_separable_model_leaves_the_interactions_unexplained(land):
     # The pairwise part carries w_pair^2 = 30 % of z's variance, which no additive model gets
     # (0.46 measured: capacity, log of a sum, is not additive either). The separable control
     # leaves only the sigmoid's curvature and the estimation error of 123 means (0.025).
-    assert additive_residual(land) > 0.3
-    assert additive_residual(Landscape(3, SPACE, SEPARABLE)) < 0.06
+    assert land.additive_residual(np.random.default_rng(5)) > 0.3
+    assert Landscape(3, SPACE, SEPARABLE).additive_residual(np.random.default_rng(5)) < 0.06
 
 
 def test_climbing_finds_architectures_far_above_random_ones(land):
