@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.landscape import Landscape  # noqa: E402
 from controller import STRATEGIES, make_strategy  # noqa: E402
-from nas.core.errors import ConfigError  # noqa: E402
+from nas.core.errors import ConfigError, NasError  # noqa: E402
 from nas.search.driver import OK, ChildDriver, Target  # noqa: E402
 
 BUDGETS = (60, 100, 300, 1000, 3000)
@@ -188,8 +187,8 @@ def parse_settings(text: str) -> dict[str, list[dict]]:
     import yaml
     data = yaml.safe_load(text) if text else {}
     if not isinstance(data, dict) or not all(
-            k in ("ppo", "reinforce") and isinstance(v, list) and all(isinstance(o, dict) for o in v)
-            for k, v in data.items()):
+            k in ("ppo", "reinforce") and isinstance(v, list)
+            and all(isinstance(o, dict) for o in v) for k, v in data.items()):
         raise ConfigError(f"--tune-settings: got {text!r}; use a YAML mapping of ppo or reinforce "
                           "to a list of option mappings such as 'ppo: [{lr: 1.0e-3}]'")
     return data
@@ -232,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     budgets = tuple(sorted(set(args.budgets)))
     extra = parse_options(args.options)
     settings = parse_settings(args.tune_settings)
+    sizes = Landscape(0).space.sizes()
+    for name, options in [*extra.items(), *((n, o) for n, os in settings.items() for o in os)]:
+        make_strategy(name, sizes, **options)  # unknown or bad options fail here, before any run
 
     import torch
     torch.set_num_threads(1)
@@ -291,10 +293,13 @@ def main(argv: list[str] | None = None) -> None:
     grid = tuple(n for n in checkpoints if n <= budget)
     print()
     if "ppo" in rows and "random" in rows:
-        print(f"- PPO against random: {needs(rows['ppo'], rows['random'], grid, 'beat', shown=budgets)}")
+        print("- PPO against random: "
+              f"{needs(rows['ppo'], rows['random'], grid, 'beat', shown=budgets)}")
     if "ppo" in rows and "evolution" in rows:
-        print(f"- PPO against evolution: {needs(rows['ppo'], rows['evolution'], grid, 'match', shown=budgets)}")
-        print(f"- PPO beating evolution: {needs(rows['ppo'], rows['evolution'], grid, 'beat', shown=budgets)}")
+        print("- PPO against evolution: "
+              f"{needs(rows['ppo'], rows['evolution'], grid, 'match', shown=budgets)}")
+        print("- PPO beating evolution: "
+              f"{needs(rows['ppo'], rows['evolution'], grid, 'beat', shown=budgets)}")
     for name, options in extra.items():
         if name in rows:
             key = f"{name} ({label(options)})"
@@ -304,4 +309,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NasError as e:
+        sys.exit(f"error: {e}")
