@@ -40,6 +40,28 @@ def _closest(macs_of: Callable[[float], tuple[ArchSpec, int]], target: int
     return best, macs_of(best)[0]
 
 
+def single_dimension(base: ArchSpec, target_macs: int, kind: str) -> tuple[float, ArchSpec]:
+    """The ``kind`` (``width``, ``depth`` or ``resolution``) scaling of ``base`` whose MACs
+    are closest to ``target_macs``: (its multiplier, its spec)."""
+    def by_width(w: float) -> tuple[ArchSpec, int]:
+        s = scale_spec(base, width=w)
+        return s, count_macs(s)
+
+    def by_depth(d: float) -> tuple[ArchSpec, int]:
+        s = scale_spec(base, depth=d)
+        return s, count_macs(s)
+
+    def by_res(r: float) -> tuple[ArchSpec, int]:
+        s = scale_spec(base, resolution=round_resolution(base.resolution, r, 8))
+        return s, count_macs(s)
+
+    fn = {"width": by_width, "depth": by_depth, "resolution": by_res}[kind]
+    multiplier, spec = _closest(fn, target_macs)
+    if kind == "resolution":
+        multiplier = spec.resolution / base.resolution
+    return multiplier, spec
+
+
 def single_dimension_models(base: ArchSpec, c: Coefficients, resolution_multiple: int,
                             base_proxy_resolution: int) -> list[CompareModel]:
     """The baseline, its width-, depth- and resolution-only scalings closest to the compound
