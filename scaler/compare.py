@@ -68,23 +68,9 @@ def single_dimension_models(base: ArchSpec, c: Coefficients, resolution_multiple
     phi=1 model's MACs, and the compound model itself."""
     compound = scale_candidate(base, c, 1.0, resolution_multiple)
     target = count_macs(compound)
-
-    def by_width(w: float) -> tuple[ArchSpec, int]:
-        s = scale_spec(base, width=w)
-        return s, count_macs(s)
-
-    def by_depth(d: float) -> tuple[ArchSpec, int]:
-        s = scale_spec(base, depth=d)
-        return s, count_macs(s)
-
-    def by_res(r: float) -> tuple[ArchSpec, int]:
-        s = scale_spec(base, resolution=round_resolution(base.resolution, r, 8))
-        return s, count_macs(s)
-
-    w, sw = _closest(by_width, target)
-    d, sd = _closest(by_depth, target)
-    _, sr = _closest(by_res, target)
-    r = sr.resolution / base.resolution
+    w, sw = single_dimension(base, target, "width")
+    d, sd = single_dimension(base, target, "depth")
+    r, sr = single_dimension(base, target, "resolution")
     depth_m, width_m, res_m = c.multipliers(1.0)
     return [
         CompareModel("baseline", base, 1.0, 1.0, 1.0, base_proxy_resolution),
