@@ -16,7 +16,7 @@ from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
 from nas.arch.units import format_macs
 from nas.core.files import json_text, write_csv, write_text_atomic
-from nas.search.driver import CACHED, OK, REFERENCE, TIMEOUT, ChildRecord
+from nas.search.driver import CACHED, OK, REFERENCE, STOPPED, TIMEOUT, ChildRecord
 
 COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
            "wall_seconds", "policy_version", "blocks", "tokens", "error", "identity", "seed")
@@ -115,9 +115,11 @@ class TensorBoardLog:
         w.add_scalar(f"{prefix}/reward", r.reward, step)
         w.add_scalar(f"{prefix}/macs_M", r.macs / 1e6, step)
         w.add_scalar(f"{prefix}/params_M", r.params / 1e6, step)
-        w.add_scalar(f"{prefix}/failed", 0.0 if r.status in (OK, REFERENCE, TIMEOUT) else 1.0,
-                     step)
+        w.add_scalar(f"{prefix}/failed",
+                     0.0 if r.status in (OK, REFERENCE, TIMEOUT, STOPPED) else 1.0, step)
         w.add_scalar(f"{prefix}/timeout", 1.0 if r.status == TIMEOUT else 0.0, step)
+        if r.status == STOPPED:
+            w.add_scalar(f"{prefix}/stopped", 1.0, step)
         if not math.isnan(r.accuracy):
             w.add_scalar(f"{prefix}/accuracy", r.accuracy, step)
         if r.status == OK:
@@ -155,7 +157,7 @@ class Progress:
         self.tty = getattr(self.stream, "isatty", lambda: False)()
 
     def update(self, done: int, best: float | None, best_macs: int | None, failed: int,
-               mean_wall: float | None, timeout: int = 0) -> None:
+               mean_wall: float | None, timeout: int = 0, stopped: int = 0) -> None:
         elapsed = time.time() - self.start
         left = ""
         if mean_wall and done < self.total:
@@ -163,6 +165,7 @@ class Progress:
         best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
         line = (f"{self.noun} {done}/{self.total}  best {self.metric} {best_s}  failed {failed}  "
                 f"{f'timeout {timeout}  ' if timeout else ''}"
+                f"{f'stopped {stopped}  ' if stopped else ''}"
                 f"elapsed {_fmt_duration(elapsed)}{left}")
         if self.tty:
             self.stream.write("\r\033[K" + line)
