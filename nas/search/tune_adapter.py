@@ -277,8 +277,12 @@ def _trial_name(trial: Any) -> str:
 def _quiet_tune() -> None:
     # Tune's console tables would interleave with the search's own progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Tune's per-trial logs repeat children.jsonl (see the module docstring).
+    # Tune's per-trial logs repeat children.jsonl (see the module docstring); without them,
+    # the result table Tune builds at the end warns once per trial that it found no
+    # metrics, which is expected here.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def _callback_class(path: str, kwargs: Mapping[str, Any], where: str) -> type:
