@@ -172,3 +172,19 @@ def test_the_searcher_records_a_trial_asha_stopped_as_stopped(tmp_path):
     assert by_trial["t1"].proxy["val_curve"] == [0.3]
     assert by_trial["t0"].status == "ok"
     assert (tmp_path / "driver.pt").is_file()
+
+
+def test_a_run_saved_before_the_section_resumes_without_it(tmp_path):
+    from nas.cli import search
+    from nas.cli.config import dump, load_layers
+    from nas.cli.options import load_config
+    from nas.core.files import read_yaml
+    cfg = load_layers("search", None, None, {"target_flops": "400M", "out": str(tmp_path)})
+    del cfg["tune"]
+    cfg["reward"].pop("on_stopped")
+    (tmp_path / "config.yaml").write_text(dump(cfg))
+    args = search.build_parser().parse_args(["--resume", "--out", str(tmp_path)])
+    resumed = load_config(args, "search", search.FLAGS)
+    assert resumed["tune"] == read_yaml(nas.config_path("search"))["tune"]
+    s = search.settings(resumed)
+    assert s.trials.tune == TuneSettings() and s.reward.on_stopped == "partial"
