@@ -12,6 +12,9 @@ not counted, the search ending when the strategy only proposes known architectur
 The score at a budget of ``n`` children is the TRUE (noise-free) reward of the child a search
 would pick after ``n`` children: the one with the highest observed reward (``driver.best()``).
 
+NSGA-II (``nsga2``) is told accuracy and MACs through the driver like in a search; its pick
+is still the child with the best observed reward.
+
 Modes:
 
 * default: the strategy table (mean and range over seeds at each budget) and how many children
@@ -39,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.landscape import Landscape  # noqa: E402
-from controller import STRATEGIES, make_strategy  # noqa: E402
+from controller import OPTIONAL, STRATEGIES, make_strategy  # noqa: E402
 from nas.core.errors import ConfigError, NasError  # noqa: E402
 from nas.search.driver import OK, ChildDriver, Target  # noqa: E402
 
@@ -211,7 +214,9 @@ def label(options: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--strategies", nargs="+", choices=STRATEGIES,
+                    default=[n for n in STRATEGIES if n not in OPTIONAL],
+                    help="default: the built-in ones (tpe and nsga2 need optuna)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--landscape-base", type=int, default=0,
                     help="seed s runs on landscape base + s (default 0: the table's landscapes)")
@@ -234,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     extra = parse_options(args.options)
     settings = parse_settings(args.tune_settings)
     sizes = Landscape(0).space.sizes()
+    for name in args.strategies:
+        make_strategy(name, sizes)  # a strategy whose package is missing fails here
     for name, options in [*extra.items(), *((n, o) for n, os in settings.items() for o in os)]:
         make_strategy(name, sizes, **options)  # unknown or bad options fail here, before any run
 

@@ -131,6 +131,25 @@ def check_reward(reward: Any) -> float:
     return r
 
 
+def check_metrics(metrics: Any, needed: Sequence[str], strategy: str) -> dict[str, float]:
+    """The metrics a tell carries, as floats; those in ``needed`` must be there (NaN allowed:
+    a child without that measurement), and every value must be a real number."""
+    if metrics is None:
+        metrics = {}
+    if not isinstance(metrics, Mapping):
+        raise RewardError(f"metrics must be a mapping of names to numbers, got {metrics!r}")
+    missing = [k for k in needed if k not in metrics]
+    if missing:
+        raise RewardError(f"strategy {strategy!r} searches {', '.join(needed)} besides the "
+                          f"reward; tell it metrics with {', '.join(missing)}")
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise RewardError(f"metric {k!r} must be a real number (NaN when unknown), got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
 # Option checkers: each takes (name, value) and returns the normalised value or raises.
 Check = Callable[[str, Any], Any]
 
@@ -193,6 +212,9 @@ class Strategy(ABC):
 
     name: ClassVar[str] = "base"
     OPTIONS: ClassVar[Mapping[str, tuple[Any, Check]]] = {}
+    # Metrics besides the reward that every tell() must carry (a multi-objective strategy's
+    # objectives, e.g. ("accuracy", "macs")); empty: the reward alone.
+    METRICS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, sizes: Sequence[int], seed: int = 0, **options: Any) -> None:
         self.sizes = check_sizes(sizes)
@@ -217,13 +239,21 @@ class Strategy(ABC):
         self.n_asked += 1
         return proposal
 
-    def tell(self, proposal: Proposal, reward: float) -> dict[str, float] | None:
+    def tell(self, proposal: Proposal, reward: float,
+             metrics: Mapping[str, float] | None = None) -> dict[str, float] | None:
         """Report the reward of a proposal (asked earlier, possibly before a save/load, or
         constructed by hand). Returns diagnostics when this result triggered an update (a policy
-        update or an evolution step), else ``None``."""
+        update or an evolution step), else ``None``.
+
+        ``metrics`` carries what a strategy with :attr:`METRICS` searches besides the reward
+        (each a float; NaN for a child that has none, e.g. the accuracy of a failed one);
+        other strategies ignore it."""
         r = check_reward(reward)
         self.check_proposal(proposal)
+        m = check_metrics(metrics, self.METRICS, self.name)
         self.n_told += 1
+        if self.METRICS:
+            return self._tell_metrics(proposal, r, m)
         return self._tell(proposal, r)
 
     def check_proposal(self, proposal: Proposal) -> None:
@@ -282,6 +312,11 @@ class Strategy(ABC):
 
     @abstractmethod
     def _tell(self, proposal: Proposal, reward: float) -> dict[str, float] | None: ...
+
+    def _tell_metrics(self, proposal: Proposal, reward: float,
+                      metrics: Mapping[str, float]) -> dict[str, float] | None:
+        """What a strategy with :attr:`METRICS` does with a result (instead of ``_tell``)."""
+        return self._tell(proposal, reward)
 
     @abstractmethod
     def _state(self) -> dict[str, Any]:

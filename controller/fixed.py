@@ -24,7 +24,7 @@ class FixedList:
         self.next += 1
         return Proposal(tokens=(i,))
 
-    def tell(self, proposal: Any, reward: float) -> None:
+    def tell(self, proposal: Any, reward: float, metrics: Any = None) -> None:
         return None
 
     def state_dict(self) -> dict[str, int]:

@@ -16,6 +16,11 @@ Beside them: ``search_space`` and ``controller`` (the strategies) on the floor o
 
 ``import nas`` does not import torch: the spec, the rounding module and the cost model are
 pure Python. :func:`build_model` imports torch when first called.
+
+The commands are functions too (:mod:`nas.cli.api`): ``nas.run_search``, ``nas.run_scale``,
+``nas.run_train`` take the commands' settings as keyword arguments, raise the project's
+errors and return result objects; ``nas.load_run`` reads a search's run folder into a pandas
+DataFrame and specs.
 """
 
 from __future__ import annotations
@@ -55,11 +60,19 @@ def build_timm_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int =
     return _build(spec, num_classes=num_classes, in_channels=in_channels, weights=weights)
 
 
+_API = ("run_search", "run_scale", "run_train", "load_run", "SearchResult", "ScaleResult",
+        "TrainResult", "RunData")
+
+
 def __getattr__(name: str) -> Any:
     # The cost model is imported lazily only to keep import order simple; it is torch-free.
     if name in ("count_params", "count_macs", "stage_costs"):
         from nas.arch import cost
         return getattr(cost, name)
+    # The commands as functions (nas/cli/api.py): imported when first used.
+    if name in _API:
+        from nas.cli import api
+        return getattr(api, name)
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 
 
@@ -69,4 +82,5 @@ __all__ = [
     "config_path", "configs_dir", "round_filters", "round_repeats", "round_resolution",
     "scale_spec", "spec_from_dict", "spec_to_dict",
     "TimmArch", "to_timm", "timm_state_dict", "from_timm_state_dict", "build_timm_model",
+    *_API,
 ]

@@ -12,7 +12,7 @@ fi
 # A CPU build of torch, pinned so pip does not fetch a several-GB CUDA build; with a GPU,
 # install the torch build for your CUDA first and this line leaves it alone.
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,optuna]"
 
 # timm, for nas.build_timm_model and the tests against the real timm (tests/test_timm_real.py).
 # It is installed without its dependencies: its model code needs torch, torchvision and pyyaml

@@ -67,10 +67,33 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str,
     return out
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
+def parse_set(items: list[str] | Mapping[str, Any]) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> nested dict; values are read as YAML (1.2 numbers: ``1e-3``
-    is a float; see :func:`nas.core.files.load_yaml_text`), text that is not YAML as text."""
+    is a float; see :func:`nas.core.files.load_yaml_text`), text that is not YAML as text.
+
+    A mapping (the Python API's ``set=``) is taken as it is, its dotted keys nested:
+    ``{"proxy.epochs": 2}`` is ``{"proxy": {"epochs": 2}}``."""
     out: dict[str, Any] = {}
+    if isinstance(items, Mapping):
+        for key, value in items.items():
+            if not isinstance(key, str) or not key.strip():
+                raise ConfigError(f"set: got the key {key!r}; use setting names such as "
+                                  "'proxy.epochs'")
+            node = out
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"set: {key!r} goes below a value set by another key; "
+                                      "set it once")
+            value = copy.deepcopy(value)
+            if isinstance(node.get(parts[-1]), dict) and isinstance(value, Mapping):
+                node[parts[-1]].update(value)
+            else:
+                node[parts[-1]] = value
+        return out
+    if isinstance(items, str):
+        raise ConfigError(f"set: got {items!r}; give a list of KEY=VALUE items or a mapping")
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set proxy.epochs=2")
@@ -87,9 +110,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_layers(defaults: str, preset: str | None, config_file: str | None,
+def load_layers(defaults: str, preset: str | None, config_file: str | Mapping[str, Any] | None,
                 overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Resolve the layers in order and return the merged plain config."""
+    """Resolve the layers in order and return the merged plain config. ``config_file`` is a
+    YAML file's path, or a mapping of settings (the Python API's ``config=``)."""
     base = read_yaml(config_path(defaults))
     if "proxy" in base:
         base["proxy"] = proxy_mapping(base["proxy"], str(config_path(defaults)))
@@ -100,11 +124,13 @@ def load_layers(defaults: str, preset: str | None, config_file: str | None,
             raise ConfigError(f"--preset {preset!r}: unknown preset; see the {defaults}-*.yaml "
                               "files in configs/") from None
         base = merge(base, read_yaml(path) or {}, str(path))
-    if config_file:
+    if isinstance(config_file, Mapping):  # the Python API's config= mapping
+        base = merge(base, config_file, "config")
+    elif config_file:
         data = read_yaml(config_file)
         if not isinstance(data, Mapping):
             raise ConfigError(f"{config_file}: expected a mapping of settings")
-        base = merge(base, data, config_file)
+        base = merge(base, data, str(config_file))
     return merge(base, overrides, "command line")
 
 

@@ -59,6 +59,9 @@ TRAINING_FLAGS = {"workers": "workers", "cpus_per_trial": "cpus_per_trial",
                   "gpus_per_trial": "gpus_per_trial", "address": "address", "seed": "seed",
                   "name": "name", "out": "out"}
 RESUMABLE = {"workers", "address", "budget", "cpus_per_trial", "gpus_per_trial", "out"}
+# Settings added after runs were saved without them: a resumed run gets their defaults
+# (which keep what those runs did: no Tune callbacks, no scheduler).
+ADDED_LATER = ("tune",)
 
 
 def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, str]) -> dict[str, Any]:
@@ -74,11 +77,13 @@ def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, st
         raise ConfigError(f"--resume: {out} holds no run to continue (no config.yaml); check --out")
     saved = read_yaml(out / "config.yaml")
     check_run_kind(saved, out, defaults)
+    base = read_yaml(config_path(defaults))
+    saved.update({k: base[k] for k in ADDED_LATER if k in base and k not in saved})
     changed = sorted(k for k in over if k not in RESUMABLE and over[k] != saved.get(k))
     if changed:
         raise ConfigError(f"--resume keeps the run's settings; {changed[0]!r} cannot change "
                           f"(only {', '.join(sorted(RESUMABLE))} can)")
-    missing = sorted(set(read_yaml(config_path(defaults))) - set(saved))
+    missing = sorted(set(base) - set(saved))
     if missing:
         raise ConfigError(f"--resume: {out / 'config.yaml'} lacks the setting {missing[0]!r}; "
                           f"it was not written by this {COMMANDS[defaults]}; check --out")

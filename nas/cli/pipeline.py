@@ -473,6 +473,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.pipeline", *argv])
     p = settings(cfg, command)
     check_run_folder(p.out, args.resume)
+    from nas.search.tune_adapter import check_tune
+    for stage in (p.search, p.scale):  # callbacks that do not import: one line now
+        if stage is not None and stage.trials is not None:
+            check_tune(stage.trials.tune)
     try:
         outcome = run_pipeline(p, args.resume)
     except NasError as e:  # a stage failed: what finished is kept, and says how to go on

@@ -20,7 +20,7 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nas.cli.config import dump, merge, parse_set
 from nas.cli.options import (
@@ -32,6 +32,7 @@ from nas.cli.options import (
     trial_settings,
 )
 from nas.cli.parser import OneLineParser, run_main
+from nas.cli.results import ScaleResult
 from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
 
@@ -253,9 +254,14 @@ def _check_before_training(base: Any, s: Any, data: Any, grid: bool) -> None:
     check_proxy_plan(s.trials.recipe, plan, "proxy.resolution (or data.image_size when it is "
                                             "null)")
     ta.check_address(s.trials.address)
+    ta.check_tune(s.trials.tune)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace,
+            say: Callable[[str], None] = lambda line: print(line, flush=True)) -> ScaleResult:
+    """The scaling run that flags (a parsed namespace) ask for: the one code path of this
+    command and of ``nas.run_scale``. What it prints goes to ``say``; bad input raises a
+    :class:`ConfigError` before anything is written."""
     check_grid_flags(args)
     cfg = merge(load_config(args, "scale", FLAGS), _cli_layer(args), "command line")
     trains = args.grid or args.compare
@@ -284,29 +290,39 @@ def run(args: argparse.Namespace) -> int:
         _check_before_training(base, s, data, args.grid)
 
     cost = count(base)
-    print(f"baseline {base_name} ({s.baseline}): {format_macs(cost.macs)} MACs, "
-          f"{cost.params:,} params at {base.resolution}px\nrun folder: {s.out}", flush=True)
+    say(f"baseline {base_name} ({s.baseline}): {format_macs(cost.macs)} MACs, "
+        f"{cost.params:,} params at {base.resolution}px\nrun folder: {s.out}")
     s.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.out / "config.yaml", dump(cfg))
-    say = lambda line: print(line, flush=True)  # noqa: E731
 
     # 1. The coefficients.
     if args.grid:
         coefficients = grid_search(base, base_name, s, data, args.resume, say)
         source = f"grid search ({s.out / 'scaling.yaml'})"
     if s.rule != "official" or s.budgets:
-        print(f"coefficients {coefficients} (product {coefficients.product():.3f}) from {source}")
+        say(f"coefficients {coefficients} (product {coefficients.product():.3f}) from {source}")
 
     # 2. Single-dimension baselines at equal MACs.
+    table = None
     if args.compare:
-        print("\n" + compare(base, coefficients, s, data, args.resume, say))
+        table = compare(base, coefficients, s, data, args.resume, say)
+        say("\n" + table)
 
     # 3. The family.
     import scaler
     members, folder = family if family is not None else _family(base, s, coefficients)
     files = scaler.write_family(members, folder, base_name, base=base)
-    print(f"\n{files.markdown.read_text()}")
-    print(f"family specs: {folder}/*.yaml  tables: {files.markdown}, {files.csv}")
+    markdown = files.markdown.read_text()
+    say(f"\n{markdown}")
+    say(f"family specs: {folder}/*.yaml  tables: {files.markdown}, {files.csv}")
+    return ScaleResult(out=s.out, name=s.name, baseline=s.baseline,
+                       coefficients=tuple(coefficients.to_dict().values()), source=source,
+                       family=files.specs, family_table=markdown, family_csv=files.csv,
+                       scaling=s.out / "scaling.yaml" if args.grid else None, compare=table)
+
+
+def run(args: argparse.Namespace) -> int:
+    execute(args)
     return 0
 
 

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-flops", metavar="T",
                    help="target multiply-adds at the target setting: 400M, 0.4G or 4e8 "
                         "(the papers' FLOPS are multiply-adds)")
-    p.add_argument("--strategy", help="ppo (default) | reinforce | random | evolution")
+    p.add_argument("--strategy", help="ppo (default) | reinforce | random | evolution | tpe | "
+                                      "nsga2 (tpe and nsga2 need optuna)")
     p.add_argument("--budget", type=int, help="number of children to train")
     p.add_argument("--space", help="search-space YAML or bundled name (default mnasnet-space)")
     add_training_args(p)
@@ -74,7 +75,7 @@ def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
 def settings(cfg: dict[str, Any]) -> Any:
     """Check every setting of a search config and build its typed settings (names and the
     run folder filled in)."""
-    from controller import STRATEGIES
+    from controller import STRATEGIES, check_available
     from nas.arch.units import format_macs, parse_macs
     from nas.search.driver import Target
     from nas.search.reward import RewardConfig
@@ -85,13 +86,15 @@ def settings(cfg: dict[str, Any]) -> Any:
     target_macs = parse_macs(cfg["target_flops"], "--target-flops")
     if cfg["strategy"] not in STRATEGIES:
         raise ConfigError(f"--strategy {cfg['strategy']!r}: use one of {', '.join(STRATEGIES)}")
+    check_available(cfg["strategy"])
     if not isinstance(cfg["strategy_options"], dict):
         raise ConfigError("strategy_options: expected a mapping")
     r = cfg["reward"]
     reward = RewardConfig(target_macs=target_macs, form=r["form"],
                           w=check_number(r["w"], "reward.w"),
                           failure_reward=check_number(r["failure_reward"], "reward.failure_reward"),
-                          on_timeout=r["on_timeout"])
+                          on_timeout=r["on_timeout"],
+                          on_stopped=r.get("on_stopped", "partial"))
     t = cfg["target"]
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
@@ -113,20 +116,32 @@ def settings(cfg: dict[str, Any]) -> Any:
         trials=trials, data=data_settings(cfg))
 
 
-def run(args: argparse.Namespace) -> int:
-    from nas.search.run import no_success_line, search, summary_lines
+def execute(args: argparse.Namespace) -> Any:
+    """The search that flags (a parsed namespace) ask for, run to its end or to Ctrl-C: the
+    one code path of this command and of ``nas.run_search``. Returns the
+    :class:`~nas.search.run.SearchOutcome`; bad input raises a :class:`ConfigError` before
+    anything is written, a finished search with no successful child a
+    :class:`NoResultError`."""
+    from nas.search.run import no_success_line, search
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
     outcome = search(s, args.resume, dump(cfg))
+    if outcome.finished and outcome.summary["best"] is None:
+        raise NoResultError(no_success_line(outcome.summary, s.out))
+    return outcome
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.search.run import summary_lines
+
+    outcome = execute(args)
     if not outcome.finished:
         print(f"search stopped after {outcome.summary['children_trained']} children; continue "
-              f"it with:\n  {command_name(f'python {PROG}')} --resume --out {s.out}",
+              f"it with:\n  {command_name(f'python {PROG}')} --resume --out {outcome.out}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if outcome.summary["best"] is None:
-        raise NoResultError(no_success_line(outcome.summary, s.out))
-    print("\n".join(summary_lines(outcome.summary, s.out)))
+    print("\n".join(summary_lines(outcome.summary, outcome.out)))
     return 0
 
 

@@ -18,7 +18,7 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nas.arch.spec import ArchSpec, spec_from_dict
 from nas.cli.parser import (
@@ -29,6 +29,7 @@ from nas.cli.parser import (
     run_main,
     seconds,
 )
+from nas.cli.results import TrainResult
 from nas.core.errors import ConfigError
 from nas.data import SOURCES
 from nas.training.checkpoint import EXPORTS, load_checkpoint
@@ -204,20 +205,32 @@ def _fresh(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec]:
     return c, spec
 
 
-def run(ns: argparse.Namespace, argv: list[str]) -> int:
+def execute(ns: argparse.Namespace, command: str,
+            say: Callable[[str], None] | None = None) -> TrainResult:
+    """The training run that flags (a parsed namespace) ask for: the one code path of this
+    command and of ``nas.run_train``. ``command`` is recorded in the checkpoint and
+    ``metrics.json``; progress lines go to ``say`` (default: print). Bad input raises a
+    :class:`ConfigError` before anything is written."""
     if ns.resume:
         c, spec, ckpt = _resume(ns)
     else:
         (c, spec), ckpt = _fresh(ns), None
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.train", *argv])
-    result = fit(c, spec, ckpt, command)
+    result = fit(c, spec, ckpt, command, say=say)
     out = Path(result.metrics["config"]["out"]) if result.metrics else Path(c.out)
+    return TrainResult(out=out, status=result.status, epoch=result.epoch,
+                       metrics=result.metrics)
+
+
+def run(ns: argparse.Namespace, argv: list[str]) -> int:
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.train", *argv])
+    result = execute(ns, command)
     if result.status == "interrupted":
         print(f"\ninterrupted in epoch {result.epoch + 1}; last.pt holds epoch {result.epoch}: "
-              f"continue with {command_name(PROG)} --resume --out {out}", file=sys.stderr)
+              f"continue with {command_name(PROG)} --resume --out {result.out}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     assert result.metrics is not None
-    print("\n".join(summary_lines(result.metrics, out)))
+    print("\n".join(summary_lines(result.metrics, result.out)))
     return 1 if result.status == "diverged" else 0
 
 

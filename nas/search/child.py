@@ -32,7 +32,11 @@ def proxy_spec(spec: ArchSpec, cfg: Recipe) -> ArchSpec:
 def run_child(config: Mapping[str, Any], data: DataSplits, proxy: Recipe,
               device: str = "cpu",
               on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train the child described by a driver config (``{"spec": ..., "proxy": overrides}``)."""
+    """Train the child described by a driver config (``{"spec": ..., "proxy": overrides}``).
+
+    ``on_epoch(epoch, metrics)`` is called after each finished epoch (the Tune trainable
+    reports it, for a trial scheduler); the result's ``val_curve`` lists the validation
+    accuracy after each finished epoch."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": "failed", "error": "", "train_seconds": 0.0}
     try:
@@ -49,7 +53,11 @@ def run_child(config: Mapping[str, Any], data: DataSplits, proxy: Recipe,
                                        data.in_channels)
         model = build_seeded(spec, data.num_classes, data.in_channels, cfg.seed)
 
+        curve: list[float] = []
+        out["val_curve"] = curve  # validation accuracy after each finished epoch
+
         def epoch_hook(epoch: int, metrics: dict[str, Any]) -> bool:
+            curve.append(float(metrics["val_accuracy"]))
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))
             return False

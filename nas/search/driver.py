@@ -35,9 +35,13 @@ from nas.search.reward import RewardConfig, compute_reward
 STATE_FORMAT = 1
 
 # Statuses of a record. "ok" children have a real accuracy; "timeout" children a partial one
-# (training was cut off by the recipe's max_seconds); the others none.
+# (training was cut off by the recipe's max_seconds); "stopped" children a partial one too
+# (the trial scheduler, e.g. ASHA, stopped them after an epoch); the others none.
 OK, TIMEOUT, FAILED, DIVERGED, OOM = "ok", "timeout", "failed", "diverged", "oom"
+STOPPED = "stopped"
 CACHED, REFERENCE = "cached", "reference"
+# Trained children that are not failures: they have an accuracy (partial unless "ok").
+SCORED = (OK, TIMEOUT, STOPPED)
 
 
 def child_seed(run_seed: int, key: str) -> int:
@@ -226,14 +230,14 @@ class ChildDriver:
         cost = count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
         result = dict(result or {})
         status, acc, err = _outcome(result, error)
-        if status == OK or (status == TIMEOUT and self.reward_cfg.on_timeout == "partial"):
+        if self._scored(status):
             reward = compute_reward(acc, cost.macs, self.reward_cfg).reward
         else:
             reward = self.reward_cfg.failure_reward
         key = self.job_key(job)
         proxy_info = {k: result[k] for k in ("train_seconds", "images_per_second", "epochs",
                                              "val_loss", "train_loss", "proxy_macs",
-                                             "proxy_resolution") if k in result}
+                                             "proxy_resolution", "val_curve") if k in result}
         proxy_info.update({f"override_{k}": v for k, v in proxy.items()})
         version = getattr(job.proposal, "version", 0) if job.proposal is not None else 0
         record = ChildRecord(
@@ -251,7 +255,7 @@ class ChildDriver:
         self.records.append(record)
         self.results[key] = record
         new = [record]
-        self._tell(job.proposal, reward)
+        self._tell(job.proposal, reward, record)
         for twin in self.waiting.pop(key, []):
             new.append(self._tell_cached(twin, record))
         return new
@@ -265,13 +269,30 @@ class ChildDriver:
             policy_version=getattr(proposal, "version", 0), identity=original.identity,
             seed=original.seed)
         self.records.append(record)
-        self._tell(proposal, original.reward)
+        self._tell(proposal, original.reward, original)
         return record
 
-    def _tell(self, proposal: Any, reward: float) -> None:
-        diagnostics = self.strategy.tell(proposal, reward)
+    def _tell(self, proposal: Any, reward: float, record: ChildRecord) -> None:
+        # A strategy that searches more than the reward (NSGA-II: accuracy and MACs) names
+        # the metrics it needs in METRICS and is told them too.
+        if getattr(self.strategy, "METRICS", ()):
+            diagnostics = self.strategy.tell(proposal, reward, self.metrics(record))
+        else:
+            diagnostics = self.strategy.tell(proposal, reward)
         if diagnostics:
             self._diagnostics.append(dict(diagnostics))
+
+    def metrics(self, record: ChildRecord) -> dict[str, float]:
+        """What a strategy is told beside the reward (multi-objective strategies use it) about
+        a trained child: the accuracy its reward was computed from (NaN when its reward is
+        the failure reward) and its MACs at the target setting."""
+        return {"accuracy": record.accuracy if self._scored(record.status) else math.nan,
+                "macs": float(record.macs)}
+
+    def _scored(self, status: str) -> bool:
+        """Whether a child of this status is scored by its accuracy (else failure_reward)."""
+        return (status == OK or (status == TIMEOUT and self.reward_cfg.on_timeout == "partial")
+                or (status == STOPPED and self.reward_cfg.on_stopped == "partial"))
 
     def pop_diagnostics(self) -> list[dict[str, float]]:
         """The strategy's update diagnostics since the last call (CleanRL-style scalars)."""
@@ -356,10 +377,10 @@ def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, 
     status = result.get("status")
     if status is None:
         return FAILED, math.nan, "trial ended without a final result"
-    if status not in (OK, TIMEOUT):
+    if status not in SCORED:
         return (status if status in (DIVERGED, OOM) else FAILED), math.nan, \
             str(result.get("error", status))
     acc = result.get("accuracy")
     if not isinstance(acc, (int, float)) or not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
         return DIVERGED, math.nan, f"non-finite or out-of-range accuracy {acc!r}"
-    return status, float(acc), str(result.get("error", "")) if status == TIMEOUT else ""
+    return status, float(acc), str(result.get("error", "")) if status != OK else ""

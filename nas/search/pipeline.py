@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import write_text_atomic
+from nas.core.progress import Bar, format_duration
 from nas.search.settings import ScaleSettings, SearchSettings
 
 STAGES = ("search", "scale", "train", "report")
@@ -201,9 +202,14 @@ def check_run_folder(out: Path, resume: bool) -> None:
                           "in an empty folder)")
 
 
-def run_pipeline(p: PipelineSettings, resume: bool, say: Say = lambda line: print(line, flush=True)
-                 ) -> PipelineOutcome:
-    """Run (or continue) every stage of ``p`` in ``p.out``."""
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_pipeline(p: PipelineSettings, resume: bool, say: Say = _print) -> PipelineOutcome:
+    """Run (or continue) every stage of ``p`` in ``p.out``. Lines go to ``say``; printed
+    (the default) to a terminal or a notebook, the training stage draws a progress bar over
+    its models with the time left."""
     check_run_folder(p.out, resume)
     p.out.mkdir(parents=True, exist_ok=True)
     state = PipelineState.load(p.out) if resume else PipelineState.new(p.out, p.name)
@@ -456,19 +462,32 @@ def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
         ta.shutdown_ray()
     models = state.stage("scale")["models"]
     total = len(models) * len(p.train.seeds)
-    done = 0
-    for m in models:
-        for seed in p.train.seeds:
-            done += 1
-            key = model_key(m["id"], seed)
-            folder = p.out / "train" / m["id"] / f"seed{seed}"
-            rec = state.models.get(key, {})
-            if rec.get("status") in FINISHED and (rec.get("status") == "failed"
-                                                  or (folder / "metrics.json").is_file()):
-                say(f"train {key} ({done}/{total}): {rec['status']}, skipped")
-                continue
-            if not _train_one(p, state, m, seed, key, folder, f"({done}/{total})", say):
-                return None
+    bar = Bar(total, "models") if say is _print else None
+    if bar is not None and bar.drawn:
+        say = bar.write
+    done, trained, t0 = 0, 0, time.time()
+    try:
+        for m in models:
+            for seed in p.train.seeds:
+                done += 1
+                key = model_key(m["id"], seed)
+                folder = p.out / "train" / m["id"] / f"seed{seed}"
+                rec = state.models.get(key, {})
+                if rec.get("status") in FINISHED and (rec.get("status") == "failed"
+                                                      or (folder / "metrics.json").is_file()):
+                    say(f"train {key} ({done}/{total}): {rec['status']}, skipped")
+                    continue
+                if not _train_one(p, state, m, seed, key, folder, f"({done}/{total})", say):
+                    return None
+                trained += 1
+                if bar is not None:
+                    per = (time.time() - t0) / trained
+                    bar.update(done, f"{per:.0f} s per model" + (
+                        f", ~{format_duration(per * (total - done))} left" if done < total
+                        else ""))
+    finally:
+        if bar is not None:
+            bar.close()
     return {"models_trained": len(state.models)}
 
 

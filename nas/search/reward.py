@@ -15,6 +15,7 @@ from nas.core.errors import ConfigError
 
 FORMS = ("soft", "hard")
 ON_TIMEOUT = ("partial", "failure")
+ON_STOPPED = ON_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class RewardConfig:
     # A child cut off by the recipe's time cap: "partial" scores its partly trained accuracy,
     # "failure" scores failure_reward. Either way it is marked "timeout", never "ok".
     on_timeout: str = "partial"
+    # A child stopped early by the trial scheduler (ASHA, ``tune.scheduler``) after an epoch
+    # whose validation accuracy trailed the others': "partial" scores the accuracy it had
+    # then, "failure" scores failure_reward. Either way it is marked "stopped", never "ok".
+    on_stopped: str = "partial"
 
     def __post_init__(self) -> None:
         if not isinstance(self.target_macs, int) or self.target_macs <= 0:
@@ -40,6 +45,10 @@ class RewardConfig:
         if self.on_timeout not in ON_TIMEOUT:
             raise ConfigError(f"reward.on_timeout: got {self.on_timeout!r}; use partial (score the "
                               "partly trained accuracy) or failure (score failure_reward)")
+        if self.on_stopped not in ON_STOPPED:
+            raise ConfigError(f"reward.on_stopped: got {self.on_stopped!r}; use partial (score "
+                              "the accuracy it had when it was stopped) or failure (score "
+                              "failure_reward)")
 
     @property
     def exponents(self) -> tuple[float, float]:

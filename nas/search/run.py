@@ -51,6 +51,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
 
     out = s.out
     ta.check_address(s.trials.address)  # a dead cluster: one line now, not a silent hang later
+    ta.check_tune(s.trials.tune)        # callbacks that do not import: one line now
     state = ta.load_state(out / "driver.pt") if resume else None
     space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
     reference = load_spec(s.reference) if s.reference else None
@@ -118,13 +119,14 @@ def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
     trained = driver.trained_records()
     best = driver.best(1)
     ref = driver.reference_record()
-    reasons = Counter(r.error for r in trained if r.status not in ("ok", "timeout"))
-    common = reasons.most_common(1)
+    failed = [r for r in trained if r.status not in ("ok", "timeout", "stopped")]
+    common = Counter(r.error for r in failed).most_common(1)
     return {
         "run": name, "finished": driver.finished(), "converged_early": driver.converged,
         "children_trained": len(trained),
-        "children_failed": sum(1 for r in trained if r.status not in ("ok", "timeout")),
+        "children_failed": len(failed),
         "children_timeout": sum(1 for r in trained if r.status == "timeout"),
+        "children_stopped": sum(1 for r in trained if r.status == "stopped"),
         "most_common_error": None if not common else {"error": common[0][0],
                                                       "children": common[0][1]},
         "cached_samples": sum(1 for r in driver.records if r.status == "cached"),
@@ -142,6 +144,8 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     """What a finished search prints."""
     from nas.arch.units import format_macs
     timeouts = f", {s['children_timeout']} timed out" if s.get("children_timeout") else ""
+    if s.get("children_stopped"):
+        timeouts += f", {s['children_stopped']} stopped early by the scheduler"
     lines = [f"done: {s['children_trained']} children ({s['children_failed']} failed{timeouts}) "
              f"in {s['session_seconds']:.0f} s"]
     if s["best"]:

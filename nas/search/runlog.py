@@ -16,7 +16,8 @@ from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
 from nas.arch.units import format_macs
 from nas.core.files import json_text, write_csv, write_text_atomic
-from nas.search.driver import CACHED, OK, REFERENCE, TIMEOUT, ChildRecord
+from nas.core.progress import Bar, format_duration
+from nas.search.driver import CACHED, OK, REFERENCE, STOPPED, TIMEOUT, ChildRecord
 
 COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "seconds",
            "wall_seconds", "policy_version", "blocks", "tokens", "error", "identity", "seed")
@@ -115,9 +116,11 @@ class TensorBoardLog:
         w.add_scalar(f"{prefix}/reward", r.reward, step)
         w.add_scalar(f"{prefix}/macs_M", r.macs / 1e6, step)
         w.add_scalar(f"{prefix}/params_M", r.params / 1e6, step)
-        w.add_scalar(f"{prefix}/failed", 0.0 if r.status in (OK, REFERENCE, TIMEOUT) else 1.0,
-                     step)
+        w.add_scalar(f"{prefix}/failed",
+                     0.0 if r.status in (OK, REFERENCE, TIMEOUT, STOPPED) else 1.0, step)
         w.add_scalar(f"{prefix}/timeout", 1.0 if r.status == TIMEOUT else 0.0, step)
+        if r.status == STOPPED:
+            w.add_scalar(f"{prefix}/stopped", 1.0, step)
         if not math.isnan(r.accuracy):
             w.add_scalar(f"{prefix}/accuracy", r.accuracy, step)
         if r.status == OK:
@@ -143,7 +146,13 @@ class TensorBoardLog:
 
 
 class Progress:
-    """One progress line: children done/total, best reward so far, time left."""
+    """Children done/total, the best so far, failures, time elapsed and left.
+
+    On a terminal or in a notebook a tqdm bar with that text beside it (:mod:`nas.core.progress`);
+    elsewhere (a log file) one line per update, the transcript the README shows. The time
+    left is the children still to train times the mean wall time of a child (queueing
+    included) over the workers.
+    """
 
     def __init__(self, total: int, workers: int, stream: Any = None, noun: str = "children",
                  metric: str = "reward"):
@@ -152,32 +161,24 @@ class Progress:
         self.workers = max(1, workers)
         self.stream = stream or sys.stdout
         self.start = time.time()
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.bar = Bar(total, noun, self.stream)
 
     def update(self, done: int, best: float | None, best_macs: int | None, failed: int,
-               mean_wall: float | None, timeout: int = 0) -> None:
+               mean_wall: float | None, timeout: int = 0, stopped: int = 0) -> None:
         elapsed = time.time() - self.start
         left = ""
         if mean_wall and done < self.total:
-            left = f", ~{_fmt_duration((self.total - done) * mean_wall / self.workers)} left"
+            left = f", ~{format_duration((self.total - done) * mean_wall / self.workers)} left"
         best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
-        line = (f"{self.noun} {done}/{self.total}  best {self.metric} {best_s}  failed {failed}  "
+        text = (f"best {self.metric} {best_s}  failed {failed}  "
                 f"{f'timeout {timeout}  ' if timeout else ''}"
-                f"elapsed {_fmt_duration(elapsed)}{left}")
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
+                f"{f'stopped {stopped}  ' if stopped else ''}"
+                f"elapsed {format_duration(elapsed)}{left}")
+        if self.bar.drawn:
+            self.bar.update(done, text)
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+            self.stream.write(f"{self.noun} {done}/{self.total}  {text}\n")
             self.stream.flush()
 
-
-def _fmt_duration(s: float) -> str:
-    s = int(max(0, s))
-    h, m = divmod(s, 3600)
-    m, sec = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+    def close(self) -> None:
+        self.bar.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.data import DataSplits
-from nas.search.driver import ChildDriver
+from nas.search.driver import SCORED, STOPPED, TIMEOUT, ChildDriver
 from nas.search.settings import TrialSettings
 
 
@@ -38,9 +38,10 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
         walls = [r.wall_seconds for r in trained if r.wall_seconds > 0]
         progress.update(len(trained), best[0].reward if best else None,
                         best[0].macs if best else None,
-                        sum(1 for r in trained if r.status not in ("ok", "timeout")),
+                        sum(1 for r in trained if r.status not in SCORED),
                         sum(walls) / len(walls) if walls else None,
-                        sum(1 for r in trained if r.status == "timeout"))
+                        sum(1 for r in trained if r.status == TIMEOUT),
+                        sum(1 for r in trained if r.status == STOPPED))
 
     ta.init_ray(trials.address, run_dir=out)
     ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)

@@ -5,6 +5,19 @@ Resuming does not use ``Tuner.restore``. The driver's state is saved atomically 
 suggestion and every result (``driver.pt`` in the run folder); ``--resume`` starts a new
 Tune experiment whose searcher loads that state, re-issues the children that were in flight
 and goes on. So a kill -9 loses at most the training in progress, never a finished child.
+
+What a user adds (``tune:`` in the run config, :class:`~nas.search.settings.TuneSettings`):
+callbacks, built from their import paths, and ASHA as the trial scheduler. ASHA reads the
+validation accuracy each trial reports after every epoch but its last (the last one comes
+with the child's final result, so a child that trained its whole schedule is never cut off
+before it reports); a trial ASHA stops reaches the searcher without a final result and is
+recorded as ``stopped`` with the accuracy of its last reported epoch.
+
+Tune's own per-trial loggers (``result.json``, ``progress.csv``, ``params.json``,
+``params.pkl`` and an event file per child) are switched off: ``children.jsonl`` holds each
+child's result and validation curve, and resuming reads ``driver.pt``. Tune still needs its
+storage folder (``tune/session*``: its experiment state and one folder per trial).
+``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` in the environment turns them back on.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from nas.core.files import atomic_file
 from nas.data import DataSplits
 from nas.search.child import run_child
 from nas.search.driver import ChildDriver, ChildRecord
-from nas.search.settings import TrialSettings
+from nas.search.settings import TrialSettings, TuneSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +79,13 @@ def _searcher_class() -> type:
         """Thin adapter: Tune asks, the driver answers; results go back to the driver."""
 
         def __init__(self, driver: ChildDriver, state_path: Path,
-                     on_records: Callable[[list[ChildRecord]], None]):
+                     on_records: Callable[[list[ChildRecord]], None],
+                     stopped: set[str] | None = None):
             super().__init__()  # the reward is computed here, not reported by trials
             self.driver = driver
             self.state_path = state_path
             self.on_records = on_records
+            self.stopped = stopped  # trial ids the scheduler stopped (shared with it)
 
         def suggest(self, trial_id: str) -> dict | str | None:
             out = self.driver.suggest(trial_id)
@@ -83,6 +98,8 @@ def _searcher_class() -> type:
                               error: bool = False) -> None:
             reason = ("the trial's worker died or the trial crashed, and retries were used up"
                       if error else None)
+            if not error and self.stopped is not None and trial_id in self.stopped:
+                result = stopped_result(result)
             records = self.driver.complete(trial_id, result, reason)
             save_state(self.driver, self.state_path)
             if records and self.on_records is not None:
@@ -106,22 +123,52 @@ def _searcher_class() -> type:
     return DriverSearcher
 
 
+def stopped_result(last: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The driver's result for a trial the scheduler stopped, from the last epoch it
+    reported: status ``stopped`` and that epoch's validation accuracy."""
+    last = dict(last or {})
+    if last.get("final"):  # it finished before the stop took effect
+        return last
+    epoch = last.get("epoch")
+    if "epoch_val_accuracy" not in last:
+        return {"status": "failed", "error": "stopped by the trial scheduler before it "
+                                             "reported an epoch"}
+    return {"status": "stopped", "accuracy": last["epoch_val_accuracy"], "epochs": epoch,
+            "seconds": float(last.get("epoch_seconds", 0.0)),
+            "val_loss": last.get("epoch_val_loss"), "train_loss": last.get("epoch_train_loss"),
+            "val_curve": list(last.get("val_curve") or []),
+            "error": f"stopped by the trial scheduler (ASHA) after epoch {epoch}: its "
+                     "validation accuracy trailed the other children's there"}
+
+
 def train_child(config: dict, data: DataSplits | None = None,
                 proxy: Mapping[str, Any] | None = None, use_gpu: bool = False) -> None:
-    """Tune function trainable: trains the child and reports every epoch, then the outcome."""
+    """Tune function trainable: trains the child and reports every epoch but the last, then
+    the outcome (with the last epoch's numbers, so a scheduler sees that epoch too)."""
     from ray import tune
-
-    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
-        tune.report({"epoch": epoch, **{f"epoch_{k}": v for k, v in metrics.items()
-                                        if isinstance(v, (int, float))}})
 
     from nas.training.device import pick_device
     from nas.training.recipe import Recipe
 
+    recipe = Recipe.from_dict(dict(proxy or {}))
+    epochs = int(dict(config.get("proxy") or {}).get("epochs", recipe.epochs))
+
+    curve: list[float] = []
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        curve.append(float(metrics["val_accuracy"]))
+        if epoch < epochs:
+            tune.report({"epoch": epoch, "val_curve": list(curve),
+                         **{f"epoch_{k}": v for k, v in metrics.items()
+                            if isinstance(v, (int, float))}})
+
     assert data is not None
-    result = run_child(config, data, Recipe.from_dict(dict(proxy or {})),
-                       device=pick_device("auto" if use_gpu else "cpu"), on_epoch=on_epoch)
-    tune.report({**result, "final": True})
+    result = run_child(config, data, recipe, device=pick_device("auto" if use_gpu else "cpu"),
+                       on_epoch=on_epoch)
+    last = {}
+    if result.get("val_curve") and result.get("status") == "ok":
+        last = {"epoch": len(result["val_curve"]), "epoch_val_accuracy": result["val_curve"][-1]}
+    tune.report({**result, **last, "final": True})
 
 
 def ray_address(address: str | None) -> str | None:
@@ -195,6 +242,13 @@ def init_ray(address: str | None, num_cpus: int | None = None,
                           "check --address (or RAY_ADDRESS), or leave it unset for a local run") from None
 
 
+def ray_running() -> bool:
+    """Whether this process has started or joined Ray (without importing Ray if it has not)."""
+    import sys
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def shutdown_ray() -> None:
     """Stop this process's local Ray (or leave the cluster it joined), if it started one."""
     import ray
@@ -223,6 +277,71 @@ def _trial_name(trial: Any) -> str:
 def _quiet_tune() -> None:
     # Tune's console tables would interleave with the search's own progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's per-trial logs repeat children.jsonl (see the module docstring); without them,
+    # the result table Tune builds at the end warns once per trial that it found no
+    # metrics, which is expected here.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+def _callback_class(path: str, kwargs: Mapping[str, Any], where: str) -> type:
+    """The class at ``path``: a Ray Tune ``Callback`` that takes ``kwargs``; else a one-line
+    :class:`ConfigError` naming ``where``."""
+    import importlib
+    import inspect
+
+    from ray.tune import Callback
+
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"{where}: cannot import {module_name} ({e}); check the path or "
+                          "install its package") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Callback)):
+        what = "nothing" if cls is None else f"a {type(cls).__name__}, not a Callback class"
+        raise ConfigError(f"{where}: {path} is {what}; give a ray.tune.Callback subclass such "
+                          "as ray.tune.logger.CSVLoggerCallback")
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {path}({', '.join(kwargs)}): {e}; fix its arguments") \
+            from None
+    return cls
+
+
+def check_tune(tune_settings: TuneSettings) -> None:
+    """Every callback imports, is a Tune ``Callback`` and takes its arguments (one-line
+    errors before Ray starts or anything is written)."""
+    for i, (path, kwargs) in enumerate(tune_settings.callbacks):
+        _callback_class(path, kwargs, f"tune.callbacks[{i}]")
+
+
+def make_callbacks(tune_settings: TuneSettings) -> list[Any]:
+    return [_callback_class(path, kwargs, f"tune.callbacks[{i}]")(**kwargs)
+            for i, (path, kwargs) in enumerate(tune_settings.callbacks)]
+
+
+def make_scheduler(tune_settings: TuneSettings, epochs: int, stopped: set[str]) -> Any:
+    """ASHA on per-epoch validation accuracy (None without a scheduler); the ids of the
+    trials it stops are added to ``stopped``."""
+    asha = tune_settings.scheduler
+    if asha is None:
+        return None
+    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+    class RecordingASHA(AsyncHyperBandScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP and not result.get("final"):
+                stopped.add(trial.trial_id)
+            return decision
+
+    return RecordingASHA(time_attr="epoch", metric="epoch_val_accuracy", mode="max",
+                         max_t=epochs, grace_period=asha.grace_period,
+                         reduction_factor=asha.reduction_factor)
 
 
 def run_trials(driver: ChildDriver, data: DataSplits, trials: TrialSettings, run_dir: Path,
@@ -232,7 +351,9 @@ def run_trials(driver: ChildDriver, data: DataSplits, trials: TrialSettings, run
     from ray import tune
 
     state_path = run_dir / "driver.pt"
-    searcher = _searcher_class()(driver, state_path, on_records)
+    stopped: set[str] = set()
+    scheduler = make_scheduler(trials.tune, trials.recipe.epochs, stopped)
+    searcher = _searcher_class()(driver, state_path, on_records, stopped)
     trainable = tune.with_parameters(train_child, data=data, proxy=trials.recipe.to_dict(),
                                      use_gpu=trials.gpus_per_trial > 0)
     trainable = tune.with_resources(trainable, {"cpu": trials.cpus_per_trial,
@@ -241,11 +362,13 @@ def run_trials(driver: ChildDriver, data: DataSplits, trials: TrialSettings, run
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     max_concurrent_trials=trials.workers, reuse_actors=True,
+                                    scheduler=scheduler,
                                     trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
             failure_config=tune.FailureConfig(max_failures=trials.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=make_callbacks(trials.tune) or None),
     )
     tuner.fit()

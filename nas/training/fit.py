@@ -40,6 +40,7 @@ from nas.arch.rounding import as_trained
 from nas.arch.spec import ArchSpec, spec_to_dict
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import json_safe, write_csv, write_text_atomic
+from nas.core.progress import Bar, format_duration
 from nas.data import DataSplits, load_splits
 from nas.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -254,17 +255,29 @@ class _Session:
     prior_seconds: float  # wall time of earlier invocations of this run
     t_start: float
     say: Callable[[str], None]
+    bar: Any = None       # a progress bar over the epochs (nas.core.progress.Bar), or None
 
 
 def fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = None,
         command: str = "", say: Callable[[str], None] | None = None) -> FitResult:
     """Train ``spec`` as ``c`` says (continuing ``checkpoint``, a ``last.pt``, if given).
 
-    Progress lines go to ``say`` (default: print). A KeyboardInterrupt ends the run with
-    status ``interrupted``; ``last.pt`` holds the last finished epoch.
+    Progress lines go to ``say`` (default: print, with a progress bar over the epochs and
+    the time left when the output is a terminal or a notebook). A KeyboardInterrupt ends
+    the run with status ``interrupted``; ``last.pt`` holds the last finished epoch.
     """
     t_start = time.perf_counter()
+    bar = None if say is not None else Bar(c.epochs, "epochs", lazy=True)
     say = say or (lambda line: print(line, flush=True))
+    try:
+        return _fit(c, spec, checkpoint, command, say, bar, t_start)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, command: str,
+         say: Callable[[str], None], bar: Any, t_start: float) -> FitResult:
     recipe = c.recipe()
     check_export_available(c.export)
     dev = pick_device(c.device)
@@ -291,7 +304,11 @@ def fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = N
                     "cosine schedule from here on")
             engine.load_state_dict(checkpoint)
             prior_seconds = float(checkpoint["seconds"])
-        s = _Session(c, spec, splits, Path(c.out), command, prior_seconds, t_start, say)
+        if bar is not None and bar.start(engine.epoch):  # drawn: lines go above it
+            say = bar.write
+        else:
+            bar = None
+        s = _Session(c, spec, splits, Path(c.out), command, prior_seconds, t_start, say, bar)
         s.out.mkdir(parents=True, exist_ok=True)
         say(f"training {spec.name} on {splits.name} ({len(splits.train)} train / "
             f"{len(splits.val)} val images, {engine.images_per_epoch} per epoch) at "
@@ -351,6 +368,13 @@ def _epochs(engine: Engine, s: _Session, tb: Any) -> tuple[str, str]:
         tb.flush()
         s.say(_epoch_line(row, c.epochs, engine.best_epoch))
         _save_epoch(engine, s)
+        if s.bar is not None:
+            per = (time.perf_counter() - session_start) / session_epochs
+            left = max(0, c.epochs - engine.epoch) * per
+            s.bar.update(engine.epoch, f"val {row['val_accuracy']:.4f} (best "
+                         f"{engine.best_val_accuracy:.4f} at epoch {engine.best_epoch})  "
+                         f"{per:.0f} s per epoch" + (f", ~{format_duration(left)} left"
+                                                     if left else ""))
     return "completed", ""
 
 

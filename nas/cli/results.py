@@ -1,0 +1,101 @@
+"""What the Python API (:mod:`nas.cli.api`, exported as ``nas.run_search``, ...) returns: one
+frozen dataclass per command, and the contents of a search's run folder.
+
+Torch-free and Ray-free; pandas is imported only by :func:`nas.cli.api.load_run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from nas.arch.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A search session's end.
+
+    ``finished`` is False when it was interrupted (Ctrl-C; continue it with
+    ``nas.run_search(resume=True, out=result.out)``). ``best`` is the best child's spec (the
+    run folder's ``best.yaml``, with its metrics and provenance in ``best.meta``; None while
+    no child has succeeded), ``summary`` what ``summary.json`` holds.
+    """
+
+    out: Path
+    name: str
+    finished: bool
+    best: ArchSpec | None
+    best_path: Path | None
+    summary: Mapping[str, Any]
+
+    def load(self) -> "RunData":
+        """The run folder's tables and specs (:func:`nas.cli.api.load_run`)."""
+        from nas.cli.api import load_run
+        return load_run(self.out)
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """A scaling run's end: the coefficients (alpha, beta, gamma) and where they came from,
+    the compare table (when ``compare=True``) and the family's spec files and table."""
+
+    out: Path
+    name: str
+    baseline: str
+    coefficients: tuple[float, float, float]
+    source: str
+    family: tuple[Path, ...]
+    family_table: str
+    family_csv: Path
+    scaling: Path | None
+    compare: str | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A training run's end. ``status`` is completed, early_stopped, time_limit, diverged or
+    interrupted (continue with ``nas.run_train(resume=True, out=result.out)``); ``metrics``
+    is what ``metrics.json`` holds (None when interrupted)."""
+
+    out: Path
+    status: str
+    epoch: int
+    metrics: Mapping[str, Any] | None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return None if self.metrics is None else self.metrics["test_accuracy"]
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        return None if self.metrics is None else self.metrics["best_val_accuracy"]
+
+    @property
+    def model(self) -> Path | None:
+        """The exported model file (None when nothing was exported)."""
+        exported = None if self.metrics is None else self.metrics.get("export")
+        return self.out / exported["path"] if exported else None
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """A search's run folder as data: ``children`` (a pandas DataFrame, one row per record of
+    ``children.jsonl``: trained, cached and the reference, told apart by ``status``; the
+    proxy details as ``proxy.*`` columns), the best child's spec, the Pareto front's specs
+    (fewest MACs first), ``summary.json`` (None while the first session runs) and the
+    resolved ``config.yaml``."""
+
+    out: Path
+    children: Any
+    best: ArchSpec | None
+    pareto: tuple[ArchSpec, ...]
+    summary: Mapping[str, Any] | None
+    config: Mapping[str, Any] | None
+
+    @property
+    def trained(self) -> Any:
+        """The rows of trained children (no cached repeats, no reference)."""
+        df = self.children
+        return df[~df["status"].isin(["cached", "reference"])]
