@@ -185,6 +185,17 @@ def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
          "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr
+    # --report rewrites the report from the saved trainings and trains nothing.
+    (out / "fidelity.json").unlink()
+    rep = subprocess.run(
+        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
+         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+         "--proxies", "run,proxy-smoke+resolution=16+train_subset=128", "--report"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    again_report = json.loads((out / "fidelity.json").read_text())
+    assert again_report["networks"] == 4 and "partial" not in again_report
+    assert again_report["proxies"] == report["proxies"]
 
 
 def test_a_search_where_every_child_fails_exits_1(tiny_fmnist, tmp_path):

@@ -7,6 +7,7 @@ intervals, the top-k overlap, minutes per child and a picture.
     python -m nas.fidelity runs/NAME --children 12 --epochs 10 --seeds 3
     python -m nas.fidelity runs/NAME --proxies proxy-default,proxy-default+epochs=4
     python -m nas.fidelity runs/NAME --resume                         # after Ctrl-C
+    python -m nas.fidelity runs/NAME --report      # same options: report what has finished
 
 A recipe is a bundled config's name or a YAML path, optionally followed by ``+KEY=VALUE``
 changes (``proxy-default+epochs=1+train_subset=20000``). ``run`` in ``--proxies`` stands for
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster")
     p.add_argument("--out", metavar="DIR", help="results folder (default RUN/fidelity)")
     p.add_argument("--resume", action="store_true", help="continue where it stopped")
+    p.add_argument("--report", action="store_true",
+                   help="write the report over the networks finished so far in the results "
+                        "folder and train nothing (safe while a run is going on)")
     return p
 
 
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         FidelitySettings,
         Picked,
         markdown,
+        partial_report,
         pick_children,
         run_fidelity,
     )
@@ -145,7 +150,16 @@ def run(args: argparse.Namespace) -> int:
                          long=long, proxies=tuple(proxies), proxy_seeds=args.proxy_seeds,
                          run_seed=search.seed, trials=trials, data=search.data,
                          include_reference=not args.no_reference)
-    report = run_fidelity(s, picked, args.resume, lambda line: print(line, flush=True))
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    if args.report:
+        if not (out / "driver.pt").is_file():
+            raise ConfigError(f"{out}: no trainings saved yet; run without --report first "
+                              "(with the same options)")
+        report = partial_report(s, picked, say)
+        if report is None:
+            return 1
+    else:
+        report = run_fidelity(s, picked, args.resume, say)
     print("\n" + markdown(report))
     print(f"wrote {out}/: fidelity.md, fidelity.json, fidelity.csv, fidelity.png")
     return 0

@@ -82,11 +82,8 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.mean(values) if values else math.nan
 
 
-def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
-                 say: Callable[[str], None]) -> dict[str, Any]:
-    """Train everything (on Ray), write the report files, return the report."""
-    from nas.search.runner import train_fixed
-
+def plan(s: FidelitySettings, picked: Sequence[Picked]) -> list[tuple[str, ArchSpec, dict]]:
+    """Every training as ``(label, spec, recipe overrides)``, network by network."""
     items: list[tuple[str, ArchSpec, dict]] = []
     for p in picked:
         for seed in range(s.seeds):
@@ -95,12 +92,68 @@ def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
             for seed in range(s.proxy_seeds):
                 items.append((f"proxy/{name}/{p.label}/{seed}", p.spec,
                               {**recipe.to_dict(), "seed": seed}))
+    return items
+
+
+def trained_so_far(items: Sequence[tuple[str, ArchSpec, dict]], out: Path
+                   ) -> dict[str, ChildRecord]:
+    """label -> record of the trainings finished in ``out`` (read from its driver state,
+    which is only read); empty when nothing was saved yet."""
+    from nas.search import tune_adapter as ta
+
+    state_file = out / "driver.pt"
+    if not state_file.is_file():
+        return {}
+    records = [ChildRecord.from_dict(r) for r in ta.load_state(state_file)["records"]]
+    return {items[r.tokens[0]][0]: r for r in records
+            if r.tokens and isinstance(r.tokens[0], int) and r.tokens[0] < len(items)}
+
+
+def finished_networks(s: FidelitySettings, picked: Sequence[Picked],
+                      records: dict[str, ChildRecord]) -> list[Picked]:
+    """The networks whose every training (long seeds and proxies) has ended."""
+    done = []
+    for p in picked:
+        labels = [label for label, _, _ in plan(s, [p])]
+        if all(label in records for label in labels):
+            done.append(p)
+    return done
+
+
+def partial_report(s: FidelitySettings, picked: Sequence[Picked], say: Callable[[str], None]
+                   ) -> dict[str, Any] | None:
+    """The report over the networks finished so far (None below 3 of them), written to
+    ``s.out`` with ``partial`` set; nothing is trained."""
+    records = trained_so_far(plan(s, picked), s.out)
+    done = finished_networks(s, picked, records)
+    if len(done) < 3:
+        say(f"fidelity: {len(done)} of {len(picked)} networks finished; a report needs 3")
+        return None
+    report = make_report(s, done, records, math.nan)
+    if len(done) < len(picked):
+        report["partial"] = {"finished": len(done), "planned": len(picked)}
+    write_report(report, s.out)
+    say(f"fidelity: wrote a partial report over {len(done)} of {len(picked)} networks")
+    return report
+
+
+def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """Train everything (on Ray), write the report files, return the report. Stopped early
+    (Ctrl-C), it writes the report over the networks finished so far before it stops."""
+    from nas.search.runner import train_fixed
+
+    items = plan(s, picked)
     say(f"fidelity: {len(picked)} networks x ({s.seeds} long seeds + {len(s.proxies)} proxies x "
         f"{s.proxy_seeds} seeds) = {len(items)} trainings; out {s.out}")
     t0 = time.time()
     data = s.data.load()
-    records = train_fixed(items, s.out, s.trials, data, s.run_seed, resume,
-                          f"python -m nas.fidelity {s.run} --resume", table="trainings")
+    try:
+        records = train_fixed(items, s.out, s.trials, data, s.run_seed, resume,
+                              f"python -m nas.fidelity {s.run} --resume", table="trainings")
+    except KeyboardInterrupt:
+        partial_report(s, picked, say)
+        raise
     report = make_report(s, picked, records, time.time() - t0)
     write_report(report, s.out)
     return report
@@ -171,7 +224,7 @@ def make_report(s: FidelitySettings, picked: Sequence[Picked], records: dict[str
             "accuracy": {p.label: per_child[p.label] for p in usable},
         })
     return {
-        "run": str(s.run), "networks": len(usable), "seconds": round(seconds, 1),
+        "run": str(s.run), "networks": len(usable), "seconds": None if math.isnan(seconds) else round(seconds, 1),
         "long": {"recipe": s.long.to_dict(), "seeds": s.seeds,
                  "seed_tau": None if math.isnan(long_tau) else long_tau,
                  "seed_tau_interval": long_ci.to_dict(),
@@ -197,7 +250,10 @@ def markdown(report: dict[str, Any]) -> str:
     lg = report["long"]
     own = {"value": lg["seed_tau"], "low": lg["seed_tau_interval"]["low"],
            "high": lg["seed_tau_interval"]["high"]}
-    lines = [f"Proxy fidelity on {report['networks']} networks of {report['run']}: long "
+    part = report.get("partial")
+    note = (f" (partial: {part['finished']} of the {part['planned']} planned networks had "
+            "finished)" if part else "")
+    lines = [f"Proxy fidelity on {report['networks']} networks of {report['run']}{note}: long "
              f"schedule {lg['recipe']['epochs']} epochs x {lg['seeds']} seeds "
              f"({lg['minutes_per_child']:.1f} min per child); its own seed-to-seed Kendall tau "
              f"{_fmt(own)}.",
