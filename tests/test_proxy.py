@@ -60,7 +60,7 @@ def test_defaults_round_trip_through_dict_and_yaml(tmp_path):
 def test_bundled_configs_load():
     default = load_proxy_config("proxy-default")
     smoke = load_proxy_config("proxy-smoke")
-    assert default.width_mult == 0.5 and default.resolution == 32 and default.num_threads == 1
+    assert default.width_mult == 0.25 and default.resolution == 32 and default.num_threads == 1
     assert smoke.train_subset < default.train_subset
 
 
