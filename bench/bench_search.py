@@ -49,7 +49,10 @@ def _load(proxy_name: str):
     from nas.data import DataSettings
     from nas.training.recipe import Recipe
     cfg = load_layers("search", None, None, {"proxy": proxy_name})
-    return (DataSettings.from_dict(cfg["data"]).load(),
+    data = dict(cfg["data"])
+    if data.get("seed") is None:  # null: the run's seed, as a search resolves it
+        data["seed"] = cfg["seed"]
+    return (DataSettings.from_dict(data).load(),
             Recipe.from_dict(cfg["proxy"]).replace(num_threads=1))
 
 
