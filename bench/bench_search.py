@@ -57,17 +57,14 @@ def _load(proxy_name: str):
 
 
 def _worker(work, proxy_name: str, barrier, out) -> None:
-    import queue
-
     from nas.search.child import run_child
     data, proxy = _load(proxy_name)
     barrier.wait()
     t0 = time.perf_counter()
     train = 0.0
     while True:  # take the next child when free, as Tune hands work to a free worker
-        try:
-            c = work.get_nowait()
-        except queue.Empty:
+        c = work.get()  # blocking: get_nowait() may find the queue empty while it is not
+        if c is None:   # one stop mark per process after the children
             break
         r = run_child(c, data, proxy)
         assert r["status"] == "ok", r
@@ -82,7 +79,8 @@ def plain(configs: list[dict], processes: int, proxy_name: str) -> tuple[float, 
     barrier, out, work = ctx.Barrier(processes + 1), ctx.Queue(), ctx.Queue()
     for c in configs:
         work.put(c)
-    time.sleep(0.5)  # let the feeder thread fill the queue before workers may find it empty
+    for _ in range(processes):
+        work.put(None)
     procs = [ctx.Process(target=_worker, args=(work, proxy_name, barrier, out))
              for _ in range(processes)]
     for p in procs:
