@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import torch
 
 from nas.arch.io import load_spec
 from nas.data import DataSettings
-from nas.search.driver import OK, ChildRecord
+from nas.core.errors import ConfigError
+from nas.search.driver import OK, ChildRecord, child_key
 from nas.search.fidelity import (
     FidelitySettings,
     Picked,
@@ -50,7 +52,8 @@ def save_state(out: Path, items, finished: set[str]) -> None:
         acc = LONG[name][int(seed)] if kind == "long" else PROXY[name]
         records.append(ChildRecord(child=i, trial=f"t{i}", status=OK, tokens=(i,), blocks="",
                                    params=1, macs=1000, accuracy=acc, reward=acc, seconds=60.0,
-                                   wall_seconds=61.0).to_dict())
+                                   wall_seconds=61.0,
+                                   identity=child_key(items[i][1], items[i][2])).to_dict())
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"records": records}, out / "driver.pt")
 
@@ -103,3 +106,11 @@ def test_fewer_than_three_finished_networks_write_nothing(tmp_path):
     assert "1 of 4 networks finished; a report needs 3" in lines[-1]
     assert not (s.out / "fidelity.json").exists()
     assert trained_so_far(items, tmp_path / "nothing") == {}
+
+
+def test_trainings_saved_with_other_options_are_refused(tmp_path):
+    s, nets = settings(tmp_path / "f"), picked()
+    save_state(s.out, plan(s, nets), {label for label, _, _ in plan(s, nets)})
+    other = plan(replace(s, seeds=1), nets)
+    with pytest.raises(ConfigError, match="planned with other options"):
+        trained_so_far(other, s.out)

@@ -98,15 +98,25 @@ def plan(s: FidelitySettings, picked: Sequence[Picked]) -> list[tuple[str, ArchS
 def trained_so_far(items: Sequence[tuple[str, ArchSpec, dict]], out: Path
                    ) -> dict[str, ChildRecord]:
     """label -> record of the trainings finished in ``out`` (read from its driver state,
-    which is only read); empty when nothing was saved yet."""
+    which is only read); empty when nothing was saved yet. A saved training that is not the
+    one ``items`` plans at its place (other options than the run's) is a one-line error."""
+    from nas.core.errors import ConfigError
     from nas.search import tune_adapter as ta
+    from nas.search.driver import child_key
 
     state_file = out / "driver.pt"
     if not state_file.is_file():
         return {}
-    records = [ChildRecord.from_dict(r) for r in ta.load_state(state_file)["records"]]
-    return {items[r.tokens[0]][0]: r for r in records
-            if r.tokens and isinstance(r.tokens[0], int) and r.tokens[0] < len(items)}
+    found = {}
+    for d in ta.load_state(state_file)["records"]:
+        r = ChildRecord.from_dict(d)
+        i = r.tokens[0] if r.tokens else -1
+        if not 0 <= i < len(items) or (r.identity and
+                                       r.identity != child_key(items[i][1], items[i][2])):
+            raise ConfigError(f"{out}: its saved trainings were planned with other options; "
+                              "pass the options the run was started with")
+        found[items[i][0]] = r
+    return found
 
 
 def finished_networks(s: FidelitySettings, picked: Sequence[Picked],
