@@ -38,6 +38,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from nas.cli.parser import positive_int  # noqa: E402 - after the path above
+
 EXIT_BAD_INPUT = 2
 SAMPLE_SECONDS = 0.2
 
@@ -78,16 +80,6 @@ def _amp_list(text: str) -> list[str]:
     return modes
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v}: use a whole number >= 1")
-    return v
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
@@ -96,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench/bench_gpu.py", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--children", type=_count, default=8,
+    p.add_argument("--children", type=positive_int, default=8,
                    help="children in each proxy run (default 8)")
     p.add_argument("--proxy", default="proxy-default",
                    help="the proxy recipe: a bundled name or a YAML path (default proxy-default)")
@@ -108,19 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPU share of each child in the sharing runs (default 0.25)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0,
                    help="CPUs of each child in the sharing runs (default 1)")
-    p.add_argument("--full-epochs", type=_count, default=2,
+    p.add_argument("--full-epochs", type=positive_int, default=2,
                    help="epochs of EfficientNet-B0 full training (default 2: the first "
                         "includes CUDA warm-up)")
-    p.add_argument("--full-resolution", type=_count, default=224,
+    p.add_argument("--full-resolution", type=positive_int, default=224,
                    help="input size of the full training, px (default 224, the paper's)")
-    p.add_argument("--full-batch-size", type=_count, default=128)
+    p.add_argument("--full-batch-size", type=positive_int, default=128)
     p.add_argument("--skip-proxy", action="store_true", help="leave out the proxy runs")
     p.add_argument("--skip-sharing", action="store_true", help="leave out the sharing runs")
     p.add_argument("--skip-full", action="store_true", help="leave out the full training")
     p.add_argument("--data", metavar="PATH", help="data folder (default: the Fashion-MNIST "
                                                   "install, or NAS_DATA_DIR)")
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--val-size", type=_count, default=5000,
+    p.add_argument("--val-size", type=positive_int, default=5000,
                    help="training images held out for validation (default 5000)")
     p.add_argument("--seed", type=int, default=0)
     return p
