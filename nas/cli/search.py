@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli.config import dump
+from nas.cli.oneshot import EVALUATOR_FLAGS, add_evaluator_args, evaluator, run_oneshot
 from nas.cli.options import (
     TRAINING_FLAGS,
     add_training_args,
@@ -43,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="number of children to train")
     p.add_argument("--space", help="search-space YAML or bundled name (default mnasnet-space)")
     add_training_args(p)
+    add_evaluator_args(p)
     return p
 
 
 FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy",
-         "budget": "budget", "space": "space"}
+         "budget": "budget", "space": "space", **EVALUATOR_FLAGS}
 
 
 def settings(cfg: dict[str, Any]) -> Any:
@@ -70,7 +72,8 @@ def settings(cfg: dict[str, Any]) -> Any:
     reward = RewardConfig(target_macs=target_macs, form=r["form"],
                           w=check_number(r["w"], "reward.w"),
                           failure_reward=check_number(r["failure_reward"], "reward.failure_reward"),
-                          on_timeout=r["on_timeout"])
+                          on_timeout=r["on_timeout"],
+                          beta=check_number(r.get("beta", -0.1), "reward.beta"))
     t = cfg["target"]
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
+    if evaluator(cfg) == "oneshot":
+        return run_oneshot(args, cfg, s, PROG)
     outcome = search(s, args.resume, dump(cfg))
     if not outcome.finished:
         print(f"search stopped after {outcome.summary['children_trained']} children; continue "
