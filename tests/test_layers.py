@@ -23,6 +23,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas.arch",),
     ("nas.data",),
     ("nas.training", "controller", "search_space", "scaler"),
+    ("nas.supernet",),
     ("nas.search",),
     ("nas.cli",),
     ("nas",),  # the package's own API (nas/__init__.py: names, and the commands as functions
@@ -41,10 +42,11 @@ TORCH_ALLOWED = {
     "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
     "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",
     "controller.ppo", "controller.policy",
-    "nas.search.tune_adapter", "nas.search.runlog",
+    "nas.supernet.model", "nas.supernet.score", "nas.supernet.train",
+    "nas.search.tune_adapter", "nas.search.train_adapter", "nas.search.runlog",
 }
-# Modules that may import Ray: the one adapter.
-RAY_ALLOWED = {"nas.search.tune_adapter"}
+# Modules that may import Ray: the two adapters (Ray Tune, Ray Train).
+RAY_ALLOWED = {"nas.search.tune_adapter", "nas.search.train_adapter"}
 
 
 def _source_modules() -> dict[str, Path]:
@@ -150,7 +152,8 @@ def test_the_rules_catch_an_import_that_goes_up(tmp_path):
 def test_the_torch_free_layers_import_without_torch():
     # At run time too: the model, data, space, strategies' base, scaling and settings.
     code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.data, nas.training.recipe, "
-            "nas.search.settings, search_space, scaler, controller, nas.cli.search, "
+            "nas.search.settings, nas.supernet.plan, nas.supernet.settings, search_space, "
+            "scaler, controller, nas.cli.search, "
             "nas.cli.scale, nas.cli.pipeline, nas.search.pipeline, nas.cli.api; "
             "bad = sorted(m for m in ('torch', 'ray', 'optuna', 'pandas') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -86,8 +86,11 @@ def run_search(target_flops: str | float | None = None, *, strategy: str | None 
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                address: str | None = None, data: str | os.PathLike | None = None,
                dataset: str | None = None, seed: int | None = None, name: str | None = None,
-               out: str | os.PathLike | None = None, resume: bool = False) -> SearchResult:
+               out: str | os.PathLike | None = None, resume: bool = False,
+               evaluator: str | None = None,
+               gpus_per_worker: float | None = None) -> SearchResult:
     """Search for a baseline network, as ``effnas search`` does (see its ``--help``).
+    ``evaluator="oneshot"`` trains a weight-sharing supernet first, then its top-k as proxies.
 
     Returns a :class:`SearchResult` (``finished=False`` after Ctrl-C: continue with
     ``run_search(resume=True, out=...)``). Raises :class:`~nas.core.errors.ConfigError` on

@@ -3,7 +3,8 @@
 Every layer may only set keys the defaults define (an unknown key is an error naming the
 layer and the key). Sections whose values are free-form by design (``strategy_options``)
 are merged as a whole. ``proxy`` may be a bundled proxy config's name or a path at any
-layer; it is read and merged like a mapping. The resolved config is written into every
+layer; it is read and merged like a mapping; so may ``oneshot`` (the one-shot evaluator's
+settings) and the recipe inside it, ``oneshot.supernet``. The resolved config is written into every
 run folder, so a run can always be repeated exactly.
 """
 
@@ -58,10 +59,29 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str,
             merged = proxy_mapping(out[key], source)
             merged.update(proxy_mapping(value, source))
             out[key] = merged
+        elif dotted == "oneshot":
+            out[key] = _merge_oneshot(proxy_mapping(out[key], source),
+                                      proxy_mapping(value, source), source)
         elif isinstance(out[key], dict) and dotted not in FREE_FORM:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: {dotted}: expected a mapping")
             out[key] = merge(out[key], value, source, f"{dotted}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_oneshot(base: dict[str, Any], layer: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The one-shot settings: keys strict, and ``supernet`` (a recipe) merged like ``proxy``."""
+    out = copy.deepcopy(base)
+    for key, value in layer.items():
+        if base and key not in base:
+            raise ConfigError(f"{source}: unknown key 'oneshot.{key}'; allowed here: "
+                              f"{', '.join(sorted(base))}")
+        if key == "supernet":
+            merged = proxy_mapping(out.get(key), source)
+            merged.update(proxy_mapping(value, source))
+            out[key] = merged
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -115,8 +135,12 @@ def load_layers(defaults: str, preset: str | None, config_file: str | Mapping[st
     """Resolve the layers in order and return the merged plain config. ``config_file`` is a
     YAML file's path, or a mapping of settings (the Python API's ``config=``)."""
     base = read_yaml(config_path(defaults))
-    if "proxy" in base:
-        base["proxy"] = proxy_mapping(base["proxy"], str(config_path(defaults)))
+    for key in ("proxy", "oneshot"):  # a bundled config's name, read as a mapping
+        if key in base:
+            base[key] = proxy_mapping(base[key], str(config_path(defaults)))
+    if isinstance(base.get("oneshot"), dict) and "supernet" in base["oneshot"]:
+        base["oneshot"]["supernet"] = proxy_mapping(base["oneshot"]["supernet"],
+                                                    str(config_path(defaults)))
     if preset:
         try:
             path = config_path(f"{defaults}-{preset}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli.config import dump
+from nas.cli.oneshot import EVALUATOR_FLAGS, add_evaluator_args, evaluator, run_oneshot
 from nas.cli.options import (
     TRAINING_FLAGS,
     add_training_args,
@@ -45,11 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="number of children to train")
     p.add_argument("--space", help="search-space YAML or bundled name (default mnasnet-space)")
     add_training_args(p)
+    add_evaluator_args(p)
     return p
 
 
 FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy",
-         "budget": "budget", "space": "space"}
+         "budget": "budget", "space": "space", **EVALUATOR_FLAGS}
 
 
 def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
@@ -94,7 +96,8 @@ def settings(cfg: dict[str, Any]) -> Any:
                           w=check_number(r["w"], "reward.w"),
                           failure_reward=check_number(r["failure_reward"], "reward.failure_reward"),
                           on_timeout=r["on_timeout"],
-                          on_stopped=r.get("on_stopped", "partial"))
+                          on_stopped=r.get("on_stopped", "partial"),
+                          beta=check_number(r.get("beta", -0.1), "reward.beta"))
     t = cfg["target"]
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
@@ -126,22 +129,26 @@ def execute(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
-    outcome = search(s, args.resume, dump(cfg))
+    if evaluator(cfg) == "oneshot":
+        outcome = run_oneshot(args, cfg, s)
+    else:
+        outcome = search(s, args.resume, dump(cfg))
     if outcome.finished and outcome.summary["best"] is None:
         raise NoResultError(no_success_line(outcome.summary, s.out))
     return outcome
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.search.run import summary_lines
+    from nas.search import oneshot, run as multi_trial
 
     outcome = execute(args)
+    lines = (oneshot if "supernet" in outcome.summary else multi_trial).summary_lines
     if not outcome.finished:
-        print(f"search stopped after {outcome.summary['children_trained']} children; continue "
+        print(f"search stopped after {outcome.summary.get('children_trained', 0)} children; continue "
               f"it with:\n  {command_name(f'python {PROG}')} --resume --out {outcome.out}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    print("\n".join(summary_lines(outcome.summary, outcome.out)))
+    print("\n".join(lines(outcome.summary, outcome.out)))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 Soft constraint (EfficientNet, the default): ``w = -0.07`` on both sides of ``T``.
 Hard constraint (MnasNet): ``w = 0`` when ``MACs <= T`` and ``-1`` above it.
+Absolute (TuNAS): ``ACC(m) + beta * |MACs(m) / T - 1|`` with ``beta < 0`` (TuNAS's default
+-0.10): it pulls towards ``T`` from both sides, so a search lands near its target in one try.
 ``T`` is in multiply-adds counted at the *target* setting (224x224, 1000 classes by default),
 whatever the proxy data set is, so that "400M" means what it means in the papers.
 """
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from nas.core.errors import ConfigError
 
-FORMS = ("soft", "hard")
+FORMS = ("soft", "hard", "absolute")
 ON_TIMEOUT = ("partial", "failure")
 ON_STOPPED = ON_TIMEOUT
 
@@ -31,15 +33,19 @@ class RewardConfig:
     # whose validation accuracy trailed the others': "partial" scores the accuracy it had
     # then, "failure" scores failure_reward. Either way it is marked "stopped", never "ok".
     on_stopped: str = "partial"
+    beta: float = -0.10          # the absolute form's cost weight (TuNAS)
 
     def __post_init__(self) -> None:
         if not isinstance(self.target_macs, int) or self.target_macs <= 0:
             raise ConfigError(f"reward.target_macs: got {self.target_macs!r}; use a positive "
                               "number of multiply-adds such as 400M")
         if self.form not in FORMS:
-            raise ConfigError(f"reward.form: got {self.form!r}; use soft or hard")
+            raise ConfigError(f"reward.form: got {self.form!r}; use soft, hard or absolute")
         if not math.isfinite(self.w) or self.w > 0:
             raise ConfigError(f"reward.w: got {self.w!r}; use a negative exponent such as -0.07")
+        if not math.isfinite(self.beta) or self.beta >= 0:
+            raise ConfigError(f"reward.beta: got {self.beta!r}; use a negative cost weight such "
+                              "as -0.1 (the absolute form: ACC + beta * |MACs/T - 1|)")
         if not math.isfinite(self.failure_reward):
             raise ConfigError("reward.failure_reward: must be a finite number such as 0")
         if self.on_timeout not in ON_TIMEOUT:
@@ -65,7 +71,7 @@ class RewardResult:
     accuracy: float
     macs: int
     cost_ratio: float        # MACs / T
-    cost_adjustment: float   # (MACs / T) ** exponent
+    cost_adjustment: float   # (MACs / T) ** exponent; the absolute form: beta * |MACs/T - 1|
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +84,9 @@ def compute_reward(accuracy: float, macs: int, cfg: RewardConfig) -> RewardResul
     if macs <= 0:
         raise ValueError(f"macs must be positive, got {macs!r}")
     ratio = macs / cfg.target_macs
+    if cfg.form == "absolute":
+        penalty = cfg.beta * abs(ratio - 1.0)
+        return RewardResult(accuracy + penalty, accuracy, int(macs), ratio, penalty)
     under, over = cfg.exponents
     adjustment = ratio ** (under if macs <= cfg.target_macs else over)
     return RewardResult(accuracy * adjustment, accuracy, int(macs), ratio, adjustment)

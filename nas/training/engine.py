@@ -107,8 +107,8 @@ class Engine:
         device: where.
         stats: the training set's per-channel (mean, std) in [0, 1] units; None computes it.
         resample_subset: see the module docstring.
-        before_step: called with the step's batch indices before each forward pass (a
-            supernet samples its path here); None for ordinary networks.
+        before_step: called with the step's number (0-based, over the run) before each
+            batch is drawn (a supernet samples its path here); None for ordinary networks.
     """
 
     def __init__(self, model: nn.Module, train: ImageData, val: ImageData, recipe: Recipe,
@@ -217,6 +217,10 @@ class Engine:
         train_acc = correct.item() / max(seen * bs, 1)
         ips = seen * bs / max(train_seconds, 1e-9)
         if status != "ok" or not validate:
+            if status == "ok":  # a whole epoch, trained without validation (a supernet's)
+                self.epoch += 1
+                return EpochResult(self.epoch, status, self.step, seen, lr, train_loss,
+                                   train_acc, train_seconds, None, None, 0.0, ips)
             return EpochResult(self.epoch + 1, status, self.step, seen, lr, train_loss,
                                train_acc, train_seconds, None, None, 0.0, ips)
         t1 = time.perf_counter()

@@ -1,0 +1,395 @@
+"""The one-shot evaluator, measured: layout, fidelity, throughput, search quality.
+
+    .venv/bin/python bench/bench_oneshot.py layout [--epochs 4] [--repeats 3]
+    .venv/bin/python bench/bench_oneshot.py fidelity --out DIR [--archs 24] [--variant NAME
+        --set oneshot.KEY=VALUE ...]
+    .venv/bin/python bench/bench_oneshot.py strategies --out DIR [--seeds 0 1 2]
+    .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
+
+``layout``      the supernet job (the laptop default's recipe, ``--epochs`` epochs) as two
+                Ray Train workers of one CPU and as one worker of two CPUs, alternating, each
+                ``--repeats`` times: training seconds, steps/s, images/s, samples/hour.
+``fidelity``    a fixed set of ``--archs`` distinct networks spread over the space (evenly
+                over the MACs ranking of 20x as many uniform samples) is trained standalone
+                by the proxy on Ray Tune (once per ``--out``; later variants reuse it), and
+                scored on a supernet trained with uniform paths (``--strategy random``, the
+                SPOS supernet) under each batch-norm mode. Prints Kendall's tau (bootstrap
+                95 % interval) of supernet accuracy against standalone accuracy per mode,
+                tau between the modes, and the supernet's samples/hour against the proxy's
+                children/hour measured in the same run.
+``strategies``  one-shot searches (laptop default) with PPO and with uniform random sampling
+                of the same supernet (``--strategy random``), per seed: the standalone reward
+                of best.yaml, and the mean supernet reward of the last epoch's samples.
+``versus``      a one-shot search against a multi-trial search (both PPO, default proxy),
+                per seed, each given ``--minutes`` of wall time (the multi-trial search is
+                interrupted at the cap, as Ctrl-C would; the one-shot search is sized to end
+                within it). Both best.yaml are then trained again by the proxy with
+                ``--retrain-seeds`` fresh seeds, which removes the selection bias of a best
+                picked among noisy proxy runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _settings(sets: list[str]) -> Any:
+    from nas.cli.config import load_layers, parse_set
+    from nas.supernet.settings import SupernetSettings
+    cfg = load_layers("search", None, None, parse_set(sets))
+    return cfg, SupernetSettings.from_dict(cfg["oneshot"])
+
+
+def _data(cfg: dict) -> Any:
+    from nas.cli.options import data_settings
+    return data_settings(cfg).load()
+
+
+def _space() -> Any:
+    from nas.core.files import config_path
+    from search_space import SearchSpace
+    return SearchSpace.from_yaml(config_path("mnasnet-space"))
+
+
+def train_supernet(folder: Path, o: Any, strategy: str, options: dict, data: Any, seed: int,
+                   workers: int, cpus: float) -> tuple[dict, float]:
+    """A supernet job exactly as the search runs it; returns its final checkpoint and the
+    job's wall time (Ray Train's start included)."""
+    from nas.search import train_adapter as tra
+    from nas.search import tune_adapter as ta
+    from nas.search.driver import Target
+    from nas.search.reward import RewardConfig
+    space = _space()
+    o = o.replace(supernet=o.supernet.replace(num_threads=max(1, int(cpus))))
+    ta.init_ray(None)
+    job = tra.SupernetJob(space.to_dict(), o, strategy, options, RewardConfig(), Target(), seed,
+                          workers, cpus, 0.0)
+    t0 = time.time()
+    status = tra.run_supernet(job, data, folder, 0, lambda recs: print(
+        f"  epoch {recs[-1]['epoch']}: {recs[-1]['samples']} samples, "
+        f"{recs[-1]['elapsed']:.0f} s, loss {recs[-1]['train_loss']:.3f}", flush=True))
+    assert status == "ok", status
+    return tra.load_checkpoint(folder), time.time() - t0
+
+
+# ---------------------------------------------------------------------- layout
+
+
+def layout(args: argparse.Namespace) -> None:
+    import tempfile
+    cfg, o = _settings(args.set + [f"oneshot.supernet.epochs={args.epochs}"])
+    data = _data(cfg)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            for workers, cpus in ((2, 1), (1, 2)):
+                folder = Path(tmp) / f"{workers}x{cpus}-{rep}"
+                state, wall = train_supernet(folder, o, "random", {}, data, rep, workers, cpus)
+                steps, secs, samples = state["step"], state["seconds"], len(state["samples"])
+                images = steps * o.supernet.batch_size
+                rows.append({"layout": f"{workers} x {cpus} CPU", "repeat": rep,
+                             "steps": steps, "seconds": secs, "wall": wall,
+                             "steps_per_s": steps / secs, "images_per_s": images / secs,
+                             "samples_per_hour": samples / secs * 3600})
+                print(json.dumps(rows[-1]), flush=True)
+    print("\n| layout | repeat | steps | training s | job wall s | steps/s | images/s | "
+          "samples/hour |\n|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['layout']} | {r['repeat']} | {r['steps']} | {r['seconds']:.1f} | "
+              f"{r['wall']:.1f} | {r['steps_per_s']:.2f} | {r['images_per_s']:.0f} | "
+              f"{r['samples_per_hour']:.0f} |")
+    for name in ("2 x 1 CPU", "1 x 2 CPU"):
+        v = [r["images_per_s"] for r in rows if r["layout"] == name]
+        s = [r["samples_per_hour"] for r in rows if r["layout"] == name]
+        print(f"{name}: images/s mean {statistics.mean(v):.0f} (range {min(v):.0f}-{max(v):.0f}), "
+              f"samples/hour mean {statistics.mean(s):.0f} (range {min(s):.0f}-{max(s):.0f})")
+
+
+# ---------------------------------------------------------------------- fidelity
+
+
+def arch_set(space: Any, n: int, seed: int) -> list[tuple[int, ...]]:
+    """``n`` distinct networks evenly spread over the MACs ranking of ``20 n`` uniform samples."""
+    from nas.arch.cost import count_macs
+    from nas.arch.spec import identity
+    rng = np.random.default_rng(seed)
+    seen: dict[str, tuple[int, ...]] = {}
+    while len(seen) < 20 * n:
+        t = space.sample_tokens(rng)
+        seen.setdefault(identity(space.decode(t)), t)
+    pool = sorted(seen.values(), key=lambda t: count_macs(space.decode(t)))
+    return [pool[int(i)] for i in np.linspace(0, len(pool) - 1, n).round()]
+
+
+def score(state: dict, o: Any, data: Any, archs: list, modes: tuple[str, ...],
+          images: int, seed: int) -> dict[str, list[float]]:
+    import torch
+
+    from nas.supernet.model import Supernet
+    from nas.supernet.score import Scorer
+    from nas.training.feeder import Feeder
+    torch.set_num_threads(2)
+    space = _space()
+    r = o.supernet
+    sn = Supernet(space, r.width_mult, r.resolution, data.num_classes, data.in_channels)
+    sn.load_state_dict(state["supernet"])
+    if r.channels_last:
+        sn.to(memory_format=torch.channels_last)
+    stats = data.train.channel_stats()
+    dev = torch.device("cpu")
+    val = Feeder(data.val, None, dev, stats, r.resolution, r.channels_last)
+    train = Feeder(data.train, None, dev, stats, r.resolution, r.channels_last)
+    rows = np.random.default_rng(seed).permutation(val.n)[:images]
+    out = {}
+    for mode in modes:
+        scorer = Scorer(sn, val, train, mode, o.recal_batches, r.eval_batch_size,
+                        np.random.default_rng(seed), None, r.channels_last)
+        t0 = time.time()
+        out[mode] = [scorer.accuracy(t, rows) for t in archs]
+        print(f"  scored {len(archs)} networks with bn={mode} in {time.time() - t0:.0f} s",
+              flush=True)
+    return out
+
+
+def fidelity(args: argparse.Namespace) -> None:
+    from nas.search import tune_adapter as ta
+    from nas.search.runner import train_fixed
+    from nas.search.settings import TrialSettings
+    from nas.search.stats import bootstrap, kendall_tau, spearman_rho
+    out = Path(args.out)
+    cfg, o = _settings(args.set)
+    data = _data(cfg)
+    space = _space()
+    archs = arch_set(space, args.archs, args.seed)
+    ta.init_ray(None)
+    trials = TrialSettings.from_config(cfg)
+    items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
+    t0 = time.time()
+    done_before = (out / "standalone" / "driver.pt").is_file()
+    standalone = train_fixed(items, out / "standalone", trials, data, args.seed, resume=True,
+                             resume_hint="the same command", table="children")
+    standalone_wall = time.time() - t0
+    acc = [standalone[f"a{i}"].accuracy for i in range(len(archs))]
+
+    folder = out / "variants" / args.variant
+    t0 = time.time()
+    state, job_wall = train_supernet(folder / "supernet", o, args.strategy, {}, data,
+                                     args.seed, args.workers, args.cpus)
+    modes = ("batch", "recalibrate", "running")
+    scores = score(state, o, data, archs, modes, args.score_images, args.seed)
+    rng = np.random.default_rng(0)
+    report: dict[str, Any] = {"variant": args.variant, "sets": args.set, "archs": len(archs),
+                              "standalone_accuracy": acc, "scores": scores, "modes": {}}
+    for m in modes:
+        tau = bootstrap(kendall_tau, scores[m], acc, rng)
+        report["modes"][m] = {"kendall": tau.to_dict(),
+                              "spearman": spearman_rho(scores[m], acc)}
+    report["between_modes"] = {f"{a}~{b}": kendall_tau(scores[a], scores[b])
+                               for a, b in (("batch", "recalibrate"), ("batch", "running"),
+                                            ("recalibrate", "running"))}
+    samples, secs = len(state["samples"]), float(state["seconds"])
+    children = [r for r in standalone.values() if r.status == "ok"]
+    report["throughput"] = {
+        "supernet_samples": samples, "supernet_training_seconds": secs,
+        "supernet_job_wall_seconds": job_wall,
+        "samples_per_hour": samples / secs * 3600,
+        "samples_per_hour_wall": samples / job_wall * 3600,
+        "standalone_children": len(children),
+        "standalone_children_seconds": sum(r.seconds for r in children),
+        "standalone_wall_seconds": None if done_before else standalone_wall,
+        "children_per_hour": None if done_before else len(children) / standalone_wall * 3600,
+    }
+    (folder / "fidelity.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nvariant {args.variant} ({' '.join(args.set) or 'laptop default'}): "
+          f"{len(archs)} networks, supernet {samples} samples in {secs:.0f} s of training "
+          f"({job_wall:.0f} s with the job's start)")
+    print("| bn mode | Kendall tau vs standalone accuracy [95 % bootstrap] | Spearman rho |")
+    print("|---|---|---|")
+    for m in modes:
+        k = report["modes"][m]["kendall"]
+        print(f"| {m} | {k['value']:.2f} [{k['low']:.2f}, {k['high']:.2f}] | "
+              f"{report['modes'][m]['spearman']:.2f} |")
+    print("tau between modes: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                            report["between_modes"].items()))
+    t = report["throughput"]
+    if t["children_per_hour"]:
+        print(f"throughput: {t['samples_per_hour']:.0f} samples/hour of supernet training "
+              f"({t['samples_per_hour_wall']:.0f} counting the job's start) vs "
+              f"{t['children_per_hour']:.1f} proxy children/hour -> ratio "
+              f"{t['samples_per_hour'] / t['children_per_hour']:.0f} "
+              f"({t['samples_per_hour_wall'] / t['children_per_hour']:.0f})")
+
+
+# ---------------------------------------------------------------------- searches
+
+
+def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
+           cap: float | None = None) -> float:
+    """One search.py run (interrupted after ``cap`` seconds if given); its wall time."""
+    cmd = [sys.executable, str(ROOT / "search.py"), "--target-flops", "400M", "--seed",
+           str(seed), "--strategy", strategy, "--evaluator", evaluator, "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.time()
+    with open(out.parent / f"{out.name}.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            proc.wait(timeout=cap)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # as Ctrl-C: every finished child is kept
+            proc.wait()
+    return time.time() - t0
+
+
+def best_of(out: Path) -> dict[str, Any] | None:
+    from nas.arch.io import load_spec
+    if not (out / "best.yaml").is_file():
+        return None
+    spec = load_spec(out / "best.yaml")
+    return {"spec": spec, "reward": spec.meta["metrics"]["reward"],
+            "accuracy": spec.meta["metrics"]["accuracy"], "macs": spec.meta["metrics"]["macs"]}
+
+
+def summary_line(name: str, values: list[float]) -> str:
+    return (f"{name}: mean {statistics.mean(values):.4f}, range {min(values):.4f}-"
+            f"{max(values):.4f} ({', '.join(f'{v:.4f}' for v in values)})")
+
+
+def strategies(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {"ppo": [], "random": []}
+    for seed in args.seeds:
+        for strategy in ("ppo", "random"):
+            run = out / f"{strategy}-{seed}"
+            if not (run / "summary.json").is_file():
+                search(run, seed, strategy, "oneshot", args.set + ["reference=null"])
+            summary = json.loads((run / "summary.json").read_text())
+            import csv
+            with open(run / "supernet" / "samples.csv") as f:
+                samples = list(csv.DictReader(f))
+            last_step = max(int(s["step"]) for s in samples)
+            epoch_steps = json.loads((run / "supernet" / "progress.jsonl").read_text()
+                                     .splitlines()[-1])["step"] - json.loads(
+                (run / "supernet" / "progress.jsonl").read_text().splitlines()[-2])["step"]
+            last = [float(s["reward"]) for s in samples if int(s["step"]) > last_step - epoch_steps]
+            results[strategy].append({"seed": seed, "best": summary["best"]["reward"],
+                                      "best_accuracy": summary["best"]["accuracy"],
+                                      "samples": summary["supernet"]["samples"],
+                                      "last_epoch_reward": statistics.mean(last),
+                                      "seconds": summary["session_seconds"]})
+            print(json.dumps({"strategy": strategy, **results[strategy][-1]}), flush=True)
+    (out / "strategies.json").write_text(json.dumps(results, indent=2) + "\n")
+    for key in ("best", "last_epoch_reward"):
+        for strategy, rs in results.items():
+            print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
+
+
+def versus(args: argparse.Namespace) -> None:
+    from nas.search import tune_adapter as ta
+    from nas.search.runner import train_fixed
+    from nas.search.settings import TrialSettings
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cap = args.minutes * 60
+    bests: dict[str, list[dict]] = {"oneshot": [], "proxy": []}
+    for seed in args.seeds:
+        for evaluator in ("oneshot", "proxy"):
+            run = out / f"{evaluator}-{seed}"
+            if not (run / "best.yaml").is_file() or not (run / "wall.txt").is_file():
+                sets = args.oneshot_set if evaluator == "oneshot" else ["budget=100000"]
+                wall = search(run, seed, "ppo", evaluator, sets + ["reference=null"],
+                              cap=None if evaluator == "oneshot" else cap)
+                (run / "wall.txt").write_text(f"{wall:.1f}\n")
+            b = best_of(run)
+            assert b is not None, f"{run} has no best.yaml"
+            b["wall"] = float((run / "wall.txt").read_text())
+            b["seed"] = seed
+            b["children"] = sum(1 for line in (run / "children.jsonl").read_text().splitlines()
+                                if '"status": "ok"' in line)
+            bests[evaluator].append(b)
+            print(f"{evaluator} seed {seed}: best reward {b['reward']:.4f} "
+                  f"(accuracy {b['accuracy']:.4f}, {b['macs'] / 1e6:.1f}M MACs) after "
+                  f"{b['wall']:.0f} s, {b['children']} standalone children", flush=True)
+    # Train each best.yaml again with fresh seeds.
+    from nas.cli.config import load_layers
+    from nas.search.reward import RewardConfig, compute_reward
+    cfg = load_layers("search", None, None, {})
+    trials = TrialSettings.from_config(cfg)
+    ta.init_ray(None)
+    data = _data(cfg)
+    items = [(f"{ev}-{b['seed']}", b["spec"], {}) for ev, bs in bests.items() for b in bs]
+    retrained: dict[str, list[float]] = {label: [] for label, _, _ in items}
+    for k in range(args.retrain_seeds):
+        recs = train_fixed(items, out / f"retrain-{k}", trials, data, 1000 + k, resume=True,
+                           resume_hint="the same command", table="children")
+        for label, rec in recs.items():
+            if rec.status == "ok":
+                retrained[label].append(
+                    compute_reward(rec.accuracy, _macs(items, label), RewardConfig()).reward)
+    report = {ev: [{k: v for k, v in b.items() if k != "spec"} | {
+        "retrained": retrained[f"{ev}-{b['seed']}"]} for b in bs] for ev, bs in bests.items()}
+    (out / "versus.json").write_text(json.dumps(report, indent=2) + "\n")
+    for ev, bs in report.items():
+        print(summary_line(f"{ev} best reward in the run", [b["reward"] for b in bs]))
+        means = [statistics.mean(b["retrained"]) for b in bs if b["retrained"]]
+        if means:
+            print(summary_line(f"{ev} best.yaml retrained ({args.retrain_seeds} seeds, mean per "
+                               "run)", means))
+        print(f"{ev} wall s: {', '.join(f'{b['wall']:.0f}' for b in bs)}")
+
+
+def _macs(items: list, label: str) -> int:
+    from nas.arch.cost import count_macs
+    spec = next(s for lab, s, _ in items if lab == label)
+    return count_macs(spec, 224, 1000, 3)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("layout")
+    a.add_argument("--epochs", type=int, default=4)
+    a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--set", action="append", default=[])
+    f = sub.add_parser("fidelity")
+    f.add_argument("--out", required=True)
+    f.add_argument("--archs", type=int, default=24)
+    f.add_argument("--variant", default="default")
+    f.add_argument("--strategy", default="random")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--workers", type=int, default=2)
+    f.add_argument("--cpus", type=float, default=1)
+    f.add_argument("--score-images", type=int, default=1000)
+    f.add_argument("--set", action="append", default=[])
+    s = sub.add_parser("strategies")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--set", action="append", default=[])
+    v = sub.add_parser("versus")
+    v.add_argument("--out", required=True)
+    v.add_argument("--minutes", type=float, default=30)
+    v.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    v.add_argument("--retrain-seeds", type=int, default=3)
+    v.add_argument("--oneshot-set", action="append", default=[])
+    args = p.parse_args()
+    {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus}[
+        args.what](args)
+
+
+if __name__ == "__main__":
+    main()
