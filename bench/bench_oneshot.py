@@ -350,7 +350,8 @@ def versus(args: argparse.Namespace) -> None:
         if means:
             print(summary_line(f"{ev} best.yaml retrained ({args.retrain_seeds} seeds, mean per "
                                "run)", means))
-        print(f"{ev} wall s: {', '.join(f'{b['wall']:.0f}' for b in bs)}")
+        walls = ", ".join(f"{b['wall']:.0f}" for b in bs)
+        print(f"{ev} wall s: {walls}")
 
 
 def _macs(items: list, label: str) -> int:
