@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_oneshot.py fidelity --out DIR [--archs 24] [--variant NAME
         --set oneshot.KEY=VALUE ...]
     .venv/bin/python bench/bench_oneshot.py strategies --out DIR [--seeds 0 1 2]
+    .venv/bin/python bench/bench_oneshot.py ablate [--epochs 3] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
 
 ``layout``      the supernet job (the laptop default's recipe, ``--epochs`` epochs) as two
@@ -20,6 +21,14 @@
 ``strategies``  one-shot searches (laptop default) with PPO and with uniform random sampling
                 of the same supernet (``--strategy random``), per seed: the standalone reward
                 of best.yaml, and the mean supernet reward of the last epoch's samples.
+``ablate``      what each kind of decision costs the shared weights: the supernet is
+                trained (the laptop default's recipe, ``--epochs`` epochs, one process) with
+                every decision held at one random network's choice except the decisions of
+                one kind (``op``, ``kernel``, ``se``, ``skip``, ``filters``, ``layers``,
+                ``activation``), which are sampled uniformly at every step; also with
+                nothing sampled (``none``: a plain network) and everything sampled
+                (``all``). Per ``--seeds`` (each its own held network): the training loss of
+                the last epoch and the validation accuracy of the last epoch's paths.
 ``versus``      a one-shot search against a multi-trial search (both PPO, default proxy),
                 per seed, each given ``--minutes`` of wall time (the multi-trial search is
                 interrupted at the cap, as Ctrl-C would; the one-shot search is sized to end
@@ -59,10 +68,14 @@ def _data(cfg: dict) -> Any:
     return data_settings(cfg).load()
 
 
+SPACE = ["mnasnet-space"]  # --space of the command
+
+
 def _space() -> Any:
     from nas.core.files import config_path
     from search_space import SearchSpace
-    return SearchSpace.from_yaml(config_path("mnasnet-space"))
+    name = SPACE[0]
+    return SearchSpace.from_yaml(name if Path(name).is_file() else config_path(name))
 
 
 def train_supernet(folder: Path, o: Any, strategy: str, options: dict, data: Any, seed: int,
@@ -354,6 +367,79 @@ def versus(args: argparse.Namespace) -> None:
         print(f"{ev} wall s: {walls}")
 
 
+# ---------------------------------------------------------------------- ablate
+
+
+class HeldSampler:
+    """A strategy for ``ablate``: every decision at ``held``'s choice except those of the
+    kinds in ``free``, which are drawn uniformly at every ``ask``."""
+
+    def __init__(self, space: Any, held: tuple[int, ...], free: set[str], seed: int) -> None:
+        self.sizes, self.held = space.sizes(), held
+        self.free = [i for i, d in enumerate(space.decisions())
+                     if "all" in free or d.key in free]
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self) -> Any:
+        from controller.base import Proposal
+        tokens = list(self.held)
+        for i in self.free:
+            tokens[i] = int(self.rng.integers(self.sizes[i]))
+        return Proposal(tokens=tuple(tokens))
+
+    def tell(self, proposal: Any, reward: float, metrics: Any = None) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+KINDS = ("none", "activation", "op", "kernel", "se", "skip", "filters", "layers", "all")
+
+
+def ablate(args: argparse.Namespace) -> None:
+    import torch
+
+    from nas.arch.cost import count_macs
+    from nas.supernet.model import Supernet
+    from nas.supernet.train import JointTraining
+    cfg, o = _settings(args.set)
+    data = _data(cfg)
+    space = _space()
+    r = o.supernet.replace(epochs=args.epochs, num_threads=2)
+    o = o.replace(supernet=r, warmup=0.0, candidates=1, score_images=64)
+    rows = []
+    for seed in args.seeds:
+        held = tuple(space.sample_tokens(np.random.default_rng(1000 + seed)))
+        for kind in args.kinds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                sn = Supernet(space, r.width_mult, r.resolution, data.num_classes,
+                              data.in_channels)
+            free = set() if kind == "none" else {kind}
+            jt = JointTraining(sn, sn, space, o, data.train, data.val,
+                               data.train.channel_stats(), HeldSampler(space, held, free, seed),
+                               lambda acc, tokens: (acc, count_macs(space.decode(tokens))),
+                               torch.device("cpu"), seed=seed)
+            t0 = time.time()
+            records: list[dict] = []
+            assert jt.run(on_epoch=records.append) == "ok"
+            rows.append({"seed": seed, "sampled": kind, "loss": records[-1]["train_loss"],
+                         "val_accuracy": records[-1]["accuracy_mean"],
+                         "seconds": time.time() - t0})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{args.epochs} epochs of {r.train_subset} images, batch {r.batch_size}, "
+          f"{r.optimizer} lr {r.lr:g}; chance: loss {math.log(data.num_classes):.3f}, "
+          f"accuracy {1 / data.num_classes:.2f}")
+    print("| sampled | last-epoch training loss: mean [range] | validation accuracy of its "
+          "paths: mean [range] |\n|---|---|---|")
+    for kind in args.kinds:
+        loss = [x["loss"] for x in rows if x["sampled"] == kind]
+        acc = [x["val_accuracy"] for x in rows if x["sampled"] == kind]
+        print(f"| {kind} | {statistics.mean(loss):.2f} [{min(loss):.2f}, {max(loss):.2f}] | "
+              f"{statistics.mean(acc):.3f} [{min(acc):.3f}, {max(acc):.3f}] |")
+
+
 def _macs(items: list, label: str) -> int:
     from nas.arch.cost import count_macs
     spec = next(s for lab, s, _ in items if lab == label)
@@ -381,14 +467,24 @@ def main() -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--set", action="append", default=[])
+    b = sub.add_parser("ablate")
+    b.add_argument("--epochs", type=int, default=3)
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    b.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    b.add_argument("--set", action="append", default=[])
     v = sub.add_parser("versus")
     v.add_argument("--out", required=True)
     v.add_argument("--minutes", type=float, default=30)
     v.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     v.add_argument("--retrain-seeds", type=int, default=3)
     v.add_argument("--oneshot-set", action="append", default=[])
+    for sp in (a, f, b):
+        sp.add_argument("--space", default="mnasnet-space",
+                        help="search-space YAML or bundled name (default mnasnet-space)")
     args = p.parse_args()
-    {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus}[
+    SPACE[0] = getattr(args, "space", SPACE[0])
+    {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus,
+     "ablate": ablate}[
         args.what](args)
 
 

@@ -170,6 +170,15 @@ def test_a_supernet_too_large_is_refused_in_one_line():
     assert "\n" not in msg and "shared parameters" in msg and "oneshot.max_params" in msg
 
 
+def test_choices_a_supernet_trains_badly_under_are_named_and_the_shared_space_has_none():
+    from nas.supernet.plan import sharing_warnings
+    lines = sharing_warnings(mnasnet())
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert "op kinds" in lines[0] and "blocks 1, 2, 3, 4, 5, 6, 7" in lines[0]
+    assert "skips" in lines[1] and "--space shared-space" in lines[1]
+    assert sharing_warnings(SearchSpace.from_yaml(config_path("shared-space"))) == []
+
+
 def test_scoring_modes():
     from nas.supernet.score import Scorer
     from nas.training.feeder import Feeder

@@ -67,7 +67,7 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     from nas.core.files import config_path, write_text_atomic
     from nas.search import train_adapter as tra
     from nas.search import tune_adapter as ta
-    from nas.supernet.plan import check_shareable, shared_params
+    from nas.supernet.plan import check_shareable, shared_params, sharing_warnings
     from search_space import SearchSpace
 
     out = s.out
@@ -82,6 +82,8 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     ta.check_resources(s.trials.cpus_per_trial, s.trials.gpus_per_trial)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", config_text)
+    for line in sharing_warnings(space):
+        say(f"note: {line}")
 
     r = o.supernet
     say(f"search {s.name}: one-shot {s.strategy} over {space.name} "

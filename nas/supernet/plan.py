@@ -155,3 +155,23 @@ def check_shareable(space: Any, width: float, num_classes: int, in_channels: int
             f"parameters, over oneshot.max_params ({max_params / 1e6:.1f}M); lower "
             "oneshot.recipe.width_mult, raise oneshot.max_params, or use --evaluator proxy")
     return plan
+
+
+def sharing_warnings(space: Any) -> list[str]:
+    """The choices of ``space`` that its supernet can hold but that its shared weights train
+    badly under, one line each (empty when none). Measured by ``bench/bench_oneshot.py
+    ablate`` (docs/benchmarks.md): sampling a block's op kind (conv, ds and mbconv keep
+    separate weights) or its skip (a residual layer or not) at every step left the shared
+    weights near chance after 3 epochs; ``configs/shared-space.yaml`` drops both choices."""
+    kinds = [b for b, block in enumerate(space.blocks)
+             if len({op_choice(op)[0] for op in block.op}) > 1]
+    skips = [b for b, block in enumerate(space.blocks) if len(set(block.skip)) > 1]
+    out = []
+    for what, blocks in (("op kinds (conv, ds, mbconv)", kinds),
+                         ("skips (residual or not)", skips)):
+        if blocks:
+            out.append(f"space {space.name!r} samples {what} in blocks "
+                       f"{', '.join(str(b + 1) for b in blocks)}; a supernet trains poorly under "
+                       "that choice (docs/benchmarks.md): consider --space shared-space")
+    return out
+
