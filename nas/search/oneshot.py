@@ -198,6 +198,7 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
     from nas.search.runlog import (
         COLUMNS,
         TensorBoardLog,
+        csv_fields,
         pareto_front,
         plot_front,
         record_metrics,
@@ -207,12 +208,7 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
 
     rows = []
     for rec, extra in records:
-        d = rec.to_dict()
-        d["tokens"] = " ".join(map(str, rec.tokens))
-        d["accuracy"] = "" if math.isnan(rec.accuracy) else f"{rec.accuracy:.6f}"
-        d["reward"] = f"{rec.reward:.6f}"
-        d["seconds"] = f"{rec.seconds:.2f}"
-        d["wall_seconds"] = f"{rec.wall_seconds:.2f}"
+        d = csv_fields(rec)
         d.update({k: "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
                   for k, v in extra.items()})
         rows.append([d[c] for c in COLUMNS + EXTRA_COLUMNS])

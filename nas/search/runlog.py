@@ -35,15 +35,21 @@ def pareto_front(records: Iterable[ChildRecord]) -> list[ChildRecord]:
     return front
 
 
+def csv_fields(r: ChildRecord) -> dict[str, Any]:
+    """A child's fields as ``children.csv`` writes them (a missing accuracy is empty)."""
+    d = r.to_dict()
+    d["tokens"] = " ".join(map(str, r.tokens))
+    d["accuracy"] = "" if math.isnan(r.accuracy) else f"{r.accuracy:.6f}"
+    d["reward"] = f"{r.reward:.6f}"
+    d["seconds"] = f"{r.seconds:.2f}"
+    d["wall_seconds"] = f"{r.wall_seconds:.2f}"
+    return d
+
+
 def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "children") -> None:
     rows = []
     for r in records:
-        d = r.to_dict()
-        d["tokens"] = " ".join(map(str, r.tokens))
-        d["accuracy"] = "" if math.isnan(r.accuracy) else f"{r.accuracy:.6f}"
-        d["reward"] = f"{r.reward:.6f}"
-        d["seconds"] = f"{r.seconds:.2f}"
-        d["wall_seconds"] = f"{r.wall_seconds:.2f}"
+        d = csv_fields(r)
         rows.append([d[c] for c in COLUMNS])
     write_csv(out / f"{stem}.csv", COLUMNS, rows)
     lines = [json_text(r.to_dict()) for r in records]  # NaN accuracy -> null
