@@ -57,6 +57,14 @@ def child_key(spec: ArchSpec, overrides: Mapping[str, Any]) -> str:
     return f"{identity(spec)}+{json.dumps(dict(overrides), sort_keys=True)}"
 
 
+def scored_by_accuracy(status: str, reward: RewardConfig) -> bool:
+    """Whether a child of this status is scored by its accuracy (else ``failure_reward``):
+    a success, and a child cut off by the time cap or stopped by the scheduler when the
+    reward settings say ``partial``."""
+    return (status == OK or (status == TIMEOUT and reward.on_timeout == "partial")
+            or (status == STOPPED and reward.on_stopped == "partial"))
+
+
 @dataclass(frozen=True)
 class Target:
     """The setting at which MACs and params are counted for the reward (the papers' setting).
@@ -290,9 +298,7 @@ class ChildDriver:
                 "macs": float(record.macs)}
 
     def _scored(self, status: str) -> bool:
-        """Whether a child of this status is scored by its accuracy (else failure_reward)."""
-        return (status == OK or (status == TIMEOUT and self.reward_cfg.on_timeout == "partial")
-                or (status == STOPPED and self.reward_cfg.on_stopped == "partial"))
+        return scored_by_accuracy(status, self.reward_cfg)
 
     def pop_diagnostics(self) -> list[dict[str, float]]:
         """The strategy's update diagnostics since the last call (CleanRL-style scalars)."""

@@ -28,8 +28,6 @@ from nas.search.run import SearchOutcome
 from nas.search.settings import SearchSettings
 from nas.supernet.settings import SupernetSettings
 
-EXTRA_COLUMNS = ("supernet_accuracy", "supernet_reward", "supernet_rank")
-
 
 def check_oneshot_folder(out: Path, resume: bool) -> None:
     """A new one-shot search needs a folder without a run; ``--resume`` needs its supernet."""
@@ -159,7 +157,7 @@ def _records(trained: dict[str, Any], specs: dict[str, Any], ranking: list[dict[
     """Standalone records with the search's reward at the target setting, each with its
     supernet score (none for the reference)."""
     from nas.arch.cost import count
-    from nas.search.driver import OK, REFERENCE, TIMEOUT
+    from nas.search.driver import REFERENCE, scored_by_accuracy
     from nas.search.reward import compute_reward
 
     out = []
@@ -178,9 +176,8 @@ def _records(trained: dict[str, Any], specs: dict[str, Any], ranking: list[dict[
         cost = count(specs[label], s.target.resolution, s.target.num_classes,
                      s.target.in_channels)
         params, macs = cost.params, cost.macs
-        scored = rec.status == OK or (rec.status == TIMEOUT and s.reward.on_timeout == "partial")
-        reward = (compute_reward(rec.accuracy, macs, s.reward).reward if scored
-                  else s.reward.failure_reward)
+        reward = (compute_reward(rec.accuracy, macs, s.reward).reward
+                  if scored_by_accuracy(rec.status, s.reward) else s.reward.failure_reward)
         status = REFERENCE if label == "reference" else rec.status
         out.append((replace(rec, child=child, tokens=tokens, params=params, macs=macs,
                             reward=reward, status=status), extra))
@@ -193,30 +190,20 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
     import matplotlib.pyplot as plt
 
     from nas.arch.io import save_spec
-    from nas.core.files import write_csv, write_text_atomic
+    from nas.core.files import write_text_atomic
     from nas.search.driver import OK, REFERENCE
     from nas.search.runlog import (
-        COLUMNS,
         TensorBoardLog,
-        csv_fields,
         pareto_front,
         plot_front,
         record_metrics,
         save_specs,
+        write_tables,
     )
     from nas.search.stats import kendall_tau
 
-    rows = []
-    for rec, extra in records:
-        d = csv_fields(rec)
-        d.update({k: "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
-                  for k, v in extra.items()})
-        rows.append([d[c] for c in COLUMNS + EXTRA_COLUMNS])
-    write_csv(out / "children.csv", COLUMNS + EXTRA_COLUMNS, rows)
-    lines = [json.dumps({**rec.to_dict(), **extra,
-                         "accuracy": None if math.isnan(rec.accuracy) else rec.accuracy})
-             for rec, extra in records]
-    write_text_atomic(out / "children.jsonl", "\n".join(lines) + "\n")
+    write_tables([rec for rec, _ in records], out, "children",
+                 [extra for _, extra in records])
 
     children = [rec for rec, _ in records if rec.status != REFERENCE]
     reference = next((rec for rec, _ in records if rec.status == REFERENCE), None)

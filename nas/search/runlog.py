@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
@@ -46,13 +46,21 @@ def csv_fields(r: ChildRecord) -> dict[str, Any]:
     return d
 
 
-def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "children") -> None:
+def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "children",
+                 extra: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """``stem.csv`` and ``stem.jsonl``; ``extra`` gives each record more columns (the same
+    keys for every record, after the usual ones; a float with 6 decimals, None empty)."""
+    extra = list(extra) if extra is not None else [{} for _ in records]
+    header = list(COLUMNS) + (list(extra[0]) if extra else [])
     rows = []
-    for r in records:
+    for r, more in zip(records, extra):
         d = csv_fields(r)
-        rows.append([d[c] for c in COLUMNS])
-    write_csv(out / f"{stem}.csv", COLUMNS, rows)
-    lines = [json_text(r.to_dict()) for r in records]  # NaN accuracy -> null
+        d.update({k: "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
+                  for k, v in more.items()})
+        rows.append([d[c] for c in header])
+    write_csv(out / f"{stem}.csv", header, rows)
+    lines = [json_text({**r.to_dict(), **more})  # NaN accuracy -> null
+             for r, more in zip(records, extra)]
     write_text_atomic(out / f"{stem}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
 
 
