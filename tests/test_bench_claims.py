@@ -1,0 +1,114 @@
+"""bench/bench_claims.py without training: which models each claim compares, which comparisons
+get more seeds, the verdicts, and the refusal to mix runs of another protocol into a table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "bench" / "bench_claims.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_claims", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_claims"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _module()
+GROUPS = ["baselines", "scaling", "family"]
+
+
+@pytest.fixture(scope="module")
+def todo():
+    # MnasNet-A1 stands in for a searched baseline; the paper's coefficients scale it.
+    return bench.models(str(ROOT / "configs" / "mnasnet-a1.yaml"), None, GROUPS)
+
+
+def test_each_claim_compares_ours_with_theirs(todo):
+    assert bench.comparisons(todo, "baselines") == [
+        ("searched baseline", "efficientnet-b0"), ("searched baseline", "mnasnet-a1"),
+        ("searched baseline", "mobilenetv2")]
+    scaling = bench.comparisons(todo, "scaling")
+    assert len(scaling) == 6
+    assert ("2x compound", "2x resolution only") in scaling
+    assert ("4x compound", "4x width only") in scaling
+    assert not any(a[:2] != b[:2] for a, b in scaling)  # 2x against 2x, 4x against 4x
+    assert bench.comparisons(todo, "family") == [("searched b1", "efficientnet b1"),
+                                                 ("searched b2", "efficientnet b2")]
+
+
+def _r(group, label, seed, val):
+    return {"group": group, "label": label, "seed": seed, "val": val, "test": val,
+            "macs": 1e8, "params": 1000, "resolution": 32, "minutes": 1.0}
+
+
+def test_only_comparisons_under_the_gap_get_more_seeds(todo):
+    results = [_r("baselines", "searched baseline", 0, 0.880),
+               _r("baselines", "efficientnet-b0", 0, 0.875),   # 0.5 points: close
+               _r("baselines", "mnasnet-a1", 0, 0.850),        # 3 points: not close
+               _r("baselines", "mobilenetv2", 0, 0.8899)]      # 0.99 points: close
+    close = bench.close_pairs(results, todo, ["baselines"], 0.01)
+    assert close == {("baselines", "searched baseline"), ("baselines", "efficientnet-b0"),
+                     ("baselines", "mobilenetv2")}
+
+
+def test_verdicts_follow_the_seed_rule(todo):
+    one = [_r("baselines", "searched baseline", 0, 0.90), _r("baselines", "mnasnet-a1", 0, 0.80)]
+    text = bench.markdown(one, todo, ["baselines"], "test protocol")
+    assert "| searched baseline vs mnasnet-a1 | not shown (1 seed(s)" in text
+    three = [_r("baselines", "searched baseline", s, 0.90 + s / 1000) for s in range(3)]
+    three += [_r("baselines", "mnasnet-a1", s, 0.80 + s / 1000) for s in range(3)]
+    three += [_r("baselines", "efficientnet-b0", s, 0.899 + s / 500) for s in range(3)]
+    text = bench.markdown(three, todo, ["baselines"], "test protocol")
+    assert "| searched baseline vs mnasnet-a1 | above (+0.1000" in text
+    assert "| searched baseline vs efficientnet-b0 | not shown (ranges overlap" in text
+    assert "| searched baseline vs mobilenetv2 | not measured |" in text
+    assert "0.9010 (0.9000-0.9020)" in text
+
+
+def test_plot_draws_every_group(todo, tmp_path):
+    results = [_r(m["group"], m["label"], s, 0.8 + s / 100) for m in todo for s in range(2)]
+    bench.plot(results, todo, GROUPS, tmp_path / "claims.png")
+    assert (tmp_path / "claims.png").stat().st_size > 10_000
+
+
+def test_a_run_of_another_protocol_is_refused_not_mixed_in(tmp_path):
+    folder = tmp_path / "searched-baseline" / "seed0"
+    folder.mkdir(parents=True)
+    config = {"epochs": 3, "width_mult": 0.5, "resolution": 32, "seed": 0,
+              "train_subset": None, "optimizer": "rmsprop"}
+    (folder / "metrics.json").write_text(json.dumps({"config": config}))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--baseline", str(ROOT / "configs" / "mnasnet-a1.yaml"),
+         "--groups", "baselines", "--epochs", "5", "--out", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "another protocol (epochs 3, here 5)" in last and "--out" in last
+    assert not (tmp_path / "efficientnet-b0").exists()  # nothing started
+
+
+def test_protocol_mismatch_names_the_recipe_field():
+    job = {"epochs": 5, "width": 0.5, "resolution": 32, "seed": 1,
+           "recipe": {"optimizer": "adamw", "lr": 0.002}}
+    config = {"epochs": 5, "width_mult": 0.5, "resolution": 32, "seed": 1,
+              "train_subset": None, "optimizer": "adamw", "lr": 0.002}
+    assert bench.protocol_mismatch(config, job) is None
+    assert bench.protocol_mismatch({**config, "lr": 0.01}, job) == "lr 0.01, here 0.002"
+
+
+def test_unknown_group_is_refused_in_one_line():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--baseline", "x.yaml",
+                           "--groups", "baseline"], check=False, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "unknown group baseline; choose from baselines, scaling, family" in proc.stderr
