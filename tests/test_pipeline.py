@@ -74,7 +74,7 @@ def test_typed_settings_hand_each_stage_its_own(tmp_path):
     assert t.members == ("600.0M", "b2") and t.baseline
     assert [name for name, _ in t.references] == ["mobilenetv2", "efficientnet-b0"]
     assert all(Path(path).is_file() for _, path in t.references)
-    assert t.template.epochs == 10 and t.template.optimizer == "sgd"
+    assert t.template.epochs == 10 and t.template.optimizer == "adamw" and t.template.lr == 0.002
     assert t.template.dataset == "fashion-mnist" and t.template.val_size == 5000
     assert not out.exists()  # building settings writes nothing
     # Given coefficients skip the grid; a given baseline skips the search.
