@@ -123,6 +123,12 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             "minutes": m["train_seconds"] / 60, "out": job["out"]}
 
 
+def finished_seeds(folder: Path) -> list[int]:
+    """The seeds of a model's finished runs (``seedS/metrics.json``) in its folder."""
+    return sorted(int(m.parent.name[4:]) for m in folder.glob("seed*/metrics.json")
+                  if m.parent.name[4:].isdigit())
+
+
 def _slug(label: str) -> str:
     return label.replace(" ", "-")
 
@@ -188,10 +194,12 @@ def markdown(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: 
              protocol: str) -> str:
     from nas.search.pipeline_report import compare_to
 
-    lines = [f"Protocol: {protocol}", ""]
+    lines = [(f"Protocol: {protocol}. MACs and parameters are those of the network as trained "
+             "(the width multiplier applied, 10 classes, one input channel), MACs at the "
+             "spec's own resolution."), ""]
     for group in groups:
         by = _by_label(results, group)
-        lines += [f"### {group}", "", ("| model | MACs (own resolution) | params | train px | "
+        lines += [f"### {group}", "", ("| model | MACs as trained | params as trained | train px | "
                                        "val (mean, range) | test (mean) | seeds | min/run |"),
                   "|---|---|---|---|---|---|---|---|"]
         for m in todo:
@@ -311,12 +319,17 @@ def main() -> None:
                 f"; seeds {args.seeds}" + (f", then {args.more_seeds} where a comparison is "
                                            f"closer than {args.gap}" if more else ""))
     first = jobs_for([(m, s) for m in todo for s in seeds])
+    kept = jobs_for([(m, s) for m in todo for s in finished_seeds(out / _slug(m["label"]))
+                     if s not in seeds])
+    if kept:
+        protocol += (f"; {len(kept)} finished runs of other seeds under this protocol in "
+                     f"{out} are included")
     print(f"{len(first)} runs ({len(todo)} models x seeds {seeds}); {protocol}; "
           f"{args.processes} at a time, one thread each; {os.cpu_count()} CPUs, load "
           f"{os.getloadavg()[0]:.2f}", flush=True)
     t0 = time.time()
     done: dict[str, dict[str, Any]] = {}
-    results = run_jobs(first, args.processes, done)
+    results = run_jobs(first + kept, args.processes, done)
     if more:
         close = close_pairs(results, todo, groups, args.gap)
         extra = jobs_for([(m, s) for m in todo if (m["group"], m["label"]) in close

@@ -112,3 +112,12 @@ def test_unknown_group_is_refused_in_one_line():
                           timeout=60)
     assert proc.returncode == 2
     assert "unknown group baseline; choose from baselines, scaling, family" in proc.stderr
+
+
+def test_finished_runs_of_other_seeds_are_found(tmp_path):
+    for name in ("seed0", "seed2", "seed7", "seedx"):
+        (tmp_path / name).mkdir()
+    for name in ("seed0", "seed2", "seedx"):
+        (tmp_path / name / "metrics.json").write_text("{}")
+    assert bench.finished_seeds(tmp_path) == [0, 2]  # seed7 is unfinished
+    assert bench.finished_seeds(tmp_path / "missing") == []
