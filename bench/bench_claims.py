@@ -105,7 +105,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
 
     out = Path(job["out"])
     metrics = out / "metrics.json"
-    if not metrics.is_file():
+    reused = metrics.is_file()
+    if not reused:
         spec_path = out / "spec.yaml"
         out.mkdir(parents=True, exist_ok=True)
         save_spec(job["spec"], spec_path)
@@ -120,7 +121,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     return {**{k: job[k] for k in ("group", "label", "seed", "resolution")},
             "val": m["best_val_accuracy"], "test": m["test_accuracy"],
             "macs": m["macs"]["at_spec_resolution"], "params": m["params"],
-            "minutes": m["train_seconds"] / 60, "out": job["out"]}
+            "minutes": m["train_seconds"] / 60, "out": job["out"], "reused": reused}
 
 
 def finished_seeds(folder: Path) -> list[int]:
@@ -184,7 +185,8 @@ def run_jobs(jobs: list[dict[str, Any]], processes: int,
         with mp.get_context("spawn").Pool(min(processes, len(fresh))) as pool:
             for r in pool.imap_unordered(train_one, fresh):
                 print(f"  {r['group']:<9} {r['label']:<24} seed {r['seed']}: val "
-                      f"{r['val']:.4f} ({r['resolution']} px, {r['minutes']:.1f} min)",
+                      f"{r['val']:.4f} ({r['resolution']} px, {r['minutes']:.1f} min"
+                      + (", finished earlier)" if r["reused"] else ")"),
                       flush=True)
                 done[r["out"]] = r
     return [{**done[j["out"]], "group": j["group"], "label": j["label"]} for j in jobs]
