@@ -231,6 +231,7 @@ def plot(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.6), squeeze=False)
     for ax, group in zip(axes[0], groups):
@@ -262,7 +263,9 @@ def plot(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list
                 ax.annotate(name, (pts[0][0], pts[0][1]["mean"]), textcoords="offset points",
                             xytext=(5, 5), fontsize=8)
         ax.set_xscale("log")
-        ax.set_xlabel("MACs (millions; spec resolution, 1000 classes)")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("MACs in millions (as trained: narrower, 10 classes; spec resolution)")
         ax.set_ylabel("validation accuracy (bars: range over seeds)")
         ax.set_title(group)
         ax.grid(True, alpha=0.3)
@@ -334,8 +337,9 @@ def main() -> None:
     results = run_jobs(first + kept, args.processes, done)
     if more:
         close = close_pairs(results, todo, groups, args.gap)
+        have = {(r["group"], r["label"], r["seed"]) for r in results}
         extra = jobs_for([(m, s) for m in todo if (m["group"], m["label"]) in close
-                          for s in more])
+                          for s in more if (m["group"], m["label"], s) not in have])
         print(f"{len(close)} models in comparisons closer than {args.gap}: seeds {more} for "
               f"each ({len(extra)} runs)", flush=True)
         results += run_jobs(extra, args.processes, done)

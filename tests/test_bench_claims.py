@@ -121,3 +121,31 @@ def test_finished_runs_of_other_seeds_are_found(tmp_path):
         (tmp_path / name / "metrics.json").write_text("{}")
     assert bench.finished_seeds(tmp_path) == [0, 2]  # seed7 is unfinished
     assert bench.finished_seeds(tmp_path / "missing") == []
+
+
+def test_seeds_already_trained_are_counted_once(tmp_path):
+    """Seeds 1 and 2 found on disk and asked for again by --more-seeds: each run once."""
+    recipe = {"optimizer": "adamw"}
+    labels = ["searched-baseline", "efficientnet-b0", "mnasnet-a1", "mobilenetv2"]
+    for i, label in enumerate(labels):
+        for seed in (0, 1, 2):
+            folder = tmp_path / label / f"seed{seed}"
+            folder.mkdir(parents=True)
+            config = {"epochs": 5, "width_mult": 0.5, "resolution": 32, "seed": seed,
+                      "train_subset": None, "optimizer": "adamw"}
+            (folder / "metrics.json").write_text(json.dumps({
+                "config": config, "best_val_accuracy": 0.8 + i / 1000 + seed / 10000,
+                "test_accuracy": 0.8, "macs": {"at_spec_resolution": 1e8}, "params": 1000,
+                "train_seconds": 60}))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--baseline", str(ROOT / "configs" / "mnasnet-a1.yaml"),
+         "--groups", "baselines", "--epochs", "5", "--seeds", "0", "--more-seeds", "1,2",
+         "--recipe", json.dumps(recipe), "--processes", "1", "--out", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "claims.json").read_text())
+    keys = [(r["label"], r["seed"]) for r in results]
+    assert len(keys) == len(set(keys)) == 12
+    assert all(r["reused"] for r in results)
+    assert "| searched baseline | 100.0M | 1,000 | 32 | 0.8001 (0.8000-0.8002) |" in (
+        tmp_path / "claims.md").read_text()
