@@ -147,10 +147,9 @@ def comparisons(todo: list[dict[str, Any]], group: str) -> list[tuple[str, str]]
 
 
 def summary(rs: list[dict[str, Any]], key: str = "val") -> dict[str, Any] | None:
-    v = [r[key] for r in rs if r.get(key) is not None]
-    if not v:
-        return None
-    return {"n": len(v), "mean": statistics.mean(v), "low": min(v), "high": max(v)}
+    from nas.search.pipeline_report import seed_summary
+
+    return seed_summary(rs, key)
 
 
 def close_pairs(results: list[dict[str, Any]], todo: list[dict[str, Any]],

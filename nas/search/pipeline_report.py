@@ -60,7 +60,8 @@ def _rows(p: PipelineSettings, state: PipelineState) -> list[dict[str, Any]]:
     return rows
 
 
-def _summary(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
+def seed_summary(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
+    """Mean and range of ``key`` over runs (seeds), in the form :func:`compare_to` takes."""
     vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
     if not vals:
         return None
@@ -74,8 +75,8 @@ def _per_model(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                         "macs": r["macs"], "spec": r["spec"], "rows": []})
         m["rows"].append(r)
     for m in out.values():
-        m["val"] = _summary(m["rows"], "best_val_accuracy")
-        m["test"] = _summary(m["rows"], "test_accuracy")
+        m["val"] = seed_summary(m["rows"], "best_val_accuracy")
+        m["test"] = seed_summary(m["rows"], "test_accuracy")
     return list(out.values())
 
 
