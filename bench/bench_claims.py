@@ -298,7 +298,11 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     more = [int(s) for s in args.more_seeds.split(",") if s]
     recipe = json.loads(args.recipe)
-    todo = models(args.baseline, args.scaling, groups)
+    from nas.core.errors import NasError
+    try:
+        todo = models(args.baseline, args.scaling, groups)
+    except NasError as e:  # a missing or malformed spec or scaling file
+        sys.exit(f"error: {e}")
     out = Path(args.out)
 
     def jobs_for(wanted: list[tuple[dict[str, Any], int]]) -> list[dict[str, Any]]:

@@ -149,3 +149,12 @@ def test_seeds_already_trained_are_counted_once(tmp_path):
     assert all(r["reused"] for r in results)
     assert "| searched baseline | 100.0M | 1,000 | 32 | 0.8001 (0.8000-0.8002) |" in (
         tmp_path / "claims.md").read_text()
+
+
+def test_a_missing_baseline_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--baseline", str(tmp_path / "no.yaml"),
+                           "--groups", "baselines", "--out", str(tmp_path)], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'no.yaml'}: file not found; check the path"]
