@@ -3,6 +3,7 @@
     python bench/bench_claims.py --baseline runs/laptop/best.yaml \\
         --scaling runs/scale/scaling.yaml --epochs 10 --width 0.5 --seeds 0 --processes 2 \\
         --out runs/claims [--groups baselines,scaling,family] [--more-seeds 1,2] \\
+        [--models 'searched baseline,efficientnet-b0'] \\
         [--recipe '{"optimizer": "adamw", "lr": 0.002}']
 
 Three comparisons (EfficientNet's and MnasNet's papers):
@@ -78,6 +79,16 @@ def models(baseline: str, scaling: str | None, groups: list[str]) -> list[dict[s
         for m in theirs:
             add("family", f"efficientnet {m.name}", m.spec, b0)
     return out
+
+
+def select(todo: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+    """The models of ``todo`` whose labels are given (every model when none is)."""
+    have = list(dict.fromkeys(m["label"] for m in todo))
+    unknown = [label for label in labels if label not in have]
+    if unknown:
+        raise ValueError(f"unknown model {', '.join(unknown)} in these groups; choose from "
+                         f"{', '.join(have)}")
+    return [m for m in todo if not labels or m["label"] in labels]
 
 
 # The protocol fields a finished run must share with the job that would reuse it.
@@ -279,6 +290,9 @@ def main() -> None:
     p.add_argument("--baseline", required=True, help="the searched baseline's spec")
     p.add_argument("--scaling", help="a scaling.yaml (default: the paper's coefficients)")
     p.add_argument("--groups", default="baselines,scaling,family")
+    p.add_argument("--models", default="",
+                   help="train only these models of the groups, by label, comma-separated "
+                        "(e.g. 'searched baseline,efficientnet-b0'); default all")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--resolution", type=int, default=32)
@@ -303,6 +317,10 @@ def main() -> None:
         todo = models(args.baseline, args.scaling, groups)
     except NasError as e:  # a missing or malformed spec or scaling file
         sys.exit(f"error: {e}")
+    try:
+        todo = select(todo, [s.strip() for s in args.models.split(",") if s.strip()])
+    except ValueError as e:
+        p.error(str(e))
     out = Path(args.out)
 
     def jobs_for(wanted: list[tuple[dict[str, Any], int]]) -> list[dict[str, Any]]:

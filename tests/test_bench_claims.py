@@ -158,3 +158,26 @@ def test_a_missing_baseline_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'no.yaml'}: file not found; check the path"]
+
+
+def test_models_narrow_the_groups_by_label(todo):
+    kept = bench.select(todo, ["searched baseline", "efficientnet-b0"])
+    assert [(m["group"], m["label"]) for m in kept] == [
+        ("baselines", "searched baseline"), ("baselines", "efficientnet-b0"),
+        ("family", "efficientnet-b0")]
+    assert bench.comparisons(kept, "baselines") == [("searched baseline", "efficientnet-b0")]
+    assert bench.select(todo, []) == todo
+    with pytest.raises(ValueError, match="unknown model b0 in these groups; choose from "
+                                         "searched baseline, efficientnet-b0"):
+        bench.select(todo, ["b0"])
+
+
+def test_an_unknown_model_is_refused_in_one_line():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--baseline",
+                           str(ROOT / "configs" / "mnasnet-a1.yaml"), "--groups", "baselines",
+                           "--models", "searched baseline,b0"], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "bench_claims.py: error: unknown model b0 in these groups; choose from searched "
+        "baseline, efficientnet-b0, mnasnet-a1, mobilenetv2")
