@@ -6,6 +6,7 @@
     .venv/bin/python bench/bench_oneshot.py strategies --out DIR [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py ablate [--epochs 3] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
+    .venv/bin/python bench/bench_oneshot.py noise --out DIR [--archs 24] [--proxy-seeds 0 1]
 
 ``layout``      the supernet job (the laptop default's recipe, ``--epochs`` epochs) as two
                 Ray Train workers of one CPU and as one worker of two CPUs, alternating, each
@@ -35,6 +36,11 @@
                 within it). Both best.yaml are then trained again by the proxy with
                 ``--retrain-seeds`` fresh seeds, which removes the selection bias of a best
                 picked among noisy proxy runs.
+``noise``       the ceiling of ``fidelity``: the same networks (the same ``--out``, ``--seed``
+                and ``--archs``) trained standalone by the proxy once per ``--proxy-seeds``
+                (the ``--seed`` run is fidelity's own, reused). Prints Kendall's tau
+                (bootstrap 95 % interval) between the seeds' accuracies: how well the proxy
+                ranks these networks against itself, which no supernet can beat on average.
 """
 
 from __future__ import annotations
@@ -245,6 +251,39 @@ def fidelity(args: argparse.Namespace) -> None:
               f"{t['children_per_hour']:.1f} proxy children/hour -> ratio "
               f"{t['samples_per_hour'] / t['children_per_hour']:.0f} "
               f"({t['samples_per_hour_wall'] / t['children_per_hour']:.0f})")
+
+
+def noise(args: argparse.Namespace) -> None:
+    from nas.search import tune_adapter as ta
+    from nas.search.runner import train_fixed
+    from nas.search.settings import TrialSettings
+    from nas.search.stats import bootstrap, kendall_tau
+    out = Path(args.out)
+    cfg, _ = _settings(args.set)
+    data = _data(cfg)
+    archs = arch_set(_space(), args.archs, args.seed)
+    items = [(f"a{i}", _space().decode(t), {}) for i, t in enumerate(archs)]
+    ta.init_ray(None)
+    trials = TrialSettings.from_config(cfg)
+    acc: dict[int, list[float]] = {}
+    for s in args.proxy_seeds:
+        folder = out / ("standalone" if s == args.seed else f"standalone-seed{s}")
+        done = train_fixed(items, folder, trials, data, s, resume=True,
+                           resume_hint="the same command", table="children")
+        acc[s] = [done[f"a{i}"].accuracy for i in range(len(archs))]
+    rng = np.random.default_rng(0)
+    pairs = {f"{a}~{b}": bootstrap(kendall_tau, acc[a], acc[b], rng).to_dict()
+             for i, a in enumerate(args.proxy_seeds) for b in args.proxy_seeds[i + 1:]}
+    (out / "noise.json").write_text(json.dumps({"archs": len(archs), "accuracy": acc,
+                                                "kendall": pairs}, indent=2) + "\n")
+    print(f"\n{len(archs)} networks, proxy seeds {args.proxy_seeds}")
+    for s, a in acc.items():
+        print(f"  seed {s}: accuracy {statistics.mean(a):.3f} [{min(a):.3f}, {max(a):.3f}], "
+              f"mean change from seed {args.proxy_seeds[0]} "
+              f"{statistics.mean(abs(x - y) for x, y in zip(a, acc[args.proxy_seeds[0]])):.3f}")
+    for k, t in pairs.items():
+        print(f"  Kendall tau between seeds {k}: {t['value']:.2f} [{t['low']:.2f}, "
+              f"{t['high']:.2f}]")
 
 
 # ---------------------------------------------------------------------- searches
@@ -478,13 +517,19 @@ def main() -> None:
     v.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     v.add_argument("--retrain-seeds", type=int, default=3)
     v.add_argument("--oneshot-set", action="append", default=[])
-    for sp in (a, f, b):
+    n = sub.add_parser("noise")
+    n.add_argument("--out", required=True)
+    n.add_argument("--archs", type=int, default=24)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--proxy-seeds", type=int, nargs="+", default=[0, 1])
+    n.add_argument("--set", action="append", default=[])
+    for sp in (a, f, b, n):
         sp.add_argument("--space", default="mnasnet-space",
                         help="search-space YAML or bundled name (default mnasnet-space)")
     args = p.parse_args()
     SPACE[0] = getattr(args, "space", SPACE[0])
     {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus,
-     "ablate": ablate}[
+     "ablate": ablate, "noise": noise}[
         args.what](args)
 
 

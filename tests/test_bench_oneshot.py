@@ -1,0 +1,40 @@
+"""bench/bench_oneshot.py noise on tiny data: the same networks trained by the proxy once per
+seed (a seed already trained is reused) and Kendall's tau between the seeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_noise_trains_each_proxy_seed_once_and_ranks_seeds_against_each_other(tiny_fmnist,
+                                                                            tmp_path):
+    out = tmp_path / "noise"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_oneshot.py"), "noise", "--out", str(out),
+           "--archs", "3", "--proxy-seeds", "0", "1", "--space", "shared-space",
+           "--set", f"data.path={tiny_fmnist}", "--set", "data.val_size=100",
+           "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16",
+           "--set", "proxy.epochs=1", "--set", "workers=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "noise.json").read_text())
+    assert report["archs"] == 3 and sorted(report["accuracy"]) == ["0", "1"]
+    assert all(len(a) == 3 and all(0 <= x <= 1 for x in a) for a in report["accuracy"].values())
+    tau = report["kendall"]["0~1"]
+    assert -1 <= tau["low"] <= tau["value"] <= tau["high"] <= 1
+    assert "Kendall tau between seeds 0~1" in proc.stdout
+    seeds = {name: (out / name / "children.jsonl").read_text()
+             for name in ("standalone", "standalone-seed1")}
+    # Again: both seeds are finished, nothing is trained twice.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {n: (out / n / "children.jsonl").read_text() for n in seeds} == seeds
+    assert json.loads((out / "noise.json").read_text())["accuracy"] == report["accuracy"]
