@@ -266,16 +266,20 @@ def noise(args: argparse.Namespace) -> None:
     ta.init_ray(None)
     trials = TrialSettings.from_config(cfg)
     acc: dict[int, list[float]] = {}
+    cut: dict[int, list[str]] = {}  # children not trained to the end: a partial accuracy
     for s in args.proxy_seeds:
         folder = out / ("standalone" if s == args.seed else f"standalone-seed{s}")
         done = train_fixed(items, folder, trials, data, s, resume=True,
                            resume_hint="the same command", table="children")
         acc[s] = [done[f"a{i}"].accuracy for i in range(len(archs))]
+        cut[s] = [f"a{i}:{done[f'a{i}'].status}" for i in range(len(archs))
+                  if done[f"a{i}"].status != "ok"]
     rng = np.random.default_rng(0)
     pairs = {f"{a}~{b}": bootstrap(kendall_tau, acc[a], acc[b], rng).to_dict()
              for i, a in enumerate(args.proxy_seeds) for b in args.proxy_seeds[i + 1:]}
     (out / "noise.json").write_text(json.dumps({"archs": len(archs), "accuracy": acc,
-                                                "kendall": pairs}, indent=2) + "\n")
+                                                "not_ok": cut, "kendall": pairs},
+                                               indent=2) + "\n")
     print(f"\n{len(archs)} networks, proxy seeds {args.proxy_seeds}")
     for s, a in acc.items():
         print(f"  seed {s}: accuracy {statistics.mean(a):.3f} [{min(a):.3f}, {max(a):.3f}], "
@@ -284,6 +288,11 @@ def noise(args: argparse.Namespace) -> None:
     for k, t in pairs.items():
         print(f"  Kendall tau between seeds {k}: {t['value']:.2f} [{t['low']:.2f}, "
               f"{t['high']:.2f}]")
+    for s, names in cut.items():
+        if names:
+            print(f"  warning: seed {s} holds {len(names)} children cut short ({', '.join(names)})"
+                  f"; their partial accuracies are in the tau. Delete {out}/standalone-seed{s} "
+                  "(or standalone) and run again on an idle machine", flush=True)
 
 
 # ---------------------------------------------------------------------- searches

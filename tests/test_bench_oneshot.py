@@ -31,6 +31,7 @@ def test_noise_trains_each_proxy_seed_once_and_ranks_seeds_against_each_other(ti
     tau = report["kendall"]["0~1"]
     assert -1 <= tau["low"] <= tau["value"] <= tau["high"] <= 1
     assert "Kendall tau between seeds 0~1" in proc.stdout
+    assert report["not_ok"] == {"0": [], "1": []}
     seeds = {name: (out / name / "children.jsonl").read_text()
              for name in ("standalone", "standalone-seed1")}
     # Again: both seeds are finished, nothing is trained twice.
