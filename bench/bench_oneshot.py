@@ -184,9 +184,16 @@ def score(state: dict, o: Any, data: Any, archs: list, modes: tuple[str, ...],
     return out
 
 
+def train_standalone(items: list, folder: Path, trials: Any, data: Any, seed: int) -> dict:
+    """Each network of ``items`` trained by the proxy once with ``seed`` in ``folder`` (a
+    finished folder is read back, an interrupted one continued): label -> record."""
+    from nas.search.runner import train_fixed
+    return train_fixed(items, folder, trials, data, seed, resume=True,
+                       resume_hint="the same command", table="children")
+
+
 def fidelity(args: argparse.Namespace) -> None:
     from nas.search import tune_adapter as ta
-    from nas.search.runner import train_fixed
     from nas.search.settings import TrialSettings
     from nas.search.stats import bootstrap, kendall_tau, spearman_rho
     out = Path(args.out)
@@ -199,8 +206,7 @@ def fidelity(args: argparse.Namespace) -> None:
     items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
     t0 = time.time()
     done_before = (out / "standalone" / "driver.pt").is_file()
-    standalone = train_fixed(items, out / "standalone", trials, data, args.seed, resume=True,
-                             resume_hint="the same command", table="children")
+    standalone = train_standalone(items, out / "standalone", trials, data, args.seed)
     standalone_wall = time.time() - t0
     acc = [standalone[f"a{i}"].accuracy for i in range(len(archs))]
 
@@ -255,25 +261,25 @@ def fidelity(args: argparse.Namespace) -> None:
 
 def noise(args: argparse.Namespace) -> None:
     from nas.search import tune_adapter as ta
-    from nas.search.runner import train_fixed
     from nas.search.settings import TrialSettings
     from nas.search.stats import bootstrap, kendall_tau
     out = Path(args.out)
     cfg, _ = _settings(args.set)
     data = _data(cfg)
-    archs = arch_set(_space(), args.archs, args.seed)
-    items = [(f"a{i}", _space().decode(t), {}) for i, t in enumerate(archs)]
+    space = _space()
+    archs = arch_set(space, args.archs, args.seed)
+    items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
     ta.init_ray(None)
     trials = TrialSettings.from_config(cfg)
     acc: dict[int, list[float]] = {}
     cut: dict[int, list[str]] = {}  # children not trained to the end: a partial accuracy
+    folders: dict[int, Path] = {}
     for s in args.proxy_seeds:
-        folder = out / ("standalone" if s == args.seed else f"standalone-seed{s}")
-        done = train_fixed(items, folder, trials, data, s, resume=True,
-                           resume_hint="the same command", table="children")
-        acc[s] = [done[f"a{i}"].accuracy for i in range(len(archs))]
-        cut[s] = [f"a{i}:{done[f'a{i}'].status}" for i in range(len(archs))
-                  if done[f"a{i}"].status != "ok"]
+        folders[s] = out / ("standalone" if s == args.seed else f"standalone-seed{s}")
+        done = train_standalone(items, folders[s], trials, data, s)
+        records = [done[f"a{i}"] for i in range(len(archs))]
+        acc[s] = [r.accuracy for r in records]
+        cut[s] = [f"a{i}:{r.status}" for i, r in enumerate(records) if r.status != "ok"]
     rng = np.random.default_rng(0)
     pairs = {f"{a}~{b}": bootstrap(kendall_tau, acc[a], acc[b], rng).to_dict()
              for i, a in enumerate(args.proxy_seeds) for b in args.proxy_seeds[i + 1:]}
@@ -291,8 +297,8 @@ def noise(args: argparse.Namespace) -> None:
     for s, names in cut.items():
         if names:
             print(f"  warning: seed {s} holds {len(names)} children cut short ({', '.join(names)})"
-                  f"; their partial accuracies are in the tau. Delete {out}/standalone-seed{s} "
-                  "(or standalone) and run again on an idle machine", flush=True)
+                  f"; their partial accuracies are in the tau. Delete {folders[s]} and run "
+                  "again on an idle machine", flush=True)
 
 
 # ---------------------------------------------------------------------- searches
@@ -362,7 +368,6 @@ def strategies(args: argparse.Namespace) -> None:
 
 def versus(args: argparse.Namespace) -> None:
     from nas.search import tune_adapter as ta
-    from nas.search.runner import train_fixed
     from nas.search.settings import TrialSettings
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,8 +401,7 @@ def versus(args: argparse.Namespace) -> None:
     items = [(f"{ev}-{b['seed']}", b["spec"], {}) for ev, bs in bests.items() for b in bs]
     retrained: dict[str, list[float]] = {label: [] for label, _, _ in items}
     for k in range(args.retrain_seeds):
-        recs = train_fixed(items, out / f"retrain-{k}", trials, data, 1000 + k, resume=True,
-                           resume_hint="the same command", table="children")
+        recs = train_standalone(items, out / f"retrain-{k}", trials, data, 1000 + k)
         for label, rec in recs.items():
             if rec.status == "ok":
                 retrained[label].append(
