@@ -541,9 +541,12 @@ def main() -> None:
                         help="search-space YAML or bundled name (default mnasnet-space)")
     args = p.parse_args()
     SPACE[0] = getattr(args, "space", SPACE[0])
-    {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus,
-     "ablate": ablate, "noise": noise}[
-        args.what](args)
+    from nas.core.errors import NasError
+    try:
+        {"layout": layout, "fidelity": fidelity, "strategies": strategies, "versus": versus,
+         "ablate": ablate, "noise": noise}[args.what](args)
+    except NasError as e:  # a bad space, --set or data path: one line, not a traceback
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""bench/bench_oneshot.py noise on tiny data: the same networks trained by the proxy once per
-seed (a seed already trained is reused) and Kendall's tau between the seeds."""
+"""bench/bench_oneshot.py: a bad space in one line; noise on tiny data (the same networks
+trained by the proxy once per seed, a seed already trained reused, and Kendall's tau between
+the seeds)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,29 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "bench" / "bench_oneshot.py"
 
 
+def test_an_unknown_space_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "noise", "--out", str(tmp_path),
+                           "--space", "nosuch"], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no bundled config named 'nosuch'")
+
+
+@pytest.mark.slow
 def test_noise_trains_each_proxy_seed_once_and_ranks_seeds_against_each_other(tiny_fmnist,
                                                                             tmp_path):
     out = tmp_path / "noise"
-    cmd = [sys.executable, str(ROOT / "bench" / "bench_oneshot.py"), "noise", "--out", str(out),
+    cmd = [sys.executable, str(SCRIPT), "noise", "--out", str(out),
            "--archs", "3", "--proxy-seeds", "0", "1", "--space", "shared-space",
            "--set", f"data.path={tiny_fmnist}", "--set", "data.val_size=100",
            "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16",
            "--set", "proxy.epochs=1", "--set", "workers=2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "noise.json").read_text())
     assert report["archs"] == 3 and sorted(report["accuracy"]) == ["0", "1"]
@@ -35,7 +45,7 @@ def test_noise_trains_each_proxy_seed_once_and_ranks_seeds_against_each_other(ti
     seeds = {name: (out / name / "children.jsonl").read_text()
              for name in ("standalone", "standalone-seed1")}
     # Again: both seeds are finished, nothing is trained twice.
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {n: (out / n / "children.jsonl").read_text() for n in seeds} == seeds
     assert json.loads((out / "noise.json").read_text())["accuracy"] == report["accuracy"]
