@@ -192,18 +192,24 @@ def train_standalone(items: list, folder: Path, trials: Any, data: Any, seed: in
                        resume_hint="the same command", table="children")
 
 
-def fidelity(args: argparse.Namespace) -> None:
+def fixed_networks(args: argparse.Namespace) -> tuple[Any, Any, list, list, Any]:
+    """fidelity's and noise's setup: (supernet settings, data, tokens, items, trial
+    settings) for ``--archs`` networks of the space, with Ray started."""
     from nas.search import tune_adapter as ta
     from nas.search.settings import TrialSettings
-    from nas.search.stats import bootstrap, kendall_tau, spearman_rho
-    out = Path(args.out)
     cfg, o = _settings(args.set)
     data = _data(cfg)
     space = _space()
     archs = arch_set(space, args.archs, args.seed)
     ta.init_ray(None)
-    trials = TrialSettings.from_config(cfg)
     items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
+    return o, data, archs, items, TrialSettings.from_config(cfg)
+
+
+def fidelity(args: argparse.Namespace) -> None:
+    from nas.search.stats import bootstrap, kendall_tau, spearman_rho
+    out = Path(args.out)
+    o, data, archs, items, trials = fixed_networks(args)
     t0 = time.time()
     done_before = (out / "standalone" / "driver.pt").is_file()
     standalone = train_standalone(items, out / "standalone", trials, data, args.seed)
@@ -260,17 +266,9 @@ def fidelity(args: argparse.Namespace) -> None:
 
 
 def noise(args: argparse.Namespace) -> None:
-    from nas.search import tune_adapter as ta
-    from nas.search.settings import TrialSettings
     from nas.search.stats import bootstrap, kendall_tau
     out = Path(args.out)
-    cfg, _ = _settings(args.set)
-    data = _data(cfg)
-    space = _space()
-    archs = arch_set(space, args.archs, args.seed)
-    items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
-    ta.init_ray(None)
-    trials = TrialSettings.from_config(cfg)
+    _, data, archs, items, trials = fixed_networks(args)
     acc: dict[int, list[float]] = {}
     cut: dict[int, list[str]] = {}  # children not trained to the end: a partial accuracy
     folders: dict[int, Path] = {}
