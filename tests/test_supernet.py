@@ -210,3 +210,89 @@ def test_scoring_modes():
         logits = torch.cat([sn(feed.batch(rows[i:i + 16])[0]) for i in range(0, 64, 16)])
     assert accs["batch"] == pytest.approx(
         (logits.argmax(1) == torch.as_tensor(labels)).float().mean().item())
+
+
+def test_a_split_supernet_keeps_one_copy_per_activation_and_paths_equal_their_subnets():
+    from nas.supernet.model import SplitSupernet, make_supernet
+    from nas.supernet.plan import copies
+    space = SearchSpace.from_dict(ODD_SPACE)  # three activations
+    rng = np.random.default_rng(4)
+    torch.manual_seed(0)
+    sn = make_supernet(space, 1.0, 12, 5, 3, split="activation")
+    assert isinstance(sn, SplitSupernet) and list(sn.parts) == ["relu6", "silu", "relu"]
+    one = shared_params(sn.plan, 5, 3)
+    assert sum(p.numel() for p in sn.parameters()) == one * copies(space, "activation") == 3 * one
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    for tokens in covering_tokens(space, rng, rounds=1):
+        act = space.decode(tokens).activation
+        sn.set_path(tokens)
+        assert sn.current is sn.parts[act] and sn.spec.activation == act
+        sn.train()
+        sn.zero_grad(set_to_none=True)
+        sn(x).sum().backward()  # a path trains its own activation's copy and nothing else
+        for name, p in sn.named_parameters():
+            if not name.startswith(f"parts.{act}."):
+                assert p.grad is None, name
+        sn.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(sn.subnet(tokens).eval()(x), sn(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_split_supernet_writes_a_subnet_back_into_its_own_copy_only():
+    from nas.supernet.model import make_supernet
+    space = SearchSpace.from_dict(ODD_SPACE)
+    rng = np.random.default_rng(5)
+    sn = make_supernet(space, 1.0, 12, 5, 3, split="activation")
+    tokens = space.sample_tokens(rng)
+    act = space.decode(tokens).activation
+    before = {k: v.clone() for k, v in sn.state_dict().items()}
+    model = sn.subnet(tokens)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    sn.absorb(tokens, model)
+    changed = {k for k, v in sn.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(f"parts.{act}.") for k in changed)
+    for name, t in sn.subnet(tokens).state_dict().items():
+        torch.testing.assert_close(t, model.state_dict()[name])
+
+
+def test_a_split_is_checked_and_counted_before_anything_is_built():
+    from nas.core.errors import ConfigError
+    from nas.supernet.model import make_supernet
+    from nas.supernet.settings import SupernetSettings
+    from nas.training.recipe import Recipe
+    with pytest.raises(ValueError, match="only the activation"):
+        make_supernet(mnasnet(), 0.25, 16, 10, 1, split="kernel")
+    with pytest.raises(ConfigError) as e:
+        SupernetSettings(Recipe(), split="kernel")
+    assert "oneshot.split" in str(e.value) and "\n" not in str(e.value)
+    space = mnasnet()  # activations relu and silu: a split doubles the weights
+    plan, n = check_shareable(space, 0.25, 10, 1, max_params=10 ** 9)
+    _, n2 = check_shareable(space, 0.25, 10, 1, max_params=10 ** 9, split="activation")
+    assert n == shared_params(plan, 10, 1) and n2 == 2 * n
+    with pytest.raises(SpaceError):
+        check_shareable(space, 0.25, 10, 1, max_params=n2 - 1, split="activation")
+
+
+def test_without_bn_affine_a_training_step_leaves_every_scale_and_shift_at_one_and_zero():
+    from nas.supernet.model import SuperBN, make_supernet
+    from nas.training.optim import make_optimizer
+    from nas.training.recipe import Recipe
+    space = SearchSpace.from_dict(ODD_SPACE)
+    rng = np.random.default_rng(6)
+    sn = make_supernet(space, 1.0, 12, 5, 3, split="activation", bn_affine=False)
+    norms = [m for m in sn.modules() if isinstance(m, SuperBN)]
+    assert norms and not any(m.weight.requires_grad or m.bias.requires_grad for m in norms)
+    opt = make_optimizer(sn, Recipe(optimizer="rmsprop", lr=0.1, weight_decay=0.1))
+    tokens = space.sample_tokens(rng)
+    sn.set_path(tokens)
+    sn.train()
+    sn(torch.randn(4, 3, 12, 12)).sum().backward()
+    opt.step()
+    for m in norms:
+        assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    model = sn.subnet(tokens)
+    for name, t in model.state_dict().items():
+        if name.endswith("bn.weight"):
+            assert torch.all(t == 1), name

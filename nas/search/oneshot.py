@@ -65,7 +65,7 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     from nas.core.files import config_path, write_text_atomic
     from nas.search import train_adapter as tra
     from nas.search import tune_adapter as ta
-    from nas.supernet.plan import check_shareable, shared_params, sharing_warnings
+    from nas.supernet.plan import check_shareable, sharing_warnings
     from search_space import SearchSpace
 
     out = s.out
@@ -73,8 +73,8 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     reference = load_spec(s.reference) if s.reference else None
     make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))  # options
     data = s.data.load()
-    plan = check_shareable(space, o.supernet.width_mult, data.num_classes, data.in_channels,
-                           o.max_params)
+    _, n_shared = check_shareable(space, o.supernet.width_mult, data.num_classes,
+                                  data.in_channels, o.max_params, o.split)
     ta.init_ray(s.trials.address)
     tra.check_train_resources(workers, cpus, gpus)
     ta.check_resources(s.trials.cpus_per_trial, s.trials.gpus_per_trial)
@@ -86,8 +86,9 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     r = o.supernet
     say(f"search {s.name}: one-shot {s.strategy} over {space.name} "
         f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} MACs; "
-        f"supernet {shared_params(plan, data.num_classes, data.in_channels) / 1e6:.2f}M shared "
-        f"parameters (width {r.width_mult:g}, {r.resolution or data.image_size} px), "
+        f"supernet {n_shared / 1e6:.2f}M shared parameters"
+        f"{', one copy per activation' if o.split else ''} "
+        f"(width {r.width_mult:g}, {r.resolution or data.image_size} px), "
         f"{r.epochs} epochs of {r.train_subset or len(data.train)} images on {workers} Ray Train "
         f"worker(s) x {cpus:g} CPU(s), then the top {s.top_k} trained as proxies; data "
         f"{data.name} ({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")

@@ -96,7 +96,7 @@ def _train_worker(config: dict[str, Any]) -> None:
     import torch
 
     from controller import make_strategy
-    from nas.supernet.model import Supernet
+    from nas.supernet.model import make_supernet
     from nas.supernet.train import Comm, JointTraining, shard
     from search_space import SearchSpace
 
@@ -111,8 +111,9 @@ def _train_worker(config: dict[str, Any]) -> None:
     r = job.settings.supernet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(job.seed)  # the same initial weights on every rank
-        supernet = Supernet(space, r.width_mult, r.resolution, data.num_classes,
-                            data.in_channels)
+        supernet = make_supernet(space, r.width_mult, r.resolution, data.num_classes,
+                                 data.in_channels, job.settings.split,
+                                 job.settings.bn_affine)
     supernet.to(device)
     if r.channels_last:
         supernet.to(memory_format=torch.channels_last)

@@ -18,6 +18,9 @@ follow whatever paths were trained last). For scoring there are three modes
 (:mod:`nas.supernet.score`): ``batch`` normalises each evaluation batch with its own
 statistics (TuNAS), ``recalibrate`` exports the path and re-estimates its statistics on
 training batches first (SPOS), ``running`` uses the shared running averages as they are.
+
+:class:`SplitSupernet` holds one :class:`Supernet` per activation of the space
+(``oneshot.split: activation``); :func:`make_supernet` builds what the settings ask for.
 """
 
 from __future__ import annotations
@@ -192,6 +195,18 @@ class SuperLayer(nn.Module):
         return x
 
 
+@contextmanager
+def _batch_statistics(module: nn.Module) -> Iterator[None]:
+    norms = [m for m in module.modules() if isinstance(m, SuperBN)]
+    for m in norms:
+        m.batch_stats = True
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.batch_stats = False
+
+
 _BODY = re.compile(r"^stages\.(\d+)\.(\d+)\.body\.")
 
 
@@ -248,17 +263,9 @@ class Supernet(nn.Module):
         x = F.dropout(x.mean(dim=(2, 3)), spec.dropout, self.training)
         return F.linear(x, self.classifier.weight[:, :x.shape[1]], self.classifier.bias)
 
-    @contextmanager
-    def batch_statistics(self) -> Iterator[None]:
+    def batch_statistics(self) -> Any:
         """Evaluation passes normalise with each batch's own statistics (TuNAS's scoring)."""
-        norms = [m for m in self.modules() if isinstance(m, SuperBN)]
-        for m in norms:
-            m.batch_stats = True
-        try:
-            yield
-        finally:
-            for m in norms:
-                m.batch_stats = False
+        return _batch_statistics(self)
 
     # ------------------------------------------------------------------ export
 
@@ -291,3 +298,79 @@ class Supernet(nn.Module):
         for name, t in model.state_dict().items():
             part = shrink(shared[self.shared_name(name, model)], t.shape)
             part.copy_(t)
+
+
+class SplitSupernet(nn.Module):
+    """One :class:`Supernet` per activation of the space: paths share weights only with paths
+    of their own activation (few-shot NAS, Zhao et al. 2021, splitting on one decision).
+
+    The activation is a global decision: sharing every weight between a ReLU path and a SiLU
+    path asks the same weights to serve two different nonlinearities, and the shared weights
+    end up ranking the two alike where standalone training does not (measured in
+    ``docs/benchmarks.md``). The interface is :class:`Supernet`'s; ``parts`` holds the
+    copies by activation name, so the tensor names are ``parts.<activation>.<supernet name>``.
+    """
+
+    def __init__(self, space: Any, width: float = 1.0, resolution: int | None = None,
+                 num_classes: int = 1000, in_channels: int = 3,
+                 plan: SupernetPlan | None = None) -> None:
+        super().__init__()
+        plan = plan or plan_supernet(space, width)
+        self.parts = nn.ModuleDict({
+            a: Supernet(space, width, resolution, num_classes, in_channels, plan)
+            for a in space.global_choices["activation"]})
+        first = next(iter(self.parts.values()))
+        self.space, self.width, self.resolution = space, first.width, resolution
+        self.num_classes, self.in_channels, self.plan = num_classes, in_channels, plan
+        self.current = first
+
+    @property
+    def tokens(self) -> tuple[int, ...] | None:
+        return self.current.tokens
+
+    @property
+    def spec(self) -> ArchSpec | None:
+        return self.current.spec
+
+    def part(self, tokens: Sequence[int]) -> Supernet:
+        """The copy of the weights the path ``tokens`` uses."""
+        return self.parts[self.current.spec_of(tokens).activation]
+
+    def spec_of(self, tokens: Sequence[int]) -> ArchSpec:
+        return self.current.spec_of(tokens)
+
+    def set_path(self, tokens: Sequence[int]) -> None:
+        self.current = self.part(tokens)
+        self.current.set_path(tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.current(x)
+
+    def batch_statistics(self) -> Any:
+        return _batch_statistics(self)
+
+    def subnet(self, tokens: Sequence[int]) -> Model:
+        return self.part(tokens).subnet(tokens)
+
+    def absorb(self, tokens: Sequence[int], model: Model) -> None:
+        self.part(tokens).absorb(tokens, model)
+
+
+def make_supernet(space: Any, width: float = 1.0, resolution: int | None = None,
+                  num_classes: int = 1000, in_channels: int = 3, split: str | None = None,
+                  bn_affine: bool = True) -> Supernet | SplitSupernet:
+    """The supernet a run trains: one set of shared weights, or one per activation when
+    ``split`` is ``"activation"`` (``oneshot.split``). ``bn_affine=False`` holds every batch
+    norm's scale at 1 and shift at 0 (SPOS: a path does not inherit another path's affine
+    parameters); the exported subnets carry those values."""
+    if split not in (None, "activation"):
+        raise ValueError(f"split {split!r}; only the activation can be split")
+    sn: Supernet | SplitSupernet = (
+        Supernet(space, width, resolution, num_classes, in_channels) if split is None
+        else SplitSupernet(space, width, resolution, num_classes, in_channels))
+    if not bn_affine:
+        for m in sn.modules():
+            if isinstance(m, SuperBN):
+                m.weight.requires_grad_(False)
+                m.bias.requires_grad_(False)
+    return sn

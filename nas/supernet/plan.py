@@ -142,19 +142,25 @@ def shared_params(plan: SupernetPlan, num_classes: int, in_channels: int) -> int
     return n + plan.features * num_classes + num_classes
 
 
+def copies(space: Any, split: str | None) -> int:
+    """How many copies of the shared weights a supernet holds: one, or one per activation of
+    the space with ``split="activation"`` (``oneshot.split``)."""
+    return len(space.global_choices["activation"]) if split == "activation" else 1
+
+
 def check_shareable(space: Any, width: float, num_classes: int, in_channels: int,
-                    max_params: int) -> SupernetPlan:
-    """The plan of ``space``'s supernet, or a one-line :class:`SpaceError` when its shared
-    weights would exceed ``max_params`` (every path's weights live in memory at once, with
-    their optimizer state)."""
+                    max_params: int, split: str | None = None) -> tuple[SupernetPlan, int]:
+    """The plan of ``space``'s supernet and the parameters the supernet holds (every copy),
+    or a one-line :class:`SpaceError` when they would exceed ``max_params`` (every path's
+    weights live in memory at once, with their optimizer state)."""
     plan = plan_supernet(space, width)
-    n = shared_params(plan, num_classes, in_channels)
+    n = shared_params(plan, num_classes, in_channels) * copies(space, split)
     if n > max_params:
         raise SpaceError(
             f"space {space.name!r}: its supernet at width {width:g} holds {n / 1e6:.1f}M shared "
             f"parameters, over oneshot.max_params ({max_params / 1e6:.1f}M); lower "
-            "oneshot.recipe.width_mult, raise oneshot.max_params, or use --evaluator proxy")
-    return plan
+            "oneshot.supernet.width_mult, raise oneshot.max_params, or use --evaluator proxy")
+    return plan, n
 
 
 def sharing_warnings(space: Any) -> list[str]:

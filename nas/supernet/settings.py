@@ -14,6 +14,7 @@ from nas.core.errors import ConfigError
 from nas.training.recipe import Recipe
 
 BN_MODES = ("batch", "recalibrate", "running")
+SPLITS = (None, "activation")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class SupernetSettings:
     recal_batches  training batches that re-estimate a path's statistics (``recalibrate``).
     candidates     distinct networks drawn from the final policy and ranked on the supernet.
     score_images   validation images that score each candidate (the same images for all).
+    split          ``activation``: one copy of the shared weights per activation of the space
+                   (paths of different activations share nothing); null: one copy.
+    bn_affine      false: batch norm scales and shifts stay at 1 and 0 (SPOS).
     max_params     refuse a space whose supernet holds more shared parameters.
     workers, cpus_per_worker, gpus_per_worker
                    the Ray Train layout (None: the top-level ``workers`` / ``cpus_per_trial``).
@@ -45,6 +49,8 @@ class SupernetSettings:
     recal_batches: int = 8
     candidates: int = 100
     score_images: int = 1000
+    split: str | None = None
+    bn_affine: bool = True
     max_params: int = 50_000_000
     workers: int | None = None
     cpus_per_worker: float | None = None
@@ -60,6 +66,10 @@ class SupernetSettings:
         check_int(self.recal_batches, "oneshot.recal_batches", 1)
         check_int(self.candidates, "oneshot.candidates", 1)
         check_int(self.score_images, "oneshot.score_images", 1)
+        if not isinstance(self.bn_affine, bool):
+            raise ConfigError(f"oneshot.bn_affine: got {self.bn_affine!r}; use true or false")
+        if self.split not in SPLITS:
+            raise ConfigError(f"oneshot.split: got {self.split!r}; use activation or null")
         check_int(self.max_params, "oneshot.max_params", 1)
         if self.workers is not None:
             check_int(self.workers, "oneshot.workers", 1)
