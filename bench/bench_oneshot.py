@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_oneshot.py layout [--epochs 4] [--repeats 3]
     .venv/bin/python bench/bench_oneshot.py fidelity --out DIR [--archs 24] [--variant NAME
-        --set oneshot.KEY=VALUE ...]
+        --supernet-seeds 0 1 2 --set oneshot.KEY=VALUE ...]
     .venv/bin/python bench/bench_oneshot.py strategies --out DIR [--seeds 0 1 2]
+        [--strategies ppo evolution random]
     .venv/bin/python bench/bench_oneshot.py ablate [--epochs 3] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py noise --out DIR [--archs 24] [--proxy-seeds 0 1]
@@ -15,13 +16,15 @@
                 over the MACs ranking of 20x as many uniform samples) is trained standalone
                 by the proxy on Ray Tune (once per ``--out``; later variants reuse it), and
                 scored on a supernet trained with uniform paths (``--strategy random``, the
-                SPOS supernet) under each batch-norm mode. Prints Kendall's tau (bootstrap
-                95 % interval) of supernet accuracy against standalone accuracy per mode,
-                tau between the modes, and the supernet's samples/hour against the proxy's
+                SPOS supernet) under each batch-norm mode; one supernet per
+                ``--supernet-seeds``. Prints per seed Kendall's tau (bootstrap 95 % interval)
+                of supernet accuracy against standalone accuracy per mode, its mean and range
+                over the seeds, and the supernet's samples/hour against the proxy's
                 children/hour measured in the same run.
-``strategies``  one-shot searches (laptop default) with PPO and with uniform random sampling
-                of the same supernet (``--strategy random``), per seed: the standalone reward
-                of best.yaml, and the mean supernet reward of the last epoch's samples.
+``strategies``  one-shot searches (laptop default) with each of ``--strategies`` (PPO,
+                evolution and uniform random sampling of the same supernet), per seed: the
+                standalone reward of best.yaml, and the mean supernet reward of the last
+                epoch's samples; each strategy against random by the seed rule.
 ``ablate``      what each kind of decision costs the shared weights: the supernet is
                 trained (the laptop default's recipe, ``--epochs`` epochs, one process) with
                 every decision held at one random network's choice except the decisions of
@@ -158,13 +161,14 @@ def score(state: dict, o: Any, data: Any, archs: list, modes: tuple[str, ...],
           images: int, seed: int) -> dict[str, list[float]]:
     import torch
 
-    from nas.supernet.model import Supernet
+    from nas.supernet.model import make_supernet
     from nas.supernet.score import Scorer
     from nas.training.feeder import Feeder
     torch.set_num_threads(2)
     space = _space()
     r = o.supernet
-    sn = Supernet(space, r.width_mult, r.resolution, data.num_classes, data.in_channels)
+    sn = make_supernet(space, r.width_mult, r.resolution, data.num_classes, data.in_channels,
+                       o.split, o.bn_affine)
     sn.load_state_dict(state["supernet"])
     if r.channels_last:
         sn.to(memory_format=torch.channels_last)
@@ -215,54 +219,70 @@ def fidelity(args: argparse.Namespace) -> None:
     standalone = train_standalone(items, out / "standalone", trials, data, args.seed)
     standalone_wall = time.time() - t0
     acc = [standalone[f"a{i}"].accuracy for i in range(len(archs))]
+    children = [r for r in standalone.values() if r.status == "ok"]
+    children_per_hour = None if done_before else len(children) / standalone_wall * 3600
 
     folder = out / "variants" / args.variant
-    t0 = time.time()
-    state, job_wall = train_supernet(folder / "supernet", o, args.strategy, {}, data,
-                                     args.seed, args.workers, args.cpus)
     modes = ("batch", "recalibrate", "running")
-    scores = score(state, o, data, archs, modes, args.score_images, args.seed)
-    rng = np.random.default_rng(0)
+    seeds = args.supernet_seeds or [args.seed]
     report: dict[str, Any] = {"variant": args.variant, "sets": args.set, "archs": len(archs),
-                              "standalone_accuracy": acc, "scores": scores, "modes": {}}
-    for m in modes:
-        tau = bootstrap(kendall_tau, scores[m], acc, rng)
-        report["modes"][m] = {"kendall": tau.to_dict(),
-                              "spearman": spearman_rho(scores[m], acc)}
-    report["between_modes"] = {f"{a}~{b}": kendall_tau(scores[a], scores[b])
-                               for a, b in (("batch", "recalibrate"), ("batch", "running"),
-                                            ("recalibrate", "running"))}
-    samples, secs = len(state["samples"]), float(state["seconds"])
-    children = [r for r in standalone.values() if r.status == "ok"]
-    report["throughput"] = {
-        "supernet_samples": samples, "supernet_training_seconds": secs,
-        "supernet_job_wall_seconds": job_wall,
-        "samples_per_hour": samples / secs * 3600,
-        "samples_per_hour_wall": samples / job_wall * 3600,
-        "standalone_children": len(children),
-        "standalone_children_seconds": sum(r.seconds for r in children),
-        "standalone_wall_seconds": None if done_before else standalone_wall,
-        "children_per_hour": None if done_before else len(children) / standalone_wall * 3600,
-    }
+                              "standalone_accuracy": acc, "supernet_seeds": {}}
+    for seed in seeds:
+        sub = "supernet" if seed == args.seed else f"supernet-seed{seed}"
+        state, job_wall = train_supernet(folder / sub, o, args.strategy, {}, data, seed,
+                                         args.workers, args.cpus)
+        scores = score(state, o, data, archs, modes, args.score_images, args.seed)
+        rng = np.random.default_rng(0)
+        one: dict[str, Any] = {"scores": scores, "modes": {}}
+        for m in modes:
+            one["modes"][m] = {"kendall": bootstrap(kendall_tau, scores[m], acc, rng).to_dict(),
+                               "spearman": spearman_rho(scores[m], acc)}
+        one["between_modes"] = {f"{a}~{b}": kendall_tau(scores[a], scores[b])
+                                for a, b in (("batch", "recalibrate"), ("batch", "running"),
+                                             ("recalibrate", "running"))}
+        samples, secs = len(state["samples"]), float(state["seconds"])
+        one["last_train_loss"] = state["history"][-1]["train_loss"]
+        one["throughput"] = {
+            "supernet_samples": samples, "supernet_training_seconds": secs,
+            "supernet_job_wall_seconds": job_wall,
+            "samples_per_hour": samples / secs * 3600,
+            "samples_per_hour_wall": samples / job_wall * 3600,
+            "standalone_children": len(children),
+            "standalone_children_seconds": sum(r.seconds for r in children),
+            "standalone_wall_seconds": None if done_before else standalone_wall,
+            "children_per_hour": children_per_hour,
+        }
+        report["supernet_seeds"][str(seed)] = one
+    report["summary"] = {m: _spread([report["supernet_seeds"][str(s)]["modes"][m]["kendall"]
+                                     ["value"] for s in seeds]) for m in modes}
     (folder / "fidelity.json").write_text(json.dumps(report, indent=2) + "\n")
+
     print(f"\nvariant {args.variant} ({' '.join(args.set) or 'laptop default'}): "
-          f"{len(archs)} networks, supernet {samples} samples in {secs:.0f} s of training "
-          f"({job_wall:.0f} s with the job's start)")
-    print("| bn mode | Kendall tau vs standalone accuracy [95 % bootstrap] | Spearman rho |")
-    print("|---|---|---|")
-    for m in modes:
-        k = report["modes"][m]["kendall"]
-        print(f"| {m} | {k['value']:.2f} [{k['low']:.2f}, {k['high']:.2f}] | "
-              f"{report['modes'][m]['spearman']:.2f} |")
-    print("tau between modes: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                            report["between_modes"].items()))
-    t = report["throughput"]
-    if t["children_per_hour"]:
-        print(f"throughput: {t['samples_per_hour']:.0f} samples/hour of supernet training "
-              f"({t['samples_per_hour_wall']:.0f} counting the job's start) vs "
-              f"{t['children_per_hour']:.1f} proxy children/hour -> ratio "
-              f"{t['samples_per_hour'] / t['children_per_hour']:.0f} "
-              f"({t['samples_per_hour_wall'] / t['children_per_hour']:.0f})")
+          f"{len(archs)} networks, supernet seeds {seeds}")
+    print("| supernet seed | last loss | " + " | ".join(
+        f"tau, bn {m} [95 % bootstrap]" for m in modes) + " | samples/hour |")
+    print("|---" * (len(modes) + 3) + "|")
+    for seed in seeds:
+        one = report["supernet_seeds"][str(seed)]
+        cells = [f"{k['value']:.2f} [{k['low']:.2f}, {k['high']:.2f}]"
+                 for k in (one["modes"][m]["kendall"] for m in modes)]
+        print(f"| {seed} | {one['last_train_loss']:.3f} | " + " | ".join(cells) +
+              f" | {one['throughput']['samples_per_hour']:.0f} |")
+    print("| mean (range) | | " + " | ".join(
+        "{mean:.2f} ({low:.2f} to {high:.2f})".format(**report["summary"][m])
+        for m in modes) + " | |")
+    if children_per_hour:
+        for seed in seeds:
+            t = report["supernet_seeds"][str(seed)]["throughput"]
+            print(f"throughput, supernet seed {seed}: {t['samples_per_hour']:.0f} samples/hour "
+                  f"of supernet training ({t['samples_per_hour_wall']:.0f} counting the job's "
+                  f"start) vs {children_per_hour:.1f} proxy children/hour -> ratio "
+                  f"{t['samples_per_hour'] / children_per_hour:.0f} "
+                  f"({t['samples_per_hour_wall'] / children_per_hour:.0f})")
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.mean(values), "low": min(values), "high": max(values)}
 
 
 def noise(args: argparse.Namespace) -> None:
@@ -306,7 +326,8 @@ def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
            cap: float | None = None) -> float:
     """One search.py run (interrupted after ``cap`` seconds if given); its wall time."""
     cmd = [sys.executable, str(ROOT / "search.py"), "--target-flops", "400M", "--seed",
-           str(seed), "--strategy", strategy, "--evaluator", evaluator, "--out", str(out)]
+           str(seed), "--strategy", strategy, "--evaluator", evaluator, "--space", SPACE[0],
+           "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.time()
@@ -337,9 +358,9 @@ def summary_line(name: str, values: list[float]) -> str:
 def strategies(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {"ppo": [], "random": []}
+    results: dict[str, list[dict]] = {name: [] for name in args.strategies}
     for seed in args.seeds:
-        for strategy in ("ppo", "random"):
+        for strategy in args.strategies:
             run = out / f"{strategy}-{seed}"
             if not (run / "summary.json").is_file():
                 search(run, seed, strategy, "oneshot", args.set + ["reference=null"])
@@ -362,6 +383,13 @@ def strategies(args: argparse.Namespace) -> None:
     for key in ("best", "last_epoch_reward"):
         for strategy, rs in results.items():
             print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
+    if "random" in results:
+        from nas.search.pipeline_report import compare_to, seed_summary
+        chance = seed_summary(results["random"], "best")
+        for strategy, rs in results.items():
+            if strategy != "random":
+                print(f"{strategy} against random, standalone reward of best.yaml: "
+                      f"{compare_to(seed_summary(rs, 'best'), chance)}")
 
 
 def versus(args: argparse.Namespace) -> None:
@@ -508,7 +536,11 @@ def main() -> None:
     f.add_argument("--archs", type=int, default=24)
     f.add_argument("--variant", default="default")
     f.add_argument("--strategy", default="random")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0,
+                   help="draws the networks, seeds their proxy runs and the first supernet")
+    f.add_argument("--supernet-seeds", type=int, nargs="+", default=None,
+                   help="train one supernet per seed (default: --seed); --seed's folder is "
+                        "supernet/, another's supernet-seedN/")
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--cpus", type=float, default=1)
     f.add_argument("--score-images", type=int, default=1000)
@@ -516,6 +548,7 @@ def main() -> None:
     s = sub.add_parser("strategies")
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--strategies", nargs="+", default=["ppo", "evolution", "random"])
     s.add_argument("--set", action="append", default=[])
     b = sub.add_parser("ablate")
     b.add_argument("--epochs", type=int, default=3)
@@ -534,7 +567,7 @@ def main() -> None:
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--proxy-seeds", type=int, nargs="+", default=[0, 1])
     n.add_argument("--set", action="append", default=[])
-    for sp in (a, f, b, n):
+    for sp in (a, f, s, b, v, n):
         sp.add_argument("--space", default="mnasnet-space",
                         help="search-space YAML or bundled name (default mnasnet-space)")
     args = p.parse_args()

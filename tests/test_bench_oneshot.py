@@ -49,3 +49,35 @@ def test_noise_trains_each_proxy_seed_once_and_ranks_seeds_against_each_other(ti
     assert again.returncode == 0, again.stderr[-3000:]
     assert {n: (out / n / "children.jsonl").read_text() for n in seeds} == seeds
     assert json.loads((out / "noise.json").read_text())["accuracy"] == report["accuracy"]
+
+
+@pytest.mark.slow
+def test_fidelity_trains_one_split_supernet_per_seed_and_summarises_the_seeds(tiny_fmnist,
+                                                                            tmp_path):
+    out = tmp_path / "fidelity"
+    cmd = [sys.executable, str(SCRIPT), "fidelity", "--out", str(out), "--archs", "3",
+           "--supernet-seeds", "0", "1", "--variant", "split", "--space", "shared-space",
+           "--score-images", "50",
+           "--set", f"data.path={tiny_fmnist}", "--set", "data.val_size=100",
+           "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16",
+           "--set", "proxy.epochs=1", "--set", "workers=2",
+           "--set", "oneshot.split=activation", "--set", "oneshot.supernet.epochs=1",
+           "--set", "oneshot.supernet.train_subset=128", "--set", "oneshot.supernet.resolution=16",
+           "--set", "oneshot.supernet.batch_size=32", "--set", "oneshot.recal_batches=1"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "variants" / "split" / "fidelity.json").read_text())
+    assert sorted(report["supernet_seeds"]) == ["0", "1"]
+    for one in report["supernet_seeds"].values():
+        assert all(len(v) == 3 for v in one["scores"].values())
+        k = one["modes"]["batch"]["kendall"]
+        assert -1 <= k["low"] <= k["value"] <= k["high"] <= 1
+    taus = [one["modes"]["batch"]["kendall"]["value"] for one in report["supernet_seeds"].values()]
+    assert report["summary"]["batch"] == {"mean": sum(taus) / 2, "low": min(taus),
+                                          "high": max(taus)}
+    # One copy of the weights per activation of the space, in each seed's checkpoint.
+    import torch
+    state = torch.load(out / "variants" / "split" / "supernet-seed1" / "supernet.pt",
+                       weights_only=False)
+    assert {k.split(".")[1] for k in state["supernet"]} == {"relu", "silu"}
+    assert "| mean (range) |" in proc.stdout
