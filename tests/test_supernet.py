@@ -238,6 +238,24 @@ def test_a_split_supernet_keeps_one_copy_per_activation_and_paths_equal_their_su
             torch.testing.assert_close(sn.subnet(tokens).eval()(x), sn(x), atol=1e-5, rtol=1e-5)
 
 
+def test_a_split_supernet_saves_each_tensor_once_and_loads_back_whatever_path_was_last():
+    from nas.supernet.model import make_supernet
+    space = SearchSpace.from_dict(ODD_SPACE)
+    rng = np.random.default_rng(7)
+    torch.manual_seed(1)
+    sn = make_supernet(space, 1.0, 12, 5, 3, split="activation")
+    last = next(t for t in iter(lambda: space.sample_tokens(rng), None)
+                if space.decode(t).activation != "relu6")  # not the first copy
+    sn.set_path(last)
+    state = sn.state_dict()
+    assert all(k.startswith("parts.") for k in state)
+    torch.manual_seed(2)
+    fresh = make_supernet(space, 1.0, 12, 5, 3, split="activation")
+    fresh.load_state_dict(state)
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, state[k], msg=k)
+
+
 def test_a_split_supernet_writes_a_subnet_back_into_its_own_copy_only():
     from nas.supernet.model import make_supernet
     space = SearchSpace.from_dict(ODD_SPACE)

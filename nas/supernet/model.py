@@ -319,10 +319,14 @@ class SplitSupernet(nn.Module):
         self.parts = nn.ModuleDict({
             a: Supernet(space, width, resolution, num_classes, in_channels, plan)
             for a in space.global_choices["activation"]})
-        first = next(iter(self.parts.values()))
-        self.space, self.width, self.resolution = space, first.width, resolution
+        self.active = next(iter(self.parts))  # a name, not a module: one entry per tensor
+        self.space, self.width, self.resolution = space, self.current.width, resolution
         self.num_classes, self.in_channels, self.plan = num_classes, in_channels, plan
-        self.current = first
+
+    @property
+    def current(self) -> Supernet:
+        """The copy the selected path runs on."""
+        return self.parts[self.active]
 
     @property
     def tokens(self) -> tuple[int, ...] | None:
@@ -340,7 +344,7 @@ class SplitSupernet(nn.Module):
         return self.current.spec_of(tokens)
 
     def set_path(self, tokens: Sequence[int]) -> None:
-        self.current = self.part(tokens)
+        self.active = self.current.spec_of(tokens).activation
         self.current.set_path(tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
