@@ -264,12 +264,12 @@ def fidelity(args: argparse.Namespace) -> None:
     print("|---" * (len(modes) + 3) + "|")
     for seed in seeds:
         one = report["supernet_seeds"][str(seed)]
-        cells = [f"{k['value']:.2f} [{k['low']:.2f}, {k['high']:.2f}]"
+        cells = [f"{_f(k['value'])} [{_f(k['low'])}, {_f(k['high'])}]"
                  for k in (one["modes"][m]["kendall"] for m in modes)]
         print(f"| {seed} | {one['last_train_loss']:.3f} | " + " | ".join(cells) +
               f" | {one['throughput']['samples_per_hour']:.0f} |")
     print("| mean (range) | | " + " | ".join(
-        "{mean:.2f} ({low:.2f} to {high:.2f})".format(**report["summary"][m])
+        "{} ({} to {})".format(*(_f(report["summary"][m][k]) for k in ("mean", "low", "high")))
         for m in modes) + " | |")
     if children_per_hour:
         for seed in seeds:
@@ -281,8 +281,16 @@ def fidelity(args: argparse.Namespace) -> None:
                   f"({t['samples_per_hour_wall'] / children_per_hour:.0f})")
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.mean(values), "low": min(values), "high": max(values)}
+def _spread(values: list[float | None]) -> dict[str, Any]:
+    """Mean and range over the seeds whose tau is defined (it is not when every score ties)."""
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    if not v:
+        return {"mean": None, "low": None, "high": None, "seeds": 0}
+    return {"mean": statistics.mean(v), "low": min(v), "high": max(v), "seeds": len(v)}
+
+
+def _f(x: float | None) -> str:
+    return "undefined" if x is None or math.isnan(x) else f"{x:.2f}"
 
 
 def noise(args: argparse.Namespace) -> None:
