@@ -338,13 +338,13 @@ class SplitSupernet(nn.Module):
 
     def part(self, tokens: Sequence[int]) -> Supernet:
         """The copy of the weights the path ``tokens`` uses."""
-        return self.parts[self.current.spec_of(tokens).activation]
+        return self.parts[self.spec_of(tokens).activation]
 
     def spec_of(self, tokens: Sequence[int]) -> ArchSpec:
         return self.current.spec_of(tokens)
 
     def set_path(self, tokens: Sequence[int]) -> None:
-        self.active = self.current.spec_of(tokens).activation
+        self.active = self.spec_of(tokens).activation
         self.current.set_path(tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -367,7 +367,8 @@ def make_supernet(space: Any, width: float = 1.0, resolution: int | None = None,
     ``split`` is ``"activation"`` (``oneshot.split``). ``bn_affine=False`` holds every batch
     norm's scale at 1 and shift at 0 (SPOS: a path does not inherit another path's affine
     parameters); the exported subnets carry those values."""
-    if split not in (None, "activation"):
+    from nas.supernet.settings import SPLITS
+    if split not in SPLITS:
         raise ValueError(f"split {split!r}; only the activation can be split")
     sn: Supernet | SplitSupernet = (
         Supernet(space, width, resolution, num_classes, in_channels) if split is None
