@@ -23,7 +23,8 @@
                 children/hour measured in the same run.
 ``strategies``  one-shot searches (laptop default) with each of ``--strategies`` (PPO,
                 evolution and uniform random sampling of the same supernet), per seed: the
-                standalone reward of best.yaml, and the mean supernet reward of the last
+                standalone reward of best.yaml, the mean standalone reward of the top-k
+                networks the proxy trained, and the mean supernet reward of the last
                 epoch's samples; each strategy against random by the seed rule.
 ``ablate``      what each kind of decision costs the shared weights: the supernet is
                 trained (the laptop default's recipe, ``--epochs`` epochs, one process) with
@@ -363,6 +364,28 @@ def summary_line(name: str, values: list[float]) -> str:
             f"{max(values):.4f} ({', '.join(f'{v:.4f}' for v in values)})")
 
 
+def run_stats(run: Path) -> dict[str, Any]:
+    """What ``strategies`` reads from one finished one-shot run folder: best.yaml's
+    standalone reward and accuracy, the mean standalone reward of every top-k network the
+    proxy trained (a strategy's picks as a whole, not only the luckiest), the supernet's
+    sample count, and the mean supernet reward of the last epoch's samples."""
+    import csv
+    summary = json.loads((run / "summary.json").read_text())
+    with open(run / "supernet" / "samples.csv") as f:
+        samples = list(csv.DictReader(f))
+    steps = [json.loads(line)["step"]
+             for line in (run / "supernet" / "progress.jsonl").read_text().splitlines()]
+    epoch_steps = steps[-1] - steps[-2]
+    last_step = max(int(s["step"]) for s in samples)
+    last = [float(s["reward"]) for s in samples if int(s["step"]) > last_step - epoch_steps]
+    children = [json.loads(line) for line in (run / "children.jsonl").read_text().splitlines()]
+    trained = [c["reward"] for c in children if c.get("status") == "ok"]
+    return {"best": summary["best"]["reward"], "best_accuracy": summary["best"]["accuracy"],
+            "standalone_mean": statistics.mean(trained), "standalone": len(trained),
+            "samples": summary["supernet"]["samples"],
+            "last_epoch_reward": statistics.mean(last), "seconds": summary["session_seconds"]}
+
+
 def strategies(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,32 +395,21 @@ def strategies(args: argparse.Namespace) -> None:
             run = out / f"{strategy}-{seed}"
             if not (run / "summary.json").is_file():
                 search(run, seed, strategy, "oneshot", args.set + ["reference=null"])
-            summary = json.loads((run / "summary.json").read_text())
-            import csv
-            with open(run / "supernet" / "samples.csv") as f:
-                samples = list(csv.DictReader(f))
-            last_step = max(int(s["step"]) for s in samples)
-            epoch_steps = json.loads((run / "supernet" / "progress.jsonl").read_text()
-                                     .splitlines()[-1])["step"] - json.loads(
-                (run / "supernet" / "progress.jsonl").read_text().splitlines()[-2])["step"]
-            last = [float(s["reward"]) for s in samples if int(s["step"]) > last_step - epoch_steps]
-            results[strategy].append({"seed": seed, "best": summary["best"]["reward"],
-                                      "best_accuracy": summary["best"]["accuracy"],
-                                      "samples": summary["supernet"]["samples"],
-                                      "last_epoch_reward": statistics.mean(last),
-                                      "seconds": summary["session_seconds"]})
+            results[strategy].append({"seed": seed, **run_stats(run)})
             print(json.dumps({"strategy": strategy, **results[strategy][-1]}), flush=True)
     (out / "strategies.json").write_text(json.dumps(results, indent=2) + "\n")
-    for key in ("best", "last_epoch_reward"):
+    for key in ("best", "standalone_mean", "last_epoch_reward"):
         for strategy, rs in results.items():
             print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
     if "random" in results:
         from nas.search.pipeline_report import compare_to, seed_summary
-        chance = seed_summary(results["random"], "best")
-        for strategy, rs in results.items():
-            if strategy != "random":
-                print(f"{strategy} against random, standalone reward of best.yaml: "
-                      f"{compare_to(seed_summary(rs, 'best'), chance)}")
+        for key, what in (("best", "standalone reward of best.yaml"),
+                          ("standalone_mean", "mean standalone reward of the top-k")):
+            chance = seed_summary(results["random"], key)
+            for strategy, rs in results.items():
+                if strategy != "random":
+                    print(f"{strategy} against random, {what}: "
+                          f"{compare_to(seed_summary(rs, key), chance)}")
 
 
 def versus(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ the seeds)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +14,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "bench_oneshot.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_oneshot", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_oneshot"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_stats_reads_the_picks_and_only_the_last_epochs_samples(tmp_path):
+    bench = _module()
+    run = tmp_path / "ppo-0"
+    (run / "supernet").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({
+        "session_seconds": 12.5, "best": {"reward": 0.8, "accuracy": 0.79},
+        "supernet": {"samples": 6}}))
+    # Two epochs of 50 steps; samples at steps 40, 60 and 100: the last epoch is 51-100.
+    (run / "supernet" / "progress.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "step": 50 * e}) + "\n" for e in (1, 2)))
+    (run / "supernet" / "samples.csv").write_text(
+        "step,rank,accuracy,reward,macs,policy_version,tokens\n"
+        "40,0,0.1,0.1,1,0,0\n60,0,0.5,0.5,1,0,0\n100,0,0.7,0.7,1,0,0\n100,1,0.9,0.9,1,0,0\n")
+    children = [{"child": 0, "status": "ok", "reward": 0.8},
+                {"child": 1, "status": "ok", "reward": 0.6},
+                {"child": 2, "status": "failed", "reward": None}]
+    (run / "children.jsonl").write_text("".join(json.dumps(c) + "\n" for c in children))
+    stats = bench.run_stats(run)
+    assert stats["best"] == 0.8 and stats["best_accuracy"] == 0.79
+    assert stats["standalone"] == 2 and stats["standalone_mean"] == pytest.approx(0.7)
+    assert stats["last_epoch_reward"] == pytest.approx(0.7)
+    assert stats["samples"] == 6 and stats["seconds"] == 12.5
 
 
 def test_an_unknown_space_is_one_line(tmp_path):
