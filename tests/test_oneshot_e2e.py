@@ -45,6 +45,8 @@ def test_two_worker_search_writes_every_output(tiny_fmnist, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 Ray Train worker(s)" in proc.stdout and "best child" in proc.stdout
+    # The standalone stage ranks its children by accuracy while they train, and says so.
+    assert "best accuracy" in proc.stdout and "best reward" not in proc.stdout
     for name in ("config.yaml", "children.csv", "children.jsonl", "best.yaml", "summary.json",
                  "accuracy_vs_macs.png", "supernet/supernet.pt", "supernet/samples.csv",
                  "supernet/progress.jsonl"):

@@ -13,18 +13,18 @@ from nas.search.settings import TrialSettings
 
 def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings, out: Path,
                    total: int, after_records: Callable[[Any, bool], None] | None = None,
-                   table: str = "children") -> None:
+                   table: str = "children", metric: str = "reward") -> None:
     """Run the driver to the end (or to Ctrl-C) on Ray.
 
     ``after_records(tb, final)`` writes the caller's own outputs at the same moments as the
-    tables; ``table`` names the table files and the progress line's noun.
+    tables; ``table`` names the table files and the progress line's noun, ``metric`` what the
+    driver's rewards are.
     """
     from nas.search import tune_adapter as ta
     from nas.search.runlog import Progress, TensorBoardLog, write_tables
 
     tb = TensorBoardLog(out / "tensorboard")
-    progress = Progress(total, trials.workers, noun=table,
-                        metric="reward" if table == "children" else "accuracy")
+    progress = Progress(total, trials.workers, noun=table, metric=metric)
 
     def on_records(records: list) -> None:
         for r in records:
@@ -84,7 +84,7 @@ def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialS
                               f"{resume_hint}, or choose another --out")
         ta.restore_state(driver, ta.load_state(state), state)
     folder.mkdir(parents=True, exist_ok=True)
-    train_children(driver, data, trials, folder, len(items), table=table)
+    train_children(driver, data, trials, folder, len(items), table=table, metric="accuracy")
     if not driver.finished():
         raise KeyboardInterrupt
     return {items[r.tokens[0]][0]: r for r in driver.trained_records()}
