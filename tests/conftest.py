@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from nas.data import write_idx
+
+
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py`` imported as module ``name`` (registered in ``sys.modules``, where
+    dataclasses look their module up)."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_tiny_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 100,

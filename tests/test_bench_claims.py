@@ -3,27 +3,19 @@ get more seeds, the verdicts, and the refusal to mix runs of another protocol in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "bench_claims.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_claims", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_claims"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module()
+bench = load_bench("bench_claims")
 GROUPS = ["baselines", "scaling", "family"]
 
 

@@ -4,26 +4,18 @@ that the CUDA runs differ from what is tested here only in the device."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "bench_gpu.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module()
+bench = load_bench("bench_gpu")
 
 
 def test_defaults_measure_amp_against_fp32_and_one_two_four_children_per_gpu():

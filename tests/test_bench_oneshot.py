@@ -4,28 +4,20 @@ the seeds)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "bench_oneshot.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_oneshot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_oneshot"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_run_stats_reads_the_picks_and_only_the_last_epochs_samples(tmp_path):
-    bench = _module()
+    bench = load_bench("bench_oneshot")
     run = tmp_path / "ppo-0"
     (run / "supernet").mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({
