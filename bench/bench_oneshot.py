@@ -340,13 +340,17 @@ def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
     for s in sets:
         cmd += ["--set", s]
     t0 = time.time()
-    with open(out.parent / f"{out.name}.log", "w") as log:
+    log_path = out.parent / f"{out.name}.log"
+    with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             proc.wait(timeout=cap)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)  # as Ctrl-C: every finished child is kept
             proc.wait()
+    if not (out / "best.yaml").is_file():
+        raise SystemExit(f"error: the search in {out} wrote no best.yaml (exit status "
+                         f"{proc.returncode}); see {log_path}")
     return time.time() - t0
 
 
