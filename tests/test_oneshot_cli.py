@@ -61,6 +61,22 @@ def test_the_oneshot_section_merges_presets_and_flags():
         load_layers("search", None, None, {"oneshot": "no-such-config"})
 
 
+def test_the_settings_defaults_are_the_bundled_configs():
+    # A Python caller who builds SupernetSettings by hand gets what search.py reads.
+    import dataclasses
+
+    import yaml
+
+    from nas.core.files import config_path
+    from nas.supernet.settings import SupernetSettings
+    bundled = yaml.safe_load(config_path("oneshot-default").read_text())
+    fields = [f for f in dataclasses.fields(SupernetSettings)
+              if f.default is not dataclasses.MISSING]
+    assert {f.name for f in fields} == set(bundled) - {"supernet"}
+    for f in fields:
+        assert f.default == bundled[f.name], f.name
+
+
 def test_absolute_reward_form():
     cfg = RewardConfig(target_macs=400_000_000, form="absolute", beta=-0.1)
     assert compute_reward(0.9, 400_000_000, cfg).reward == pytest.approx(0.9)

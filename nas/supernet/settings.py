@@ -49,8 +49,8 @@ class SupernetSettings:
     recal_batches: int = 8
     candidates: int = 100
     score_images: int = 1000
-    split: str | None = None
-    bn_affine: bool = True
+    split: str | None = "activation"
+    bn_affine: bool = False
     max_params: int = 50_000_000
     workers: int | None = None
     cpus_per_worker: float | None = None
