@@ -44,7 +44,7 @@ class SupernetSettings:
 
     supernet: Recipe
     warmup: float = 0.25
-    val_batch: int = 256
+    val_batch: int = 128
     bn: str = "batch"
     recal_batches: int = 8
     candidates: int = 100
