@@ -37,7 +37,8 @@
 ``versus``      a one-shot search against a multi-trial search (both PPO, default proxy),
                 per seed, each given ``--minutes`` of wall time (the multi-trial search is
                 interrupted at the cap, as Ctrl-C would; the one-shot search is sized to end
-                within it). Both best.yaml are then trained again by the proxy with
+                within it, or, with ``--oneshot-set oneshot.handoff=search``, interrupted
+                at the cap too). Both best.yaml are then trained again by the proxy with
                 ``--retrain-seeds`` fresh seeds, which removes the selection bias of a best
                 picked among noisy proxy runs.
 ``noise``       the ceiling of ``fidelity``: the same networks (the same ``--out``, ``--seed``
@@ -428,8 +429,10 @@ def versus(args: argparse.Namespace) -> None:
             run = out / f"{evaluator}-{seed}"
             if not (run / "best.yaml").is_file() or not (run / "wall.txt").is_file():
                 sets = args.oneshot_set if evaluator == "oneshot" else ["budget=100000"]
+                # A handoff search, like the multi-trial one, runs until it is stopped.
+                capped = evaluator == "proxy" or "oneshot.handoff=search" in sets
                 wall = search(run, seed, "ppo", evaluator, sets + ["reference=null"],
-                              cap=None if evaluator == "oneshot" else cap)
+                              cap=cap if capped else None)
                 (run / "wall.txt").write_text(f"{wall:.1f}\n")
             b = best_of(run)
             assert b is not None, f"{run} has no best.yaml"

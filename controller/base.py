@@ -267,6 +267,14 @@ class Strategy(ABC):
             if t >= s:
                 raise SpaceError(f"proposal token {i} is {t}, but decision {i} has {s} choices")
 
+    def restart_rewards(self) -> None:
+        """From now on rewards come from another evaluator, on another scale (a one-shot
+        search handing its strategy from the supernet to standalone training): forget what
+        summarizes the rewards told so far, keep what was learned about where to sample.
+        The base class keeps everything: random search reads no reward, an evolution's
+        population keeps its members (they age out as new results arrive), and Optuna's
+        samplers keep their trials."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: a deep copy, safe to keep or ``torch.save``."""
         return {

@@ -201,6 +201,14 @@ class _PolicyGradient(Strategy):
         self._buffer = [(Proposal.from_dict(p), float(r)) for p, r in state["buffer"]]
         self._prefetched = [Proposal.from_dict(p) for p in state["prefetched"]]
 
+    def restart_rewards(self) -> None:
+        """The policy and its optimizer stay; the moving-average baseline and advantage scale
+        start again from the next batch, and results buffered for an update are dropped (an
+        update must not mix the two scales)."""
+        self._baseline = None
+        self._adv_sq = None
+        self._buffer = []
+
     def greedy(self) -> Proposal:
         """The policy's most likely architecture (step-wise argmax); does not count as an ask."""
         return Proposal(self.policy.mode(), version=self.version)

@@ -344,3 +344,38 @@ def test_controller_imports_neither_ray_nor_torch_until_needed():
             "bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'tune'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_restart_rewards_keeps_the_policy_and_forgets_the_reward_scale(name):
+    s = make_strategy(name, SIZES, seed=0, batch_size=4)
+    reward = planted(target_for(0))
+    for _ in range(6):  # one update, and two results buffered for the next
+        p = s.ask()
+        s.tell(p, reward(p.tokens))
+    policy = {k: v.clone() for k, v in s.policy.state_dict().items()}
+    version = s.version
+    s.restart_rewards()
+    assert all(torch.equal(policy[k], v) for k, v in s.policy.state_dict().items())
+    assert s.version == version and s._baseline is None and s._buffer == []
+    # The next update's baseline is its own batch's mean, on the new scale (10 + reward);
+    # before the restart the two buffered results would have joined that batch.
+    batch = [s.ask() for _ in range(4)]
+    diag = None
+    for p in batch:
+        diag = s.tell(p, 10 + reward(p.tokens))
+    assert diag is not None and s.version == version + 1
+    assert min(10 + reward(p.tokens) for p in batch) - 1e-6 <= s._baseline
+    restored = make_strategy(name, SIZES, seed=0, batch_size=4)
+    restored.load_state_dict(s.state_dict())
+    assert restored._baseline == s._baseline
+
+
+@pytest.mark.parametrize("name", ["random", "evolution"])
+def test_restart_rewards_keeps_a_strategy_without_reward_statistics(name):
+    s = make_strategy(name, SIZES, seed=0)
+    for i in range(5):
+        s.tell(s.ask(), 0.1 * i)
+    before = s.state_dict()
+    s.restart_rewards()
+    assert _same_state(before, s.state_dict())

@@ -126,6 +126,35 @@ def test_resume_after_kill_in_either_stage(tiny_fmnist, tmp_path):
     assert len(trained(out)) == 5 and (out / "best.yaml").is_file()
 
 
+def test_a_handoff_search_goes_on_from_the_supernets_strategy(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    args = ("--set", "oneshot.handoff=search", "--set", "budget=4", "--set", "reference=null")
+    proc = subprocess.run(cmd(tiny_fmnist, out, *args), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ppo goes on for 4 children" in proc.stdout and "best child" in proc.stdout
+    from nas.search import train_adapter as tra
+    state = tra.load_checkpoint(out / "supernet")
+    version = state["strategy"]["state"]["version"]
+    assert version > 0  # the supernet's samples updated the policy
+    children = trained(out)
+    # Every child comes from the policy the supernet trained (a fresh one starts at 0).
+    assert len(children) == 4 and all(r["policy_version"] >= version for r in children)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["supernet"]["handoff"] == "search" and summary["children_trained"] == 4
+    best = nas.load_spec(out / "best.yaml")
+    assert best.meta["search"]["evaluator"] == "oneshot"
+    assert best.meta["metrics"]["reward"] == max(r["reward"] for r in children)
+    assert (out / "driver.pt").is_file() and not (out / "standalone").exists()
+    # Resuming the finished run trains neither stage again.
+    checkpoint = (out / "supernet" / "supernet.pt").stat().st_mtime_ns
+    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(trained(out)) == 4
+    assert (out / "supernet" / "supernet.pt").stat().st_mtime_ns == checkpoint
+
+
 def test_workers_above_the_cluster_are_refused(tiny_fmnist, tmp_path):
     out = tmp_path / "run"
     res = subprocess.run(cmd(tiny_fmnist, out, "--workers", "8"), capture_output=True,

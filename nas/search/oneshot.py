@@ -6,7 +6,10 @@
    strategy's final policy are scored on the supernet and ranked.
 2. The ``top_k`` of that ranking (and the reference network) are trained standalone by the
    proxy evaluator on Ray Tune workers (:func:`nas.search.runner.train_fixed`), and the best
-   of them by its standalone reward is ``best.yaml``.
+   of them by its standalone reward is ``best.yaml``. With ``oneshot.handoff: search`` the
+   second stage is instead a multi-trial search (:func:`nas.search.run.search`) that starts
+   from the strategy the supernet trained, its reward statistics restarted
+   (:meth:`~controller.base.Strategy.restart_rewards`), and trains what it proposes.
 
 The run folder holds what a multi-trial search's holds (the children table, now with the
 supernet's score beside the standalone one, ``top/``, ``pareto/``, TensorBoard,
@@ -84,13 +87,15 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
         say(f"note: {line}")
 
     r = o.supernet
+    then = (f"the top {s.top_k} trained as proxies" if o.handoff == "top_k" else
+            f"{s.strategy} goes on for {s.budget} children trained as proxies")
     say(f"search {s.name}: one-shot {s.strategy} over {space.name} "
         f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} MACs; "
         f"supernet {n_shared / 1e6:.2f}M shared parameters"
         f"{', one copy per activation' if o.split else ''} "
         f"(width {r.width_mult:g}, {r.resolution or data.image_size} px), "
         f"{r.epochs} epochs of {r.train_subset or len(data.train)} images on {workers} Ray Train "
-        f"worker(s) x {cpus:g} CPU(s), then the top {s.top_k} trained as proxies; data "
+        f"worker(s) x {cpus:g} CPU(s), then {then}; data "
         f"{data.name} ({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
     t0 = time.time()
@@ -98,12 +103,16 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
                           strategy_options=dict(s.strategy_options), reward=s.reward,
                           target=s.target, seed=s.seed, workers=workers, cpus_per_worker=cpus,
                           gpus_per_worker=gpus)
-    status = _supernet_phase(job, data, out, s, r.epochs)
-    if status != "ok":
-        raise ConfigError(f"the supernet's training loss became non-finite; lower "
-                          f"oneshot.supernet.lr (now {r.lr:g}) and start a new run")
+    # The second stage of a handoff has begun only once the supernet finished.
+    if not (o.handoff == "search" and (out / "driver.pt").is_file()):
+        status = _supernet_phase(job, data, out, s, r.epochs)
+        if status != "ok":
+            raise ConfigError(f"the supernet's training loss became non-finite; lower "
+                              f"oneshot.supernet.lr (now {r.lr:g}) and start a new run")
     state = tra.load_checkpoint(out / "supernet")
     assert state is not None and state["ranking"] is not None
+    if o.handoff == "search":
+        return _handoff(s, state, space.sizes(), config_text, say, t0, workers)
     ranking = state["ranking"][: s.top_k]
     say(f"supernet done: {len(state['samples'])} samples in {state['seconds']:.0f} s; "
         f"{len(state['ranking'])} candidates ranked, the top {len(ranking)} go to the proxy")
@@ -118,6 +127,35 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     summary = _write_outputs(records, ranking, state, s, o, space, data, out,
                              time.time() - t0, workers)
     return SearchOutcome(out, True, summary)
+
+
+def _handoff(s: SearchSettings, state: dict[str, Any], sizes: Any, config_text: str,
+             say: Callable[[str], None], t0: float, workers: int) -> SearchOutcome:
+    """The second stage as a multi-trial search from the strategy the supernet trained."""
+    from controller import make_strategy
+    from nas.core.files import json_text, write_text_atomic
+    from nas.search.run import search
+
+    strategy = make_strategy(s.strategy, sizes, seed=s.seed, **dict(s.strategy_options))
+    strategy.load_state_dict(state["strategy"])
+    strategy.restart_rewards()
+    say(f"supernet done: {len(state['samples'])} samples in {state['seconds']:.0f} s; "
+        f"{s.strategy} goes on from there with children trained as proxies")
+    outcome = search(s, (s.out / "driver.pt").is_file(), config_text, say, start=strategy,
+                     evaluator="oneshot")
+    summary = {**outcome.summary, "evaluator": "oneshot",
+               "session_seconds": round(time.time() - t0, 1),
+               "supernet": {**_supernet_summary(state, workers), "handoff": "search"}}
+    write_text_atomic(s.out / "summary.json", json_text(summary, indent=2) + "\n")
+    return SearchOutcome(s.out, outcome.finished, summary)
+
+
+def _supernet_summary(state: dict[str, Any], workers: int) -> dict[str, Any]:
+    seconds = float(state["seconds"])
+    samples = len(state["samples"])
+    return {"epochs": int(state["epoch"]), "steps": int(state["step"]), "workers": workers,
+            "samples": samples, "seconds": round(seconds, 1),
+            "samples_per_hour": round(samples / seconds * 3600, 1) if seconds > 0 else None}
 
 
 def _supernet_phase(job: Any, data: Any, out: Path, s: SearchSettings, epochs: int) -> str:
@@ -236,8 +274,6 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
     paired = [(extra["supernet_reward"], rec.reward) for rec, extra in records
               if rec.status == OK and extra["supernet_reward"] is not None]
     tau = kendall_tau(*zip(*paired)) if len(paired) >= 2 else math.nan
-    supernet_seconds = float(state["seconds"])
-    samples = len(state["samples"])
     summary = {
         "run": s.name, "evaluator": "oneshot", "finished": True, "converged_early": False,
         "children_trained": len(children),
@@ -251,11 +287,7 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
         "reference": None if reference is None else {
             "reward": reference.reward, "accuracy": reference.accuracy,
             "macs": reference.macs, "params": reference.params},
-        "supernet": {"epochs": int(state["epoch"]), "steps": int(state["step"]),
-                     "workers": workers, "samples": samples,
-                     "seconds": round(supernet_seconds, 1),
-                     "samples_per_hour": round(samples / supernet_seconds * 3600, 1)
-                     if supernet_seconds > 0 else None,
+        "supernet": {**_supernet_summary(state, workers), "handoff": "top_k",
                      "candidates": len(state["ranking"]), "top_k": len(ranking),
                      "kendall_tau_top_k": None if math.isnan(tau) else tau},
     }
@@ -268,8 +300,12 @@ def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
     from nas.search.run import summary_lines as search_lines
     sn = summary["supernet"]
     rate = f" ({sn['samples_per_hour']:.0f} samples/hour)" if sn["samples_per_hour"] else ""
+    head = (f"supernet: {sn['samples']} samples in {sn['seconds']:.0f} s{rate} on "
+            f"{sn['workers']} worker(s)")
+    if sn.get("handoff") == "search":
+        return [f"{head}; then the strategy went on with children trained as proxies"
+                ] + search_lines(summary, out)
     tau = ("" if sn["kendall_tau_top_k"] is None
            else f"; Kendall tau supernet vs standalone reward over them {sn['kendall_tau_top_k']:.2f}")
-    return [f"supernet: {sn['samples']} samples in {sn['seconds']:.0f} s{rate} on "
-            f"{sn['workers']} worker(s); {sn['candidates']} candidates ranked, top "
+    return [f"{head}; {sn['candidates']} candidates ranked, top "
             f"{sn['top_k']} trained standalone{tau}"] + search_lines(summary, out)

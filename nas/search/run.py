@@ -33,9 +33,14 @@ def check_run_folder(out: Path, resume: bool) -> None:
 
 
 def search(s: SearchSettings, resume: bool, config_text: str,
-           say: Callable[[str], None] = lambda line: print(line, flush=True)) -> SearchOutcome:
+           say: Callable[[str], None] = lambda line: print(line, flush=True),
+           start: Any = None, evaluator: str | None = None) -> SearchOutcome:
     """Run (or continue) the search ``s`` in ``s.out``; ``config_text`` is written there as
-    ``config.yaml`` once everything is known to be good."""
+    ``config.yaml`` once everything is known to be good.
+
+    ``start``: a strategy to begin a new search with instead of a fresh one (a one-shot
+    search's handoff); a resumed search continues the strategy saved in ``driver.pt``.
+    ``evaluator``: recorded in the specs' provenance when not the proxy's alone."""
     check_run_folder(s.out, resume)
 
     # Everything below is heavy: load it only once the settings are known to be good.
@@ -57,8 +62,9 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     reference = load_spec(s.reference) if s.reference else None
 
     def make_driver() -> ChildDriver:
-        strategy = make_strategy(s.strategy, space.sizes(), seed=s.seed,
-                                 **dict(s.strategy_options))
+        strategy = (start if start is not None and state is None else
+                    make_strategy(s.strategy, space.sizes(), seed=s.seed,
+                                  **dict(s.strategy_options)))
         d = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
                         reward=s.reward, target=s.target, reference=reference, seed=s.seed)
         if state is not None:
@@ -76,6 +82,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
 
     provenance = {
         "search": {"run": s.name, "strategy": s.strategy,
+                   **({"evaluator": evaluator} if evaluator else {}),
                    "space": space.name, "space_hash": space.hash(),
                    "reward": s.reward.to_dict(),
                    "target": {"resolution": s.target.resolution,

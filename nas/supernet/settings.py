@@ -15,6 +15,7 @@ from nas.training.recipe import Recipe
 
 BN_MODES = ("batch", "recalibrate", "running")
 SPLITS = (None, "activation")
+HANDOFFS = ("top_k", "search")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class SupernetSettings:
     split          ``activation``: one copy of the shared weights per activation of the space
                    (paths of different activations share nothing); null: one copy.
     bn_affine      false: batch norm scales and shifts stay at 1 and 0 (SPOS).
+    handoff        what the standalone stage trains: ``top_k``, the top ``top_k`` of the
+                   ranking; ``search``, the children the strategy the supernet trained goes on
+                   to propose, as a multi-trial search (``budget`` children, or until stopped)
+                   that starts from that strategy with its reward statistics restarted.
     max_params     refuse a space whose supernet holds more shared parameters.
     workers, cpus_per_worker, gpus_per_worker
                    the Ray Train layout (None: the top-level ``workers`` / ``cpus_per_trial``).
@@ -51,6 +56,7 @@ class SupernetSettings:
     score_images: int = 1000
     split: str | None = "activation"
     bn_affine: bool = False
+    handoff: str = "top_k"
     max_params: int = 50_000_000
     workers: int | None = None
     cpus_per_worker: float | None = None
@@ -70,6 +76,8 @@ class SupernetSettings:
             raise ConfigError(f"oneshot.bn_affine: got {self.bn_affine!r}; use true or false")
         if self.split not in SPLITS:
             raise ConfigError(f"oneshot.split: got {self.split!r}; use activation or null")
+        if self.handoff not in HANDOFFS:
+            raise ConfigError(f"oneshot.handoff: got {self.handoff!r}; use top_k or search")
         check_int(self.max_params, "oneshot.max_params", 1)
         if self.workers is not None:
             check_int(self.workers, "oneshot.workers", 1)
