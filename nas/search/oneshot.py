@@ -136,13 +136,15 @@ def _handoff(s: SearchSettings, state: dict[str, Any], sizes: Any, config_text: 
     from nas.core.files import json_text, write_text_atomic
     from nas.search.run import search
 
-    strategy = make_strategy(s.strategy, sizes, seed=s.seed, **dict(s.strategy_options))
-    strategy.load_state_dict(state["strategy"])
-    strategy.restart_rewards()
+    resume = (s.out / "driver.pt").is_file()  # the search continues its own saved strategy
+    strategy = None
+    if not resume:
+        strategy = make_strategy(s.strategy, sizes, seed=s.seed, **dict(s.strategy_options))
+        strategy.load_state_dict(state["strategy"])
+        strategy.restart_rewards()
     say(f"supernet done: {len(state['samples'])} samples in {state['seconds']:.0f} s; "
         f"{s.strategy} goes on from there with children trained as proxies")
-    outcome = search(s, (s.out / "driver.pt").is_file(), config_text, say, start=strategy,
-                     evaluator="oneshot")
+    outcome = search(s, resume, config_text, say, start=strategy, evaluator="oneshot")
     summary = {**outcome.summary, "evaluator": "oneshot",
                "session_seconds": round(time.time() - t0, 1),
                "supernet": {**_supernet_summary(state, workers), "handoff": "search"}}
