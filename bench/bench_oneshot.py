@@ -7,6 +7,7 @@
         [--strategies ppo evolution random]
     .venv/bin/python bench/bench_oneshot.py ablate [--epochs 3] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
+        [--evaluators oneshot proxy]
     .venv/bin/python bench/bench_oneshot.py noise --out DIR [--archs 24] [--proxy-seeds 0 1]
 
 ``layout``      the supernet job (the laptop default's recipe, ``--epochs`` epochs) as two
@@ -40,7 +41,9 @@
                 within it, or, with ``--oneshot-set oneshot.handoff=search``, interrupted
                 at the cap too). Both best.yaml are then trained again by the proxy with
                 ``--retrain-seeds`` fresh seeds, which removes the selection bias of a best
-                picked among noisy proxy runs.
+                picked among noisy proxy runs. ``--evaluators oneshot`` runs (and
+                retrains) the one-shot side alone, for a variant measured against a
+                multi-trial side recorded earlier (the retraining seeds are the same).
 ``noise``       the ceiling of ``fidelity``: the same networks (the same ``--out``, ``--seed``
                 and ``--archs``) trained standalone by the proxy once per ``--proxy-seeds``
                 (the ``--seed`` run is fidelity's own, reused). Prints Kendall's tau
@@ -423,9 +426,9 @@ def versus(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cap = args.minutes * 60
-    bests: dict[str, list[dict]] = {"oneshot": [], "proxy": []}
+    bests: dict[str, list[dict]] = {evaluator: [] for evaluator in args.evaluators}
     for seed in args.seeds:
-        for evaluator in ("oneshot", "proxy"):
+        for evaluator in args.evaluators:
             run = out / f"{evaluator}-{seed}"
             if not (run / "best.yaml").is_file() or not (run / "wall.txt").is_file():
                 sets = args.oneshot_set if evaluator == "oneshot" else ["budget=100000"]
@@ -588,6 +591,8 @@ def main() -> None:
     v.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     v.add_argument("--retrain-seeds", type=int, default=3)
     v.add_argument("--oneshot-set", action="append", default=[])
+    v.add_argument("--evaluators", nargs="+", default=["oneshot", "proxy"],
+                   choices=["oneshot", "proxy"])
     n = sub.add_parser("noise")
     n.add_argument("--out", required=True)
     n.add_argument("--archs", type=int, default=24)
