@@ -105,3 +105,35 @@ def test_readme_set_examples_work_pasted_into_a_shell(snippet, raw):
     for part in key.split("."):
         node, expected = node[part], expected[part]
     assert node == expected
+
+
+@pytest.mark.parametrize("value,seconds", [
+    ("30m", 1800.0), ("2h", 7200.0), ("90s", 90.0), ("1.5h", 5400.0), ("45", 45.0),
+    (" 10M ", 600.0), (120, 120.0), (0.5, 0.5), (None, None)])
+def test_time_budget_reads_durations(value, seconds):
+    from nas.core.checks import check_duration
+    assert check_duration(value, "time_budget") == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "", "m", "-5m", "0", 0, True, "inf", "nanh", [30]])
+def test_a_bad_time_budget_is_one_line(value):
+    from nas.core.checks import check_duration
+    from nas.core.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        check_duration(value, "time_budget")
+    assert "\n" not in str(e.value) and str(e.value).startswith("time_budget: got ")
+    assert "30m" in str(e.value)
+
+
+def test_a_time_budget_given_on_resume_replaces_the_saved_one(tmp_path):
+    import argparse
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = load_layers("search", None, None, {"target_flops": "400M", "out": str(out)})
+    del cfg["time_budget"]  # a run saved before the setting existed
+    (out / "config.yaml").write_text(dump(cfg))
+    args = argparse.Namespace(resume=True, out=str(out), set=[], time_budget="20m")
+    resumed = options.load_config(args, "search", {**search.FLAGS})
+    assert resumed["time_budget"] == "20m"
+    args.time_budget = None
+    assert options.load_config(args, "search", {**search.FLAGS})["time_budget"] is None

@@ -163,3 +163,71 @@ def test_state_round_trip_reissues_in_flight_children(space, tmp_path):
     assert nxt["child"] == 3  # t0 was the reference; children 0-2 were issued
     # The original and the restored driver go on identically.
     assert d.suggest("t9")["spec"] == nxt["spec"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_driver(space, clock, time_budget, spent=0.0, budget=50):
+    strat = make_strategy("random", space.sizes(), seed=3)
+    return ChildDriver(lambda t: (space.decode(t), {}), strat, budget=budget,
+                       reward=RewardConfig(target_macs=400_000_000), target=Target(),
+                       clock=clock, time_budget=time_budget, spent=spent)
+
+
+def test_time_budget_stops_new_children_and_lets_running_ones_finish(space):
+    clock = FakeClock()
+    d = timed_driver(space, clock, time_budget=60.0)
+    assert d.suggest("a")["child"] == 0 and d.suggest("b")["child"] == 1
+    clock.now += 59.0
+    d.complete("a", ok_result())
+    assert d.suggest("c")["child"] == 2 and not d.out_of_time()
+    clock.now += 1.0
+    assert d.out_of_time() and d.suggest("d") is None  # b and c still train
+    assert not d.finished()
+    d.complete("b", ok_result())
+    d.complete("c", ok_result())
+    assert d.suggest("e") == "FINISHED" and d.finished()
+    assert len(d.trained_records()) == 3 and d.issued < d.budget
+
+
+def test_time_budget_counts_time_spent_before_and_starts_the_first_child(space):
+    clock = FakeClock()
+    # A supernet phase already used more than the budget: one child still trains.
+    d = timed_driver(space, clock, time_budget=60.0, spent=90.0)
+    assert d.seconds() == 90.0
+    assert d.suggest("a")["child"] == 0
+    assert d.suggest("b") is None
+    d.complete("a", ok_result())
+    assert d.suggest("c") == "FINISHED" and len(d.trained_records()) == 1
+    with pytest.raises(ValueError, match="time_budget"):
+        timed_driver(space, clock, time_budget=0.0)
+
+
+def test_time_budget_carries_over_a_resume(space):
+    clock = FakeClock()
+    d = timed_driver(space, clock, time_budget=100.0)
+    d.suggest("a")
+    clock.now += 40.0
+    d.complete("a", ok_result())
+    state = d.state_dict()
+    assert state["seconds"] == pytest.approx(40.0)
+
+    clock.now += 3600.0  # the machine was off: time between sessions does not count
+    fresh = timed_driver(space, clock, time_budget=100.0)
+    fresh.load_state_dict(state, Proposal)
+    assert fresh.seconds() == pytest.approx(40.0)
+    assert fresh.suggest("b")["child"] == 1
+    clock.now += 60.0
+    fresh.complete("b", ok_result())
+    assert fresh.out_of_time() and fresh.suggest("c") == "FINISHED"
+    # A state saved before the time was counted resumes at zero.
+    del state["seconds"]
+    old = timed_driver(space, clock, time_budget=100.0)
+    old.load_state_dict(state, Proposal)
+    assert old.seconds() == 0.0 and not old.out_of_time()

@@ -23,6 +23,7 @@ def run_main(capsys, *argv: str) -> tuple[int, str]:
     (["--evaluator", "oneshot", "--set", "oneshot.bn=magic"], "oneshot.bn"),
     (["--evaluator", "oneshot", "--set", "oneshot.warmup=2"], "oneshot.warmup"),
     (["--evaluator", "oneshot", "--set", "oneshot.handoff=topk"], "oneshot.handoff"),
+    (["--evaluator", "oneshot", "--time-budget", "30m"], "set oneshot.handoff=search"),
     (["--evaluator", "oneshot", "--gpus-per-worker", "-1"], "gpus_per_worker"),
     (["--evaluator", "oneshot", "--workers", "3"], "does not split over 3 workers"),
     (["--set", "reward.form=absolute", "--set", "reward.beta=0.1"], "reward.beta"),

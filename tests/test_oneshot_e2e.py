@@ -128,7 +128,8 @@ def test_resume_after_kill_in_either_stage(tiny_fmnist, tmp_path):
 
 def test_a_handoff_search_goes_on_from_the_supernets_strategy(tiny_fmnist, tmp_path):
     out = tmp_path / "run"
-    args = ("--set", "oneshot.handoff=search", "--set", "budget=4", "--set", "reference=null")
+    args = ("--set", "oneshot.handoff=search", "--set", "budget=4", "--set", "reference=null",
+            "--time-budget", "1h")
     proc = subprocess.run(cmd(tiny_fmnist, out, *args), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -142,6 +143,9 @@ def test_a_handoff_search_goes_on_from_the_supernets_strategy(tiny_fmnist, tmp_p
     assert len(children) == 4 and all(r["policy_version"] >= version for r in children)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["supernet"]["handoff"] == "search" and summary["children_trained"] == 4
+    # The supernet's training counts toward the time budget of the whole search.
+    assert summary["supernet"]["seconds"] <= summary["time_budget"]["spent"]
+    assert not summary["time_budget"]["reached"]
     best = nas.load_spec(out / "best.yaml")
     assert best.meta["search"]["evaluator"] == "oneshot"
     assert best.meta["metrics"]["reward"] == max(r["reward"] for r in children)

@@ -75,6 +75,30 @@ def test_search_writes_every_output(tiny_fmnist, tmp_path):
     assert list((out / "tensorboard").glob("child*/**/events.out.tfevents.*"))  # hparams
 
 
+def test_a_time_budget_stops_new_children_and_a_resume_may_extend_it(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    # One second is gone before Ray has started: the first child trains, no other starts.
+    proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "20", "--time-budget", "1s",
+                                     "--set", "reference=null"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "20 children or 1 s" in proc.stdout
+    assert "stopped by the time budget (1 s)" in proc.stdout and "best child" in proc.stdout
+    assert [r["child"] for r in trained(out)] == [0] and (out / "best.yaml").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] and summary["time_budget"]["reached"]
+    assert summary["time_budget"]["spent"] >= 1.0
+    # A resume with more time and a budget of 2 trains exactly one more child.
+    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out),
+                          "--time-budget", "1h", "--budget", "2"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(r["child"] for r in trained(out)) == [0, 1]
+    again = json.loads((out / "summary.json").read_text())["time_budget"]
+    assert not again["reached"] and again["seconds"] == 3600
+    assert again["spent"] > summary["time_budget"]["spent"]
+
+
 def test_resume_after_kill_loses_and_repeats_nothing(tiny_fmnist, tmp_path):
     out = tmp_path / "run"
     budget = 8

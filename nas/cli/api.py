@@ -80,8 +80,9 @@ def _joined(value: Any, name: str) -> Any:
 
 
 def run_search(target_flops: str | float | None = None, *, strategy: str | None = None,
-               budget: int | None = None, space: str | None = None,
-               preset: str | None = None, config: str | os.PathLike | Mapping | None = None,
+               budget: int | None = None, time_budget: str | float | None = None,
+               space: str | None = None, preset: str | None = None,
+               config: str | os.PathLike | Mapping | None = None,
                set: Settings = None, workers: int | None = None,
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                address: str | None = None, data: str | os.PathLike | None = None,

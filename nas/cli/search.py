@@ -29,7 +29,7 @@ from nas.cli.options import (
     trial_settings,
 )
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
-from nas.core.checks import check_int, check_number
+from nas.core.checks import check_duration, check_int, check_number
 from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="ppo (default) | reinforce | random | evolution | tpe | "
                                       "nsga2 (tpe and nsga2 need optuna)")
     p.add_argument("--budget", type=int, help="number of children to train")
+    p.add_argument("--time-budget", metavar="TIME",
+                   help="wall time after which no new child starts, e.g. 30m, 2h, 90s "
+                        "(children in training finish; default: none)")
     p.add_argument("--space", help="search-space YAML or bundled name (default mnasnet-space)")
     add_training_args(p)
     add_evaluator_args(p)
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy",
-         "budget": "budget", "space": "space", **EVALUATOR_FLAGS}
+         "budget": "budget", "time_budget": "time_budget", "space": "space", **EVALUATOR_FLAGS}
 
 
 def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
@@ -116,7 +119,8 @@ def settings(cfg: dict[str, Any]) -> Any:
         target=target, strategy=cfg["strategy"], strategy_options=dict(cfg["strategy_options"]),
         space=cfg["space"], budget=check_int(cfg["budget"], "budget", 1),
         top_k=check_int(cfg["top_k"], "top_k", 1), reference=cfg.get("reference") or None,
-        trials=trials, data=data_settings(cfg))
+        trials=trials, data=data_settings(cfg),
+        time_budget=check_duration(cfg.get("time_budget"), "time_budget (--time-budget)"))
 
 
 def execute(args: argparse.Namespace) -> Any:

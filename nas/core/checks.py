@@ -67,3 +67,29 @@ def check_number(v: Any, name: str, lo: float | None = None, hi: float | None = 
         want = "a number" + (" " + " and ".join(parts) if parts else "")
         raise error(f"{name}: got {v!r}; use {want}{_hint(v)}")
     return float(v)
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def check_duration(v: Any, name: str) -> float | None:
+    """A wall time in seconds from ``v``: a positive number of seconds, or text such as
+    ``90s``, ``30m``, ``1.5h``; ``None`` stays ``None`` (no limit). Anything else is a
+    one-line error naming ``name``."""
+    if v is None:
+        return None
+    want = "a positive duration such as 30m, 2h or 90s (a bare number is seconds)"
+    if is_number(v):
+        seconds = float(v)
+    elif isinstance(v, str) and v.strip():
+        text = v.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1])
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1.0)
+        except ValueError:
+            raise ConfigError(f"{name}: got {v!r}; use {want}") from None
+    else:
+        raise ConfigError(f"{name}: got {v!r}; use {want}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name}: got {v!r}; use {want}")
+    return seconds

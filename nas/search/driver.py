@@ -132,14 +132,22 @@ class ChildDriver:
         max_duplicate_asks: consecutive proposals that were all evaluated already after which
             the controller is considered converged and the search ends early.
         seed: the run's seed, from which every child's seed is drawn (:func:`child_seed`).
+        time_budget: seconds of wall time after which no new child starts (None: no limit);
+            children in training finish, and the first child always starts, so a run
+            ends with a result. Counted by ``clock`` from this driver's creation, plus
+            ``spent`` (time the run spent before, e.g. a one-shot search's supernet) and
+            the seconds of earlier sessions restored from a saved state.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], tuple[ArchSpec, dict]], strategy: Any,
                  budget: int, reward: RewardConfig, target: Target = Target(),
                  reference: ArchSpec | None = None, max_duplicate_asks: int = 200,
-                 clock: Callable[[], float] = time.time, seed: int = 0):
+                 clock: Callable[[], float] = time.time, seed: int = 0,
+                 time_budget: float | None = None, spent: float = 0.0):
         if budget < 1:
             raise ValueError(f"budget must be >= 1, got {budget}")
+        if time_budget is not None and not time_budget > 0:
+            raise ValueError(f"time_budget must be > 0 seconds, got {time_budget}")
         self.decode = decode
         self.strategy = strategy
         self.budget = int(budget)
@@ -158,6 +166,9 @@ class ChildDriver:
         self.issued = 0
         self.reference_done = reference is None
         self.converged = False
+        self.time_budget = time_budget
+        self.spent_before = float(spent)
+        self._since = clock()
         self._diagnostics: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ counts
@@ -166,9 +177,21 @@ class ChildDriver:
     def trained(self) -> int:
         return sum(1 for r in self.records if r.status not in (CACHED, REFERENCE))
 
+    def seconds(self) -> float:
+        """Wall time the run has spent: earlier sessions' and this one's so far."""
+        return self.spent_before + self.clock() - self._since
+
+    def out_of_time(self) -> bool:
+        """The time budget is spent (never before the first child has started)."""
+        return self.time_budget is not None and self.issued >= 1 \
+            and self.seconds() >= self.time_budget
+
+    def _done_issuing(self) -> bool:
+        return self.issued >= self.budget or self.converged or self.out_of_time()
+
     def finished(self) -> bool:
-        return (self.issued >= self.budget or self.converged) and not self.in_flight \
-            and not self.reissue and self.reference_done
+        return self._done_issuing() and not self.in_flight and not self.reissue \
+            and self.reference_done
 
     # ------------------------------------------------------------------ suggest
 
@@ -181,7 +204,7 @@ class ChildDriver:
         if not self.reference_done and not any(j.child == -2 for j in self.in_flight.values()):
             job = _Job(child=-2, tokens=(), proposal=None, started=self.clock())
             return self._start(trial_id, job)
-        if self.issued >= self.budget or self.converged:
+        if self._done_issuing():
             return "FINISHED" if not self.in_flight else None
         for _ in range(self.max_duplicate_asks):
             proposal = self.strategy.ask()
@@ -343,6 +366,7 @@ class ChildDriver:
             "seed": self.seed,
             "reference_done": self.reference_done,
             "converged": self.converged,
+            "seconds": self.seconds(),
             "reference": None if self.reference is None else spec_to_dict(self.reference),
         }
 
@@ -372,6 +396,8 @@ class ChildDriver:
         self.issued = int(state["issued"])
         self.reference_done = bool(state["reference_done"])
         self.converged = bool(state["converged"])
+        self.spent_before = float(state.get("seconds", 0.0))  # saved before it was counted: 0
+        self._since = self.clock()
         if state.get("reference") is not None:
             self.reference = spec_from_dict(state["reference"])
 

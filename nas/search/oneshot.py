@@ -9,7 +9,8 @@
    of them by its standalone reward is ``best.yaml``. With ``oneshot.handoff: search`` the
    second stage is instead a multi-trial search (:func:`nas.search.run.search`) that starts
    from the strategy the supernet trained, its reward statistics restarted
-   (:meth:`~controller.base.Strategy.restart_rewards`), and trains what it proposes.
+   (:meth:`~controller.base.Strategy.restart_rewards`), and trains what it proposes, until
+   its ``budget`` or its ``time_budget``, which the supernet's training counts toward.
 
 The run folder holds what a multi-trial search's holds (the children table, now with the
 supernet's score beside the standalone one, ``top/``, ``pareto/``, TensorBoard,
@@ -55,6 +56,10 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
                    ) -> SearchOutcome:
     """Run (or continue) the one-shot search ``s`` with supernet settings ``o`` in ``s.out``."""
     check_oneshot_folder(s.out, resume)
+    if s.time_budget is not None and o.handoff != "search":
+        raise ConfigError("time_budget: a one-shot search with oneshot.handoff: top_k is sized "
+                          "by oneshot.supernet.epochs and top_k; set oneshot.handoff=search "
+                          "to stop at a wall time, or drop --time-budget")
     workers, cpus, gpus = layout(s, o)
     if o.supernet.batch_size % workers:
         raise ConfigError(f"oneshot.supernet.batch_size {o.supernet.batch_size} does not split "
@@ -144,7 +149,9 @@ def _handoff(s: SearchSettings, state: dict[str, Any], sizes: Any, config_text: 
         strategy.restart_rewards()
     say(f"supernet done: {len(state['samples'])} samples in {state['seconds']:.0f} s; "
         f"{s.strategy} goes on from there with children trained as proxies")
-    outcome = search(s, resume, config_text, say, start=strategy, evaluator="oneshot")
+    # The supernet's training counts toward the time budget of the whole search.
+    outcome = search(s, resume, config_text, say, start=strategy, evaluator="oneshot",
+                     spent=float(state["seconds"]))
     summary = {**outcome.summary, "evaluator": "oneshot",
                "session_seconds": round(time.time() - t0, 1),
                "supernet": {**_supernet_summary(state, workers), "handoff": "search"}}

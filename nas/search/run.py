@@ -34,13 +34,16 @@ def check_run_folder(out: Path, resume: bool) -> None:
 
 def search(s: SearchSettings, resume: bool, config_text: str,
            say: Callable[[str], None] = lambda line: print(line, flush=True),
-           start: Any = None, evaluator: str | None = None) -> SearchOutcome:
+           start: Any = None, evaluator: str | None = None, spent: float = 0.0
+           ) -> SearchOutcome:
     """Run (or continue) the search ``s`` in ``s.out``; ``config_text`` is written there as
     ``config.yaml`` once everything is known to be good.
 
     ``start``: a strategy to begin a new search with instead of a fresh one (a one-shot
     search's handoff); a resumed search continues the strategy saved in ``driver.pt``.
-    ``evaluator``: recorded in the specs' provenance when not the proxy's alone."""
+    ``evaluator``: recorded in the specs' provenance when not the proxy's alone.
+    ``spent``: seconds a new search has already used of ``s.time_budget`` (a one-shot
+    search's supernet phase); a resumed search counts its own saved seconds."""
     check_run_folder(s.out, resume)
 
     # Everything below is heavy: load it only once the settings are known to be good.
@@ -66,10 +69,12 @@ def search(s: SearchSettings, resume: bool, config_text: str,
                     make_strategy(s.strategy, space.sizes(), seed=s.seed,
                                   **dict(s.strategy_options)))
         d = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
-                        reward=s.reward, target=s.target, reference=reference, seed=s.seed)
+                        reward=s.reward, target=s.target, reference=reference, seed=s.seed,
+                        time_budget=s.time_budget, spent=spent)
         if state is not None:
             ta.restore_state(d, state, out / "driver.pt")
             d.budget = s.budget
+            d.time_budget = s.time_budget
         return d
 
     # A saved state that does not fit is found before the data loads; a new search finds a
@@ -89,9 +94,10 @@ def search(s: SearchSettings, resume: bool, config_text: str,
                               "num_classes": s.target.num_classes,
                               "in_channels": s.target.in_channels},
                    "data": data.name, "proxy": s.trials.recipe.to_dict()}}
+    until = "" if s.time_budget is None else f" or {format_seconds(s.time_budget)}"
     say(f"search {s.name}: {s.strategy} over {space.name} "
         f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} MACs, "
-        f"{s.budget} children, {s.trials.workers} workers, data {data.name} "
+        f"{s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
         f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
     def write_outputs(tb: Any, final: bool) -> None:
@@ -116,8 +122,20 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
     summary = summarize(driver, s.name, time.time() - t0)
+    if s.time_budget is not None:
+        summary["time_budget"] = {"seconds": s.time_budget, "spent": round(driver.seconds(), 1),
+                                  "reached": driver.out_of_time()}
     write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
     return SearchOutcome(out, driver.finished(), summary)
+
+
+def format_seconds(seconds: float) -> str:
+    """A time budget as it is read best: ``90 s``, ``30 min``, ``1.5 h``."""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
 
 
 def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
@@ -155,6 +173,9 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
         timeouts += f", {s['children_stopped']} stopped early by the scheduler"
     lines = [f"done: {s['children_trained']} children ({s['children_failed']} failed{timeouts}) "
              f"in {s['session_seconds']:.0f} s"]
+    tb = s.get("time_budget")
+    if tb and tb["reached"]:
+        lines[0] += f", stopped by the time budget ({format_seconds(tb['seconds'])})"
     if s["best"]:
         b = s["best"]
         lines.append(f"best child {b['child']}: reward {b['reward']:.4f}, accuracy "

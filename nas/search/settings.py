@@ -176,6 +176,7 @@ class SearchSettings:
     reference: str | None        # a spec trained first on the same proxy, for comparison
     trials: TrialSettings
     data: DataSettings
+    time_budget: float | None = None  # seconds after which no new child starts
 
 
 @dataclass(frozen=True)
