@@ -58,6 +58,18 @@ def test_a_stream_that_is_not_a_terminal_gets_no_bar():
     assert stream.getvalue() == "candidates 1/2  best accuracy -  failed 1  elapsed 0m00s\n"
 
 
+def test_a_time_budget_caps_the_time_left():
+    stream = io.StringIO()
+    left = [600.0]
+    p = Progress(1000, 2, stream=stream, time_left=lambda: left[0])
+    p.update(10, 0.5, 1, 0, 20.0)   # 990 children x 20 s / 2 workers, but 600 s remain
+    left[0] = -30.0                 # spent: the children in training still finish
+    p.update(11, 0.5, 1, 0, 20.0)
+    p.close()
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("~10m20s left") and second.endswith("~0m20s left")
+
+
 @needs_tqdm
 def test_a_terminal_gets_a_bar_that_updates_in_place():
     stream = FakeTTY()

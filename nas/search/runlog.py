@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
@@ -165,12 +165,14 @@ class Progress:
     On a terminal or in a notebook a tqdm bar with that text beside it (:mod:`nas.core.progress`);
     elsewhere (a log file) one line per update, the transcript the README shows. The time
     left is the children still to train times the mean wall time of a child (queueing
-    included) over the workers.
+    included) over the workers; with ``time_left`` (seconds of a time budget still to go,
+    or None) at most that plus one child's, since children in training finish.
     """
 
     def __init__(self, total: int, workers: int, stream: Any = None, noun: str = "children",
-                 metric: str = "reward"):
+                 metric: str = "reward", time_left: Callable[[], float | None] | None = None):
         self.noun, self.metric = noun, metric
+        self.time_left = time_left
         self.total = total
         self.workers = max(1, workers)
         self.stream = stream or sys.stdout
@@ -182,7 +184,11 @@ class Progress:
         elapsed = time.time() - self.start
         left = ""
         if mean_wall and done < self.total:
-            left = f", ~{format_duration((self.total - done) * mean_wall / self.workers)} left"
+            seconds = (self.total - done) * mean_wall / self.workers
+            budget = self.time_left() if self.time_left is not None else None
+            if budget is not None:
+                seconds = min(seconds, max(0.0, budget) + mean_wall)
+            left = f", ~{format_duration(seconds)} left"
         best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
         text = (f"best {self.metric} {best_s}  failed {failed}  "
                 f"{f'timeout {timeout}  ' if timeout else ''}"

@@ -24,7 +24,9 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
     from nas.search.runlog import Progress, TensorBoardLog, write_tables
 
     tb = TensorBoardLog(out / "tensorboard")
-    progress = Progress(total, trials.workers, noun=table, metric=metric)
+    progress = Progress(total, trials.workers, noun=table, metric=metric,
+                        time_left=lambda: None if driver.time_budget is None
+                        else driver.time_budget - driver.seconds())
 
     def on_records(records: list) -> None:
         for r in records:
