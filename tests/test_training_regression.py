@@ -78,6 +78,12 @@ def test_full_training_run_unchanged(tmp_path: Path, capsys):
     want = [2.301786462465922, 0.11, 2.300706329345703,
             2.2858033577601113, 0.11, 2.2947346496582033,
             2.2348467111587524, 0.11, 2.2815081787109377]
-    assert curve == pytest.approx(want, rel=1e-6)
-    assert m["test_accuracy"] == pytest.approx(0.09)
-    assert m["test_loss"] == pytest.approx(2.3155476379394533, rel=1e-6)
+    # CPUs of other instruction sets pick other kernels (measured: curve losses 1e-4 apart, one
+    # validation image of 100 flipped), so losses within 1e-3 and accuracies within two
+    # images; a change to the recipe moves them much further.
+    losses = [v for i, v in enumerate(curve) if i % 3 != 1]
+    accs = [v for i, v in enumerate(curve) if i % 3 == 1]
+    assert losses == pytest.approx([v for i, v in enumerate(want) if i % 3 != 1], rel=1e-3)
+    assert accs == pytest.approx([v for i, v in enumerate(want) if i % 3 == 1], abs=0.021)
+    assert m["test_accuracy"] == pytest.approx(0.09, abs=0.021)
+    assert m["test_loss"] == pytest.approx(2.3155476379394533, rel=1e-2)  # measured 0.6 % apart
