@@ -44,6 +44,9 @@
                 picked among noisy proxy runs. ``--evaluators oneshot`` runs (and
                 retrains) the one-shot side alone, for a variant measured against a
                 multi-trial side recorded earlier (the retraining seeds are the same).
+                Finished searches in ``--out`` are reused, so seeds may run in separate
+                sessions; each seed's machine speed (``machine_speed``) is measured before
+                its first search and kept in ``machine-SEED.json``.
 ``noise``       the ceiling of ``fidelity``: the same networks (the same ``--out``, ``--seed``
                 and ``--archs``) trained standalone by the proxy once per ``--proxy-seeds``
                 (the ``--seed`` run is fidelity's own, reused). Prints Kendall's tau
@@ -337,14 +340,22 @@ def noise(args: argparse.Namespace) -> None:
 
 def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
            cap: float | None = None) -> float:
-    """One search.py run (interrupted after ``cap`` seconds if given); its wall time."""
+    """One search.py run (interrupted after ``cap`` seconds if given); its wall time.
+
+    Only a new folder: one left by a bench stopped mid-search holds a best.yaml but no
+    wall time to compare, and search.py would refuse it after a few seconds, which would
+    read as a finished search."""
+    log_path = out.parent / f"{out.name}.log"
+    if out.exists():
+        raise SystemExit(f"error: {out} holds a search this bench did not finish (it was "
+                         f"stopped); remove it and {log_path.name} (rm -r {out} {log_path}) "
+                         "and run the bench again")
     cmd = [sys.executable, str(ROOT / "search.py"), "--target-flops", "400M", "--seed",
            str(seed), "--strategy", strategy, "--evaluator", evaluator, "--space", SPACE[0],
            "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.time()
-    log_path = out.parent / f"{out.name}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
@@ -356,6 +367,38 @@ def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
         raise SystemExit(f"error: the search in {out} wrote no best.yaml (exit status "
                          f"{proc.returncode}); see {log_path}")
     return time.time() - t0
+
+
+def machine_speed(steps: int = 5) -> dict[str, Any]:
+    """How fast this machine trains, to tell sessions' machines apart: EfficientNet-B0 at
+    one thread, batch 32 of 3x64x64, 1000 classes, SGD, 3 untimed steps then ``steps``
+    timed (``bench_builder.py --threads 1``'s workload; 74.9 images/s on the machine of its
+    table). With the load average before it, and the time."""
+    import os
+
+    import torch
+
+    from nas import build_model, load_spec
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(load_spec("efficientnet-b0")).train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            x, y = torch.randn(32, 3, 64, 64), torch.randint(0, 1000, (32,))
+            load = os.getloadavg()[0]
+            for k in range(3 + steps):
+                if k == 3:
+                    t0 = time.perf_counter()
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return {"images_per_s": round(32 * steps / seconds, 1), "load": round(load, 2),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def best_of(out: Path) -> dict[str, Any] | None:
@@ -427,7 +470,18 @@ def versus(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cap = args.minutes * 60
     bests: dict[str, list[dict]] = {evaluator: [] for evaluator in args.evaluators}
+    speeds: dict[int, dict] = {}
     for seed in args.seeds:
+        # Searches of one seed run back to back; a later --seeds may run in another session,
+        # so each seed's machine speed is taken before its first search and kept.
+        speed_file = out / f"machine-{seed}.json"
+        if not speed_file.is_file() and not all(
+                (out / f"{ev}-{seed}" / "wall.txt").is_file() for ev in args.evaluators):
+            speed_file.write_text(json.dumps(machine_speed()) + "\n")
+        if speed_file.is_file():
+            speeds[seed] = json.loads(speed_file.read_text())
+            print(f"seed {seed}: machine {speeds[seed]['images_per_s']} images/s (load "
+                  f"{speeds[seed]['load']}) at {speeds[seed]['time']}", flush=True)
         for evaluator in args.evaluators:
             run = out / f"{evaluator}-{seed}"
             if not (run / "best.yaml").is_file() or not (run / "wall.txt").is_file():
@@ -464,7 +518,9 @@ def versus(args: argparse.Namespace) -> None:
                     compute_reward(rec.accuracy, _macs(items, label), RewardConfig()).reward)
     report = {ev: [{k: v for k, v in b.items() if k != "spec"} | {
         "retrained": retrained[f"{ev}-{b['seed']}"]} for b in bs] for ev, bs in bests.items()}
-    (out / "versus.json").write_text(json.dumps(report, indent=2) + "\n")
+    machine = {str(seed): speed for seed, speed in speeds.items()}
+    (out / "versus.json").write_text(json.dumps({**report, "machine": machine}, indent=2)
+                                     + "\n")
     for ev, bs in report.items():
         print(summary_line(f"{ev} best reward in the run", [b["reward"] for b in bs]))
         means = [statistics.mean(b["retrained"]) for b in bs if b["retrained"]]

@@ -112,3 +112,29 @@ def test_fidelity_trains_one_split_supernet_per_seed_and_summarises_the_seeds(ti
                        weights_only=False)
     assert {k.split(".")[1] for k in state["supernet"]} == {"relu", "silu"}
     assert "| mean (range) |" in proc.stdout
+
+
+def test_a_search_folder_left_by_a_stopped_bench_is_refused_before_anything_runs(tmp_path):
+    # A stopped bench leaves best.yaml without wall.txt; rerunning search.py there would fail
+    # at once and the bench would record that failure's seconds as the search's wall time.
+    bench = load_bench("bench_oneshot")
+    run = tmp_path / "proxy-0"
+    run.mkdir()
+    (run / "best.yaml").write_text("name: x\n")
+    with pytest.raises(SystemExit) as e:
+        bench.search(run, 0, "ppo", "proxy", [], cap=1.0)
+    message = str(e.value)
+    assert message.startswith(f"error: {run} holds a search this bench did not finish")
+    assert f"rm -r {run} {tmp_path / 'proxy-0.log'}" in message
+    assert not (tmp_path / "proxy-0.log").exists()
+
+
+def test_machine_speed_times_training_steps_and_leaves_the_thread_count_alone():
+    import torch
+    bench = load_bench("bench_oneshot")
+    threads = torch.get_num_threads()
+    speed = bench.machine_speed(steps=1)
+    assert torch.get_num_threads() == threads
+    assert set(speed) == {"images_per_s", "load", "time"}
+    assert speed["images_per_s"] > 0 and speed["load"] >= 0
+    json.dumps(speed)  # kept in machine-SEED.json
