@@ -370,13 +370,16 @@ def search(out: Path, seed: int, strategy: str, evaluator: str, sets: list[str],
 
 
 def machine_speed(steps: int = 5) -> dict[str, Any]:
-    """How fast this machine trains, to tell sessions' machines apart: EfficientNet-B0 at
-    one thread, batch 32 of 3x64x64, 1000 classes, SGD, 3 untimed steps then ``steps``
-    timed (``bench_builder.py --threads 1``'s workload; 74.9 images/s on the machine of its
-    table). With the load average before it, and the time."""
+    """How fast this machine trains, to tell sessions' machines apart: ``bench_builder.py
+    --threads 1``'s steps on our EfficientNet-B0 (batch 32 of 3x64x64, 1000 classes, SGD),
+    3 untimed then ``steps`` timed; 74.9 images/s on the machine of its table. With the
+    load average before it, and the time."""
     import os
 
     import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_builder import _step, _timed
 
     from nas import build_model, load_spec
     threads = torch.get_num_threads()
@@ -388,16 +391,12 @@ def machine_speed(steps: int = 5) -> dict[str, Any]:
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             x, y = torch.randn(32, 3, 64, 64), torch.randint(0, 1000, (32,))
             load = os.getloadavg()[0]
-            for k in range(3 + steps):
-                if k == 3:
-                    t0 = time.perf_counter()
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(x), y).backward()
-                opt.step()
-            seconds = time.perf_counter() - t0
+            for _ in range(3):
+                _step(model, opt, x, y)
+            rate = _timed(model, opt, x, y, steps)
     finally:
         torch.set_num_threads(threads)
-    return {"images_per_s": round(32 * steps / seconds, 1), "load": round(load, 2),
+    return {"images_per_s": round(rate, 1), "load": round(load, 2),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
