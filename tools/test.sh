@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 .venv/bin/python -m pytest -q -p no:cacheprovider
-.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
+.venv/bin/python -m pytest -q -p no:cacheprovider -m slow --durations=15
