@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import statistics
 import subprocess
@@ -374,11 +375,11 @@ def machine_speed(steps: int = 5) -> dict[str, Any]:
     --threads 1``'s steps on our EfficientNet-B0 (batch 32 of 3x64x64, 1000 classes, SGD),
     3 untimed then ``steps`` timed; 74.9 images/s on the machine of its table. With the
     load average before it, and the time."""
-    import os
-
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = str(Path(__file__).resolve().parent)  # on sys.path as a script, not as a module
+    if here not in sys.path:
+        sys.path.insert(0, here)
     from bench_builder import _step, _timed
 
     from nas import build_model, load_spec
