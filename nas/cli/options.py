@@ -59,10 +59,10 @@ TRAINING_FLAGS = {"workers": "workers", "cpus_per_trial": "cpus_per_trial",
                   "gpus_per_trial": "gpus_per_trial", "address": "address", "seed": "seed",
                   "name": "name", "out": "out"}
 RESUMABLE = {"workers", "address", "budget", "time_budget", "cpus_per_trial", "gpus_per_trial",
-             "out"}
+             "out", "recheck"}
 # Settings added after runs were saved without them: a resumed run gets their defaults
 # (which keep what those runs did: no Tune callbacks, no scheduler).
-ADDED_LATER = ("tune", "time_budget")
+ADDED_LATER = ("tune", "time_budget", "recheck")
 
 
 def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, str]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def settings(cfg: dict[str, Any]) -> Any:
     from controller import STRATEGIES, check_available
     from nas.arch.units import format_macs, parse_macs
     from nas.search.driver import Target
+    from nas.search.recheck import RecheckSettings
     from nas.search.reward import RewardConfig
     from nas.search.settings import SearchSettings, check_proxy_plan
 
@@ -120,7 +121,8 @@ def settings(cfg: dict[str, Any]) -> Any:
         space=cfg["space"], budget=check_int(cfg["budget"], "budget", 1),
         top_k=check_int(cfg["top_k"], "top_k", 1), reference=cfg.get("reference") or None,
         trials=trials, data=data_settings(cfg),
-        time_budget=check_duration(cfg.get("time_budget"), "time_budget (--time-budget)"))
+        time_budget=check_duration(cfg.get("time_budget"), "time_budget (--time-budget)"),
+        recheck=RecheckSettings.from_config(cfg.get("recheck")))
 
 
 def execute(args: argparse.Namespace) -> Any:

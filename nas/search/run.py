@@ -100,13 +100,20 @@ def search(s: SearchSettings, resume: bool, config_text: str,
         f"{s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
         f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
+    def save_best(rec: Any, decision: Any = None) -> None:
+        metrics = record_metrics(rec)
+        if decision is not None:
+            row = next(r for r in decision.table if r.child == rec.child)
+            metrics["recheck"] = {"rewards": list(row.rewards), "mean": row.mean,
+                                  "separated": decision.separated}
+        save_spec(driver.spec_of(rec).replace(name=f"{s.name}-best").with_meta(
+            **provenance, metrics=metrics), out / "best.yaml")
+
     def write_outputs(tb: Any, final: bool) -> None:
         best = driver.best(s.top_k)
         if best:
             top = [(r, driver.spec_of(r)) for r in best]
-            rec, spec = top[0]
-            save_spec(spec.replace(name=f"{s.name}-best").with_meta(
-                **provenance, metrics=record_metrics(rec)), out / "best.yaml")
+            save_best(best[0])
             save_specs(top, out / "top", provenance)
             front = pareto_front(driver.trained_records())
             save_specs([(r, driver.spec_of(r)) for r in front], out / "pareto", provenance)
@@ -121,12 +128,27 @@ def search(s: SearchSettings, resume: bool, config_text: str,
 
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
-    summary = summarize(driver, s.name, time.time() - t0)
+    decision, interrupted = None, False
+    if s.recheck.on and driver.finished() and driver.best(1):
+        from nas.search.recheck import recheck
+        from nas.search.reward import compute_reward
+        try:
+            decision = recheck(driver.best(s.recheck.top), driver.spec_of, s.recheck,
+                               lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
+                               out, s.trials, data, s.seed,
+                               f"python search.py --resume --out {out}", say)
+        except KeyboardInterrupt:
+            interrupted = True  # best.yaml stays the best single run until a resume decides
+        else:
+            save_best(next(r for r in driver.records if r.child == decision.chosen
+                           and r.status == "ok"), decision)
+    summary = summarize(driver, s.name, time.time() - t0, decision)
+    summary["finished"] = summary["finished"] and not interrupted
     if s.time_budget is not None:
         summary["time_budget"] = {"seconds": s.time_budget, "spent": round(driver.seconds(), 1),
                                   "reached": driver.out_of_time()}
     write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
-    return SearchOutcome(out, driver.finished(), summary)
+    return SearchOutcome(out, summary["finished"], summary)
 
 
 def format_seconds(seconds: float) -> str:
@@ -138,11 +160,14 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:g} h"
 
 
-def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
-    """``summary.json``: counts, times, the best child, the reference and the most common
-    reason children failed (None when none did). Non-finite numbers are written as null."""
+def summarize(driver: Any, name: str, seconds: float, decision: Any = None) -> dict[str, Any]:
+    """``summary.json``: counts, times, the best child (the re-check's choice when there was
+    one, see :mod:`nas.search.recheck`), the reference and the most common reason children
+    failed (None when none did). Non-finite numbers are written as null."""
     trained = driver.trained_records()
     best = driver.best(1)
+    if decision is not None:
+        best = [r for r in trained if r.child == decision.chosen and r.status == "ok"]
     ref = driver.reference_record()
     failed = [r for r in trained if r.status not in ("ok", "timeout", "stopped")]
     common = Counter(r.error for r in failed).most_common(1)
@@ -162,6 +187,7 @@ def summarize(driver: Any, name: str, seconds: float) -> dict[str, Any]:
                                        "params": best[0].params, "blocks": best[0].blocks},
         "reference": None if ref is None else {"reward": ref.reward, "accuracy": ref.accuracy,
                                                "macs": ref.macs, "params": ref.params},
+        **({} if decision is None else {"recheck": decision.to_dict()}),
     }
 
 
@@ -181,6 +207,8 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
         lines.append(f"best child {b['child']}: reward {b['reward']:.4f}, accuracy "
                      f"{b['accuracy']:.4f}, {format_macs(b['macs'])} MACs, "
                      f"{b['params'] / 1e6:.2f}M params\n  {b['blocks']}")
+    if s.get("recheck"):
+        lines.append(s["recheck"]["explanation"])
     r = s["reference"]
     if r and r["accuracy"] is not None and not math.isnan(r["accuracy"]):
         lines.append(f"EfficientNet-B0 on the same proxy: reward {r['reward']:.4f}, accuracy "

@@ -16,6 +16,7 @@ from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError, NasError
 from nas.data import DataSettings
 from nas.search.driver import Target
+from nas.search.recheck import RecheckSettings
 from nas.search.reward import RewardConfig
 from nas.training.recipe import Recipe
 
@@ -177,6 +178,7 @@ class SearchSettings:
     trials: TrialSettings
     data: DataSettings
     time_budget: float | None = None  # seconds after which no new child starts
+    recheck: RecheckSettings = field(default_factory=RecheckSettings)  # before best.yaml
 
 
 @dataclass(frozen=True)
