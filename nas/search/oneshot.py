@@ -60,6 +60,10 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
         raise ConfigError("time_budget: a one-shot search with oneshot.handoff: top_k is sized "
                           "by oneshot.supernet.epochs and top_k; set oneshot.handoff=search "
                           "to stop at a wall time, or drop --time-budget")
+    if s.recheck.on and o.handoff != "search":
+        raise ConfigError("recheck: a one-shot search with oneshot.handoff: top_k chooses "
+                          "best.yaml among its top_k standalone networks and does not "
+                          "re-check them; set oneshot.handoff=search, or recheck.seeds=0")
     workers, cpus, gpus = layout(s, o)
     if o.supernet.batch_size % workers:
         raise ConfigError(f"oneshot.supernet.batch_size {o.supernet.batch_size} does not split "
