@@ -34,18 +34,29 @@ def trained(out: Path) -> list[dict]:
     return [r for r in rows if r["status"] not in ("cached", "reference")]
 
 
-def test_search_writes_every_output(tiny_fmnist, tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "5", "--set",
-                                     "strategy_options={batch_size: 2}"),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "children 5/5" in proc.stdout and "best child" in proc.stdout
+@pytest.fixture(scope="module")
+def seeded_runs(tiny_fmnist, tmp_path_factory) -> list[tuple[Path, str]]:
+    """Two searches with one seed (4 children, PPO batches of 2): (run folder, stdout) each.
+    The first is also the run whose outputs test_search_writes_every_output reads."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path_factory.mktemp("seeded") / name
+        proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "4", "--seed", "3",
+                                         "--set", "strategy_options={batch_size: 2}"),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append((out, proc.stdout))
+    return runs
+
+
+def test_search_writes_every_output(seeded_runs):
+    out, stdout = seeded_runs[0]
+    assert "children 4/4" in stdout and "best child" in stdout
     for name in ("config.yaml", "children.csv", "children.jsonl", "best.yaml", "summary.json",
                  "driver.pt", "accuracy_vs_macs.png"):
         assert (out / name).is_file(), name
     rows = trained(out)
-    assert sorted(r["child"] for r in rows) == list(range(5))
+    assert sorted(r["child"] for r in rows) == list(range(4))
     assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in rows)
     header = (out / "children.csv").read_text().splitlines()[0].split(",")
     for col in ("trial", "tokens", "blocks", "params", "macs", "accuracy", "reward", "seconds",
@@ -99,22 +110,56 @@ def test_a_time_budget_stops_new_children_and_a_resume_may_extend_it(tiny_fmnist
     assert again["spent"] > summary["time_budget"]["spent"]
 
 
-def test_resume_after_kill_loses_and_repeats_nothing(tiny_fmnist, tmp_path):
-    out = tmp_path / "run"
-    budget = 8
-    proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", str(budget)),
+KILL_BUDGET = 6
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tiny_fmnist, tmp_path_factory):
+    """One search killed with kill -9 on its driver only (as a user's kill -9 would) once
+    three children have finished, then resumed to the end. What the tests read: the children
+    finished before the kill, the kill's leftover processes of the Ray session, and the
+    resume's result and what it left running."""
+    from nas.search import leftovers
+    out = tmp_path_factory.mktemp("killed") / "run"
+    proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", str(KILL_BUDGET)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + 300
-    while len(trained(out)) < 3 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {r["child"]: r for r in trained(out)}
-    assert 3 <= len(before) < budget, "the search ended before it could be killed"
+    session, left = None, []
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            log = out / "ray.log"
+            if session is None and log.exists() and "started local Ray session" in log.read_text():
+                session = Path(log.read_text().split("started local Ray session ")[1].split()[0])
+            if session is not None and len(trained(out)) >= 3:
+                break
+            time.sleep(0.2)
+        assert session is not None and proc.poll() is None, "the search ended too soon"
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
+        proc.wait()
+        before = {r["child"]: r for r in trained(out)}
+        time.sleep(10)  # what dies with the driver has died by now
+        left = leftovers.session_processes(session)
 
-    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600)
+        res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",
+                              str(out)], capture_output=True, text=True, timeout=600)
+        yield {"out": out, "before": before, "session": session, "left": left, "resume": res,
+               "left_after_resume": leftovers.session_processes(session)}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid, _ in left:  # whatever the test left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(killed_and_resumed):
+    out, before = killed_and_resumed["out"], killed_and_resumed["before"]
+    budget = KILL_BUDGET
+    assert 3 <= len(before) < budget, "the search ended before it could be killed"
+    res = killed_and_resumed["resume"]
     assert res.returncode == 0, res.stderr[-3000:]
     after = trained(out)
     assert sorted(r["child"] for r in after) == list(range(budget))  # none lost, none twice
@@ -143,7 +188,7 @@ def test_search_survives_losing_a_node(tiny_fmnist, tmp_path):
         cluster.wait_for_nodes()
         out = tmp_path / "run"
         env = {**os.environ, "RAY_ADDRESS": cluster.address}
-        proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", "8", "--workers", "2"),
+        proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", "6", "--workers", "2"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env)
         deadline = time.time() + 300
@@ -153,7 +198,7 @@ def test_search_survives_losing_a_node(tiny_fmnist, tmp_path):
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-3000:]
         rows = trained(out)
-        assert sorted(r["child"] for r in rows) == list(range(8))
+        assert sorted(r["child"] for r in rows) == list(range(6))
     finally:
         cluster.shutdown()
 
@@ -165,17 +210,12 @@ def test_gpu_request_without_gpu_is_refused(tiny_fmnist, tmp_path):
     assert "--gpus-per-trial 0.5 but the Ray cluster has 0 GPUs" in res.stderr
 
 
-def test_same_seed_same_children_and_fidelity_of_the_run(tiny_fmnist, tmp_path):
+def test_same_seed_same_children_and_fidelity_of_the_run(seeded_runs):
     # Two searches with one seed train every child they share to the same accuracy (seeded
     # children: initial weights, data order, augmentation), whatever worker trains which.
     # Which children they share depends on the order results come back in (an asynchronous
     # controller learns from them in that order), but the first batch is the seed's.
-    runs = [tmp_path / "a", tmp_path / "b"]
-    for out in runs:
-        proc = subprocess.run(search_cmd(tiny_fmnist, out, "--budget", "4", "--seed", "3",
-                                         "--set", "strategy_options={batch_size: 2}"),
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [out for out, _ in seeded_runs]
     a, b = ({r["identity"]: r for r in trained(out)} for out in runs)
     shared = a.keys() & b.keys()
     assert len(a) == len(b) == 4 and len(shared) >= 2
@@ -244,43 +284,15 @@ def test_a_search_where_every_child_fails_exits_1(tiny_fmnist, tmp_path):
     assert len(rows) == 2 and all(r["status"] != "ok" and r["error"] for r in rows)
 
 
-def test_leftovers_of_a_killed_search_are_stopped_at_the_next_start(tiny_fmnist, tmp_path):
-    from nas.search import leftovers
-    out = tmp_path / "run"
-    proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", "4"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    session, left = None, []
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            log = out / "ray.log"
-            if session is None and log.exists() and "started local Ray session" in log.read_text():
-                session = Path(log.read_text().split("started local Ray session ")[1].split()[0])
-            if session is not None and len(trained(out)) >= 1:
-                break
-            time.sleep(0.2)
-        assert session is not None and proc.poll() is None, "the search ended too soon"
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
-        proc.wait()
-        time.sleep(10)  # what dies with the driver has died by now
-        left = leftovers.session_processes(session)
-        names = {name for _, name in left}
-        assert any(n.startswith("ray::") for n in names), names  # what stays (Ray 2.60)
-
-        res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",
-                              str(out)], capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        assert leftovers.session_processes(session) == []
-        log = (out / "ray.log").read_text()
-        assert f"leftover process(es) of the dead local Ray session {session}" in log
-        for pid, _ in left:
-            assert str(pid) in log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid, _ in left:  # whatever the test left behind
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+def test_leftovers_of_a_killed_search_are_stopped_at_the_next_start(killed_and_resumed):
+    out, session = killed_and_resumed["out"], killed_and_resumed["session"]
+    left = killed_and_resumed["left"]
+    names = {name for _, name in left}
+    assert any(n.startswith("ray::") for n in names), names  # what stays (Ray 2.60)
+    res = killed_and_resumed["resume"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert killed_and_resumed["left_after_resume"] == []
+    log = (out / "ray.log").read_text()
+    assert f"leftover process(es) of the dead local Ray session {session}" in log
+    for pid, _ in left:
+        assert str(pid) in log
