@@ -53,7 +53,7 @@ def test_whole_pipeline_then_resume_skips_every_stage(tiny_fmnist, tmp_path):
     # whichever child the search finds, both are scale-ups of it.
     proc = subprocess.run(pipeline(tiny_fmnist, out, "--target-flops", "400M", "--budgets",
                                    "1.5G,3G", "--compare", "--references", "mobilenetv2",
-                                   "--set", "search.budget=2"),
+                                   "--set", "search.budget=2", "--set", "train.train_subset=128"),
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     first = time.time() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -98,7 +98,7 @@ def test_whole_pipeline_then_resume_skips_every_stage(tiny_fmnist, tmp_path):
         assert str(out / "train" / model_id / "seed0" / "best.pt") in report
     for label in ("width only", "depth only", "resolution only", "compound"):
         assert label in report
-    assert "2 epochs over 256 images" in report and "seeds 0" in report
+    assert "2 epochs over 128 images" in report and "seeds 0" in report
     rows = list(csv.DictReader(open(out / "report" / "results.csv")))
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     for r in rows:
