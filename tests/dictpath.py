@@ -5,7 +5,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-DELETE = object()  # as the value: remove the key instead
+class _Delete:
+    """The type of :data:`DELETE`; its repr is stable, so test ids are the same in every
+    process (pytest-xdist's workers must collect the same ids)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()  # as the value: remove the key instead
 
 
 def replaced(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

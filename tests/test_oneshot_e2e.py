@@ -150,13 +150,35 @@ def test_a_handoff_search_goes_on_from_the_supernets_strategy(tiny_fmnist, tmp_p
     assert best.meta["search"]["evaluator"] == "oneshot"
     assert best.meta["metrics"]["reward"] == max(r["reward"] for r in children)
     assert (out / "driver.pt").is_file() and not (out / "standalone").exists()
-    # Resuming the finished run trains neither stage again.
+    # Resuming the finished run trains neither stage again; switching the re-check on
+    # trains the best two children once more each, and the best mean becomes best.yaml.
     checkpoint = (out / "supernet" / "supernet.pt").stat().st_mtime_ns
-    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out)],
+    res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out", str(out),
+                          "--set", "recheck.top=2", "--set", "recheck.seeds=1"],
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(trained(out)) == 2
     assert (out / "supernet" / "supernet.pt").stat().st_mtime_ns == checkpoint
+    assert "re-checking the best 2 children with 1 more seed(s)" in res.stdout
+    assert "re-check: child" in res.stdout
+    runs = [json.loads(line) for line in
+            (out / "recheck" / "session0" / "children.jsonl").read_text().splitlines()]
+    # Each child trained once more, with a seed of its own.
+    assert len(runs) == 2 and all(r["status"] == "ok" for r in runs)
+    assert {r["identity"] for r in runs} == {f'{c["identity"]}+{{"seed": 1}}' for c in children}
+    assert not {r["seed"] for r in runs} & {c["seed"] for c in children}
+    summary = json.loads((out / "summary.json").read_text())
+    decision = summary["recheck"]
+    assert summary["finished"] and summary["best"]["child"] == decision["chosen"]
+    assert decision["first"] == max(children, key=lambda c: (c["reward"], -c["macs"]))["child"]
+    chosen = next(c for c in decision["candidates"] if c["child"] == decision["chosen"])
+    assert chosen["rewards"][0] == next(c["reward"] for c in children
+                                        if c["child"] == decision["chosen"])
+    assert len(chosen["rewards"]) == 2
+    assert all(c["mean"] <= chosen["mean"] for c in decision["candidates"])
+    best = nas.load_spec(out / "best.yaml")
+    assert best.meta["metrics"]["child"] == decision["chosen"]
+    assert best.meta["metrics"]["recheck"]["rewards"] == chosen["rewards"]
 
 
 def test_workers_above_the_cluster_are_refused(tiny_fmnist, tmp_path):

@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-.venv/bin/python -m pytest -q -p no:cacheprovider
+# The fast tests run on every core (pytest-xdist); the slow ones one at a time: each keeps
+# the cores busy on its own and some time their kills (docs/benchmarks.md).
+.venv/bin/python -m pytest -q -p no:cacheprovider -n auto
 .venv/bin/python -m pytest -q -p no:cacheprovider -m slow --durations=15
