@@ -9,15 +9,13 @@ the same proxy and validation split, and ``best.yaml`` is the child with the hig
 reward over its runs (ties to fewer MACs). The table says whether that child's range lies
 above every other's (``separated``) or whether the seeds could not tell them apart.
 
-The runs are kept by identity in ``recheck/session*/children.jsonl``, so a search resumed
+The runs are kept by identity in ``recheck/session*/``, so a search resumed
 after Ctrl-C, or with another ``top`` or ``seeds``, or after more children, trains only the
 runs it does not have yet. Pure apart from :func:`recheck`, which trains on Ray.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,21 +138,17 @@ def run_label(child: int, seed: int) -> str:
 
 
 def done_runs(folder: Path) -> dict[str, Any]:
-    """The re-check runs recorded in ``folder/session*/children.jsonl``, by identity (a
-    later session's record of the same run wins)."""
+    """The re-check runs saved in ``folder/session*/driver.pt`` (each session's driver
+    state, saved after every result), by identity; a later session's record of the same
+    run wins."""
+    from nas.search import tune_adapter as ta
     from nas.search.driver import ChildRecord
 
     found: dict[str, Any] = {}
     sessions = [p for p in folder.glob("session*") if p.name[len("session"):].isdigit()]
     for session in sorted(sessions, key=lambda p: int(p.name[len("session"):])):
-        table = session / "children.jsonl"
-        if not table.is_file():
-            continue
-        for line in table.read_text().splitlines():
-            if line.strip():
-                d = json.loads(line)
-                if d.get("accuracy") is None:
-                    d["accuracy"] = math.nan
+        if (session / "driver.pt").is_file():
+            for d in ta.load_state(session / "driver.pt")["records"]:
                 rec = ChildRecord.from_dict(d)
                 if rec.identity:
                     found[rec.identity] = rec

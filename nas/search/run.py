@@ -129,19 +129,19 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
     decision, interrupted = None, False
-    if s.recheck.on and driver.finished() and driver.best(1):
+    top = driver.best(s.recheck.top)
+    if s.recheck.on and driver.finished() and top:
         from nas.search.recheck import recheck
         from nas.search.reward import compute_reward
         try:
-            decision = recheck(driver.best(s.recheck.top), driver.spec_of, s.recheck,
+            decision = recheck(top, driver.spec_of, s.recheck,
                                lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
                                out, s.trials, data, s.seed,
                                f"python search.py --resume --out {out}", say)
         except KeyboardInterrupt:
             interrupted = True  # best.yaml stays the best single run until a resume decides
         else:
-            save_best(next(r for r in driver.records if r.child == decision.chosen
-                           and r.status == "ok"), decision)
+            save_best(next(r for r in top if r.child == decision.chosen), decision)
     summary = summarize(driver, s.name, time.time() - t0, decision)
     summary["finished"] = summary["finished"] and not interrupted
     if s.time_budget is not None:
@@ -166,8 +166,8 @@ def summarize(driver: Any, name: str, seconds: float, decision: Any = None) -> d
     failed (None when none did). Non-finite numbers are written as null."""
     trained = driver.trained_records()
     best = driver.best(1)
-    if decision is not None:
-        best = [r for r in trained if r.child == decision.chosen and r.status == "ok"]
+    if decision is not None:  # the chosen one is among the re-checked best
+        best = [r for r in driver.best(len(decision.table)) if r.child == decision.chosen]
     ref = driver.reference_record()
     failed = [r for r in trained if r.status not in ("ok", "timeout", "stopped")]
     common = Counter(r.error for r in failed).most_common(1)
