@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,31 @@ def test_resume_hint_is_renamed(capsys: pytest.CaptureFixture[str]) -> None:
     parser = OneLineParser(prog="scale.py")
     assert run_main(interrupted, parser, [], "python scale.py --resume --out DIR") == 130
     assert capsys.readouterr().err.endswith("continue with: python scale.py --resume --out DIR\n")
+
+
+# A command whose run waits to be stopped (the child of the test below).
+_WAITS = """
+import sys, time
+from nas.cli.parser import OneLineParser, run_main
+def run(_):
+    print("running", flush=True)
+    time.sleep(60)
+    return 0
+sys.exit(run_main(run, OneLineParser(prog="x.py"), [], "x.py --resume"))
+"""
+
+
+def test_sigint_stops_a_command_whose_shell_ignored_it() -> None:
+    # A non-interactive shell starts background jobs (nohup CMD &) with SIGINT ignored; a
+    # Python started so keeps ignoring it, and kill -INT would do nothing.
+    proc = subprocess.Popen([sys.executable, "-c", _WAITS], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.stdout is not None and proc.stdout.readline() == "running\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.endswith("interrupted; continue with: x.py --resume\n")
 
 
 @pytest.mark.parametrize("script", ["search.py", "scale.py"])

@@ -3,7 +3,7 @@
 A usage error is one line that names the problem and points at ``--help`` (exit 2); an
 expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; a run that
 finished without a usable result (:class:`~nas.core.errors.NoResultError`: every child
-failed) is one line and exit 1; Ctrl-C is a
+failed) is one line and exit 1; Ctrl-C (or ``kill -INT``) is a
 line saying how to continue and exit 130.
 """
 
@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import contextvars
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable, Iterator
 
 from nas.core.errors import NasError, NoResultError
@@ -89,6 +91,7 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed
         return int(e.code or 0)
+    _stop_on_sigint()
     try:
         return run(args)
     except NoResultError as e:
@@ -101,6 +104,15 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
         hint = f"; continue with: {resume_hint}" if resume_hint else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _stop_on_sigint() -> None:
+    """Let SIGINT stop the command as Ctrl-C does, even when the shell that started it in
+    the background (``nohup CMD &``, a script) set it to be ignored: ``kill -INT PID`` then
+    keeps every finished result and prints how to continue, where it would do nothing."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) == signal.SIG_IGN):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def seconds(text: str) -> float:
