@@ -128,9 +128,9 @@ def search(s: SearchSettings, resume: bool, config_text: str,
 
     t0 = time.time()
     train_children(driver, data, s.trials, out, s.budget, write_outputs)
-    decision, interrupted = None, False
-    top = driver.best(s.recheck.top)
-    if s.recheck.on and driver.finished() and top:
+    decision, chosen, interrupted = None, None, False
+    top = driver.best(s.recheck.top) if s.recheck.on and driver.finished() else []
+    if top:
         from nas.search.recheck import recheck
         from nas.search.reward import compute_reward
         try:
@@ -141,8 +141,9 @@ def search(s: SearchSettings, resume: bool, config_text: str,
         except KeyboardInterrupt:
             interrupted = True  # best.yaml stays the best single run until a resume decides
         else:
-            save_best(next(r for r in top if r.child == decision.chosen), decision)
-    summary = summarize(driver, s.name, time.time() - t0, decision)
+            chosen = next(r for r in top if r.child == decision.chosen)
+            save_best(chosen, decision)
+    summary = summarize(driver, s.name, time.time() - t0, decision, chosen)
     summary["finished"] = summary["finished"] and not interrupted
     if s.time_budget is not None:
         summary["time_budget"] = {"seconds": s.time_budget, "spent": round(driver.seconds(), 1),
@@ -160,14 +161,13 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:g} h"
 
 
-def summarize(driver: Any, name: str, seconds: float, decision: Any = None) -> dict[str, Any]:
-    """``summary.json``: counts, times, the best child (the re-check's choice when there was
-    one, see :mod:`nas.search.recheck`), the reference and the most common reason children
-    failed (None when none did). Non-finite numbers are written as null."""
+def summarize(driver: Any, name: str, seconds: float, decision: Any = None,
+              chosen: Any = None) -> dict[str, Any]:
+    """``summary.json``: counts, times, the best child (``chosen``, the re-check's choice,
+    when there was one, see :mod:`nas.search.recheck`), the reference and the most common
+    reason children failed (None when none did). Non-finite numbers are written as null."""
     trained = driver.trained_records()
-    best = driver.best(1)
-    if decision is not None:  # the chosen one is among the re-checked best
-        best = [r for r in driver.best(len(decision.table)) if r.child == decision.chosen]
+    best = [chosen] if chosen is not None else driver.best(1)
     ref = driver.reference_record()
     failed = [r for r in trained if r.status not in ("ok", "timeout", "stopped")]
     common = Counter(r.error for r in failed).most_common(1)
