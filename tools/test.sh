@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 # The fast tests run on every core (pytest-xdist). The slow ones on two workers, each test
 # file on one worker (--dist loadfile: a file's shared runs are made once): they wait on Ray
-# starts and processes, so two side by side take 0.7x the time of one after the other, and a
-# third worker gains nothing and made a kill test fail (docs/benchmarks.md).
+# starts and processes, so two side by side took 586-617 s where one after the other took
+# 747-819 s; a third worker gained nothing and made a kill test fail (docs/benchmarks.md).
 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto
 .venv/bin/python -m pytest -q -p no:cacheprovider -m slow -n 2 --dist loadfile --durations=15
