@@ -139,6 +139,15 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
         proc.wait()
         before = {r["child"]: r for r in trained(out)}
         time.sleep(10)  # what dies with the driver has died by now
+        # Ray's agents usually stay, but once (CI, a loaded machine) they were alive here and
+        # had exited by themselves when the resume looked. Frozen, they wait for the resume:
+        # a stopped process keeps its files, and SIGKILL (after the resume's SIGTERM and
+        # grace) still ends it.
+        for pid, _ in leftovers.session_processes(session):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
         left = leftovers.session_processes(session)
 
         res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",
