@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_oneshot.py fidelity --out DIR [--archs 24] [--variant NAME
         --supernet-seeds 0 1 2 --set oneshot.KEY=VALUE ...]
     .venv/bin/python bench/bench_oneshot.py strategies --out DIR [--seeds 0 1 2]
-        [--strategies ppo evolution random]
+        [--strategies ppo evolution random] [--retrain-seeds 0]
     .venv/bin/python bench/bench_oneshot.py ablate [--epochs 3] [--seeds 0 1 2]
     .venv/bin/python bench/bench_oneshot.py versus --out DIR [--minutes 30] [--seeds 0 1 2]
         [--evaluators oneshot proxy]
@@ -26,7 +26,9 @@
                 evolution and uniform random sampling of the same supernet), per seed: the
                 standalone reward of best.yaml, the mean standalone reward of the top-k
                 networks the proxy trained, and the mean supernet reward of the last
-                epoch's samples; each strategy against random by the seed rule.
+                epoch's samples; each strategy against random by the seed rule. With
+                ``--retrain-seeds N`` each best.yaml is also trained again by the proxy with
+                N fresh seeds, as ``versus`` does (the same seeds).
 ``ablate``      what each kind of decision costs the shared weights: the supernet is
                 trained (the laptop default's recipe, ``--epochs`` epochs, one process) with
                 every decision held at one random network's choice except the decisions of
@@ -448,14 +450,27 @@ def strategies(args: argparse.Namespace) -> None:
                 search(run, seed, strategy, "oneshot", args.set + ["reference=null"])
             results[strategy].append({"seed": seed, **run_stats(run)})
             print(json.dumps({"strategy": strategy, **results[strategy][-1]}), flush=True)
+    keys = ["best", "standalone_mean", "last_epoch_reward"]
+    if args.retrain_seeds > 0:
+        specs = [(f"{strategy}-{r['seed']}", best_of(out / f"{strategy}-{r['seed']}")["spec"])
+                 for strategy, rs in results.items() for r in rs]
+        runs = retrain(out, specs, args.retrain_seeds)
+        for strategy, rs in results.items():
+            for r in rs:
+                r["retrained_runs"] = runs[f"{strategy}-{r['seed']}"]
+                r["retrained"] = statistics.mean(r["retrained_runs"])
+        keys.insert(1, "retrained")
     (out / "strategies.json").write_text(json.dumps(results, indent=2) + "\n")
-    for key in ("best", "standalone_mean", "last_epoch_reward"):
+    for key in keys:
         for strategy, rs in results.items():
             print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
     if "random" in results:
         from nas.search.pipeline_report import compare_to, seed_summary
         for key, what in (("best", "standalone reward of best.yaml"),
+                          ("retrained", "best.yaml retrained"),
                           ("standalone_mean", "mean standalone reward of the top-k")):
+            if key not in keys:
+                continue
             chance = seed_summary(results["random"], key)
             for strategy, rs in results.items():
                 if strategy != "random":
@@ -463,9 +478,33 @@ def strategies(args: argparse.Namespace) -> None:
                           f"{compare_to(seed_summary(rs, key), chance)}")
 
 
-def versus(args: argparse.Namespace) -> None:
+def retrain(out: Path, specs: list[tuple[str, Any]], seeds: int) -> dict[str, list[float]]:
+    """Each (label, best.yaml spec) trained again by the default proxy with ``seeds`` fresh
+    run seeds (1000, 1001, ...; one ``retrain-K`` folder each under ``out``, reused when
+    finished): label -> the search's reward of each run. The mean is the network's
+    standalone reward without the selection bias of a best picked among noisy runs."""
+    if seeds <= 0:
+        return {label: [] for label, _ in specs}
+    from nas.cli.config import load_layers
     from nas.search import tune_adapter as ta
+    from nas.search.reward import RewardConfig, compute_reward
     from nas.search.settings import TrialSettings
+    cfg = load_layers("search", None, None, {})
+    trials = TrialSettings.from_config(cfg)
+    ta.init_ray(None)
+    data = _data(cfg)
+    items = [(label, spec, {}) for label, spec in specs]
+    retrained: dict[str, list[float]] = {label: [] for label, _ in specs}
+    for k in range(seeds):
+        recs = train_standalone(items, out / f"retrain-{k}", trials, data, 1000 + k)
+        for label, rec in recs.items():
+            if rec.status == "ok":
+                retrained[label].append(
+                    compute_reward(rec.accuracy, _macs(items, label), RewardConfig()).reward)
+    return retrained
+
+
+def versus(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cap = args.minutes * 60
@@ -501,21 +540,8 @@ def versus(args: argparse.Namespace) -> None:
             print(f"{evaluator} seed {seed}: best reward {b['reward']:.4f} "
                   f"(accuracy {b['accuracy']:.4f}, {b['macs'] / 1e6:.1f}M MACs) after "
                   f"{b['wall']:.0f} s, {b['children']} standalone children", flush=True)
-    # Train each best.yaml again with fresh seeds.
-    from nas.cli.config import load_layers
-    from nas.search.reward import RewardConfig, compute_reward
-    cfg = load_layers("search", None, None, {})
-    trials = TrialSettings.from_config(cfg)
-    ta.init_ray(None)
-    data = _data(cfg)
-    items = [(f"{ev}-{b['seed']}", b["spec"], {}) for ev, bs in bests.items() for b in bs]
-    retrained: dict[str, list[float]] = {label: [] for label, _, _ in items}
-    for k in range(args.retrain_seeds):
-        recs = train_standalone(items, out / f"retrain-{k}", trials, data, 1000 + k)
-        for label, rec in recs.items():
-            if rec.status == "ok":
-                retrained[label].append(
-                    compute_reward(rec.accuracy, _macs(items, label), RewardConfig()).reward)
+    retrained = retrain(out, [(f"{ev}-{b['seed']}", b["spec"]) for ev, bs in bests.items()
+                              for b in bs], args.retrain_seeds)
     report = {ev: [{k: v for k, v in b.items() if k != "spec"} | {
         "retrained": retrained[f"{ev}-{b['seed']}"]} for b in bs] for ev, bs in bests.items()}
     machine = {str(seed): speed for seed, speed in speeds.items()}
@@ -635,6 +661,8 @@ def main() -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--strategies", nargs="+", default=["ppo", "evolution", "random"])
+    s.add_argument("--retrain-seeds", type=int, default=0,
+                   help="train each best.yaml again with this many fresh seeds (as versus)")
     s.add_argument("--set", action="append", default=[])
     b = sub.add_parser("ablate")
     b.add_argument("--epochs", type=int, default=3)
