@@ -466,11 +466,9 @@ def strategies(args: argparse.Namespace) -> None:
             print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
     if "random" in results:
         from nas.search.pipeline_report import compare_to, seed_summary
-        for key, what in (("best", "standalone reward of best.yaml"),
-                          ("retrained", "best.yaml retrained"),
-                          ("standalone_mean", "mean standalone reward of the top-k")):
-            if key not in keys:
-                continue
+        what_of = {"best": "standalone reward of best.yaml", "retrained": "best.yaml retrained",
+                   "standalone_mean": "mean standalone reward of the top-k"}
+        for key, what in ((k, what_of[k]) for k in keys if k in what_of):
             chance = seed_summary(results["random"], key)
             for strategy, rs in results.items():
                 if strategy != "random":
