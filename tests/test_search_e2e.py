@@ -135,19 +135,19 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
                 break
             time.sleep(0.2)
         assert session is not None and proc.poll() is None, "the search ended too soon"
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
-        proc.wait()
-        before = {r["child"]: r for r in trained(out)}
-        time.sleep(10)  # what dies with the driver has died by now
-        # Ray's agents usually stay, but once (CI, a loaded machine) they were alive here and
-        # had exited by themselves when the resume looked. Frozen, they wait for the resume:
-        # a stopped process keeps its files, and SIGKILL (after the resume's SIGTERM and
-        # grace) still ends it.
+        # Whether Ray's processes outlive a driver's kill -9 depends on timing: its agents
+        # usually stay, but in two CI runs they were gone, once after the 10 s this test used
+        # to wait and once before it. Frozen just before the kill, the session's processes
+        # surely stay and wait for the resume: a stopped process keeps its files, and SIGKILL
+        # (after the resume's SIGTERM and grace) still ends it.
         for pid, _ in leftovers.session_processes(session):
             try:
                 os.kill(pid, signal.SIGSTOP)
             except OSError:
                 pass
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
+        proc.wait()
+        before = {r["child"]: r for r in trained(out)}
         left = leftovers.session_processes(session)
 
         res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",

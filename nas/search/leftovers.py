@@ -4,8 +4,8 @@ Measured (Ray 2.60, Linux): after ``kill -9`` of a driver that started a local R
 server, raylet, monitor, log monitor, dashboard and workers exit, but two children of the
 raylet stay alive, re-parented to init: ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent``
 (about 95 MB and 80 MB resident), and they had not exited 8 s after a SIGTERM. They
-usually stay for good; once, on a loaded machine, they exited by themselves more than 10 s
-after the kill. Their process titles no longer name their session; their open files do
+usually stay for good; twice, on a loaded machine, they exited by themselves (once within
+10 s of the kill, once later). Their process titles no longer name their session; their open files do
 (``<session>/logs/...``).
 
 So when the project starts a fresh local Ray it writes a marker into Ray's session folder
