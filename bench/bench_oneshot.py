@@ -412,9 +412,15 @@ def best_of(out: Path) -> dict[str, Any] | None:
             "accuracy": spec.meta["metrics"]["accuracy"], "macs": spec.meta["metrics"]["macs"]}
 
 
-def summary_line(name: str, values: list[float]) -> str:
-    return (f"{name}: mean {statistics.mean(values):.4f}, range {min(values):.4f}-"
-            f"{max(values):.4f} ({', '.join(f'{v:.4f}' for v in values)})")
+def summary_line(name: str, values: list[float | None]) -> str:
+    """Mean, range and values of one measure over seeds; None (a run with no value, such as a
+    network whose every retraining failed) is left out and counted."""
+    have = [v for v in values if v is not None]
+    missing = f"; {len(values) - len(have)} without a value" if len(have) < len(values) else ""
+    if not have:
+        return f"{name}: no value{missing}"
+    return (f"{name}: mean {statistics.mean(have):.4f}, range {min(have):.4f}-"
+            f"{max(have):.4f} ({', '.join(f'{v:.4f}' for v in have)}{missing})")
 
 
 def run_stats(run: Path) -> dict[str, Any]:
@@ -458,7 +464,9 @@ def strategies(args: argparse.Namespace) -> None:
         for strategy, rs in results.items():
             for r in rs:
                 r["retrained_runs"] = runs[f"{strategy}-{r['seed']}"]
-                r["retrained"] = statistics.mean(r["retrained_runs"])
+                # None where every retraining of the network failed: left out of the means.
+                r["retrained"] = (statistics.mean(r["retrained_runs"])
+                                  if r["retrained_runs"] else None)
         keys.insert(1, "retrained")
     (out / "strategies.json").write_text(json.dumps(results, indent=2) + "\n")
     for key in keys:

@@ -40,6 +40,15 @@ def test_run_stats_reads_the_picks_and_only_the_last_epochs_samples(tmp_path):
     assert stats["samples"] == 6 and stats["seconds"] == 12.5
 
 
+def test_a_summary_line_leaves_out_and_counts_runs_without_a_value():
+    bench = load_bench("bench_oneshot")
+    line = bench.summary_line("ppo retrained", [0.5, None, 0.7])
+    assert line == ("ppo retrained: mean 0.6000, range 0.5000-0.7000 "
+                    "(0.5000, 0.7000; 1 without a value)")
+    assert bench.summary_line("y", [None]) == "y: no value; 1 without a value"
+    assert bench.summary_line("x", [0.25]) == "x: mean 0.2500, range 0.2500-0.2500 (0.2500)"
+
+
 def test_an_unknown_space_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "noise", "--out", str(tmp_path),
                            "--space", "nosuch"], check=False, capture_output=True, text=True,
