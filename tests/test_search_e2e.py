@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,12 +120,20 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
     """One search killed with kill -9 on its driver only (as a user's kill -9 would) once
     three children have finished, then resumed to the end. What the tests read: the children
     finished before the kill, the kill's leftover processes of the Ray session, and the
-    resume's result and what it left running."""
+    resume's result and what it left running.
+
+    Both runs keep their Ray sessions in a temp folder of their own (``RAY_TMPDIR``): any
+    fresh local start stops the leftovers of every dead session under its temp folder, so
+    with the shared one, a search of a test running beside this one stopped them first
+    (in three CI runs, on two and three pytest workers)."""
     from nas.search import leftovers
     out = tmp_path_factory.mktemp("killed") / "run"
+    # Short: Ray's socket paths under it must fit the 107 bytes of a Unix socket's name.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="effnas-", dir="/tmp"))
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.Popen(search_cmd(tiny_fmnist, out, "--budget", str(KILL_BUDGET)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     session, left = None, []
     try:
         deadline = time.time() + 300
@@ -135,23 +145,15 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
                 break
             time.sleep(0.2)
         assert session is not None and proc.poll() is None, "the search ended too soon"
-        # Whether Ray's processes outlive a driver's kill -9 depends on timing: its agents
-        # usually stay, but in two CI runs they were gone, once after the 10 s this test used
-        # to wait and once before it. Frozen just before the kill, the session's processes
-        # surely stay and wait for the resume: a stopped process keeps its files, and SIGKILL
-        # (after the resume's SIGTERM and grace) still ends it.
-        for pid, _ in leftovers.session_processes(session):
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except OSError:
-                pass
+        assert session.parent == ray_tmp / "ray", session
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a user's kill -9 would
         proc.wait()
         before = {r["child"]: r for r in trained(out)}
+        time.sleep(10)  # what dies with the driver has died by now
         left = leftovers.session_processes(session)
 
         res = subprocess.run([sys.executable, str(ROOT / "search.py"), "--resume", "--out",
-                              str(out)], capture_output=True, text=True, timeout=600)
+                              str(out)], capture_output=True, text=True, timeout=600, env=env)
         yield {"out": out, "before": before, "session": session, "left": left, "resume": res,
                "left_after_resume": leftovers.session_processes(session)}
     finally:
@@ -162,6 +164,7 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_resume_after_kill_loses_and_repeats_nothing(killed_and_resumed):

@@ -3,10 +3,10 @@
 Measured (Ray 2.60, Linux): after ``kill -9`` of a driver that started a local Ray, the GCS
 server, raylet, monitor, log monitor, dashboard and workers exit, but two children of the
 raylet stay alive, re-parented to init: ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent``
-(about 95 MB and 80 MB resident), and they had not exited 8 s after a SIGTERM. They
-usually stay for good; twice, on a loaded machine, they exited by themselves (once within
-10 s of the kill, once later). Their process titles no longer name their session; their open files do
-(``<session>/logs/...``).
+(about 95 MB and 80 MB resident), and they had not exited 8 s after a SIGTERM. They stay
+for good. (Tests that saw them gone had another search start beside them, which stopped
+them as this module does: it reads every session under the same temp folder.) Their
+process titles no longer name their session; their open files do (``<session>/logs/...``).
 
 So when the project starts a fresh local Ray it writes a marker into Ray's session folder
 (:data:`MARKER`: the driver's PID and start time, and the run folder). The next fresh start
