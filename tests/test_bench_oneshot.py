@@ -91,6 +91,7 @@ def test_fidelity_trains_one_split_supernet_per_seed_and_summarises_the_seeds(ti
     out = tmp_path / "fidelity"
     cmd = [sys.executable, str(SCRIPT), "fidelity", "--out", str(out), "--archs", "3",
            "--supernet-seeds", "0", "1", "--variant", "split", "--space", "shared-space",
+           # --workers: Ray Train workers per supernet; workers=2: children trained at once
            "--score-images", "50", "--workers", "1",
            "--set", f"data.path={tiny_fmnist}", "--set", "data.val_size=100",
            "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16",

@@ -125,7 +125,7 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
     Both runs keep their Ray sessions in a temp folder of their own (``RAY_TMPDIR``): any
     fresh local start stops the leftovers of every dead session under its temp folder, so
     with the shared one, a search of a test running beside this one stopped them first
-    (in three CI runs, on two and three pytest workers)."""
+    (two CI runs on two pytest workers, one run on three)."""
     from nas.search import leftovers
     out = tmp_path_factory.mktemp("killed") / "run"
     # Short: Ray's socket paths under it must fit the 107 bytes of a Unix socket's name.

@@ -6,6 +6,7 @@ export PYTHONUNBUFFERED=1
 # The fast tests run on every core (pytest-xdist). The slow ones on two workers, each test
 # file on one worker (--dist loadfile: a file's shared runs are made once): they wait on Ray
 # starts and processes, so two side by side took 586-617 s where one after the other took
-# 747-819 s; a third worker gained nothing and made a kill test fail (docs/benchmarks.md).
+# 747-819 s; a third worker gained next to nothing (624 s; later 760 s against 784 s on two)
+# (docs/benchmarks.md).
 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto
 .venv/bin/python -m pytest -q -p no:cacheprovider -m slow -n 2 --dist loadfile --durations=15
