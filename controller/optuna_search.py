@@ -23,12 +23,24 @@ before the save can be told after it. A proposal the study never asked (made by 
 re-issued by a driver whose state is older than the strategy's) is added as a finished
 trial. The pickle needs the same Optuna version to load; another one is refused in one
 line at ``--resume``.
+
+Optuna's objects are pickled with :func:`_pickle_study`, which writes any thread lock in
+them as a new, unlocked one: Optuna 5.1's genetic-algorithm samplers (NSGA-II) hold a
+``threading.Lock`` that plain ``pickle`` refuses ("cannot pickle '_thread.lock' object").
+A state of trials and random-generator states, rebuilt into a new study, would not need
+the pickle, but it would read the samplers' private generators and caches, which change
+between Optuna releases just as well; the pickle keeps every bit of the sampler, so the
+continuation is exact by construction.
 """
 
 from __future__ import annotations
 
+import _thread
+import copyreg
+import io
 import math
 import pickle
+import threading
 import warnings
 from collections import deque
 from typing import Any, Mapping
@@ -51,6 +63,21 @@ def _import_optuna() -> Any:
 def optuna_available() -> bool:
     import importlib.util
     return importlib.util.find_spec("optuna") is not None
+
+
+class _LockTolerantPickler(pickle.Pickler):
+    """A pickler that writes a thread lock as a new, unlocked lock of its kind (a lock
+    guards a process's threads, and has nothing to carry into another process)."""
+
+    dispatch_table = copyreg.dispatch_table.copy()
+    dispatch_table[_thread.LockType] = lambda lock: (threading.Lock, ())
+    dispatch_table[type(threading.RLock())] = lambda lock: (threading.RLock, ())
+
+
+def _pickle_study(study: Any) -> bytes:
+    buf = io.BytesIO()
+    _LockTolerantPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(study)
+    return buf.getvalue()
 
 
 def _probability(name: str, v: Any) -> float:
@@ -124,7 +151,7 @@ class _OptunaStrategy(Strategy):
         trials = [[t.number, t.state.name, [int(t.params[f"d{i}"]) for i in range(len(self.sizes))],
                    None if t.values is None else [float(v) for v in t.values]]
                   for t in self._study.get_trials(deepcopy=False)]
-        return {"optuna": self._optuna.__version__, "study": pickle.dumps(self._study),
+        return {"optuna": self._optuna.__version__, "study": _pickle_study(self._study),
                 "trials": trials, "open": [[list(t), list(ns)] for t, ns in self._open.items()]}
 
     def _load_state(self, state: dict[str, Any]) -> None:
