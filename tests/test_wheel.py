@@ -92,6 +92,7 @@ def test_the_wheel_holds_every_module_and_config(installed: Installed) -> None:
     expected = {str(p.relative_to(ROOT)) for pkg in ("nas", "search_space", "controller", "scaler")
                 for p in (ROOT / pkg).rglob("*.py")}
     expected |= {f"nas/_configs/{p.name}" for p in (ROOT / "configs").glob("*.yaml")}
+    expected.add("nas/py.typed")  # the PEP 561 marker: type checkers read the hints
     assert expected <= names, sorted(expected - names)
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(installed.wheel).read(entry).decode()
