@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from nas.cli.results import RunData, ScaleResult, SearchResult, TrainResult
+from nas.core import runs
 from nas.core.errors import ConfigError
 
 Settings = Mapping[str, Any] | Sequence[str] | None
@@ -104,7 +105,7 @@ def run_search(target_flops: str | float | None = None, *, strategy: str | None 
     from nas.cli import search as command
 
     ns = _namespace(command.build_parser(), given)
-    with _ray_of_this_call():
+    with _ray_of_this_call(), runs.api_names():
         outcome = command.execute(ns)
     best_path = outcome.out / "best.yaml"
     best_path = best_path if best_path.is_file() else None
@@ -142,7 +143,7 @@ def run_scale(*, baseline: str | os.PathLike | None = None, grid: bool = False,
     for key in ("alpha_range", "beta_range", "gamma_range", "coefficients", "budgets"):
         given[key] = _joined(given[key], key)
     ns = _namespace(command.build_parser(), given)
-    with _ray_of_this_call():
+    with _ray_of_this_call(), runs.api_names():
         return command.execute(ns) if say is None else command.execute(ns, say)
 
 
@@ -175,7 +176,8 @@ def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = No
     shown = ", ".join([*([repr(ns.spec)] if ns.spec is not None else []),
                        *(f"{k}={getattr(ns, k)!r}" for k, v in given.items()
                          if k != "spec" and v is not None and v is not False)])
-    return command.execute(ns, f"nas.run_train({shown})", say)
+    with runs.api_names():
+        return command.execute(ns, f"nas.run_train({shown})", say)
 
 
 def load_run(path: str | os.PathLike) -> RunData:

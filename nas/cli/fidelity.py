@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli.parser import OneLineParser, positive_int, run_main
+from nas.core import runs
 from nas.core.errors import ConfigError
 
 PROG = "python -m nas.fidelity"
@@ -115,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from search_space import SearchSpace
 
     run_dir = Path(args.run)
+    out = Path(args.out) if args.out else run_dir / "fidelity"
+    # Its own folder (by default a sub-folder of the search's): never the search's files.
+    runs.claim(out, "fidelity", args.resume or (args.report and out.exists()))
     long = recipe_from(args.long, "--long")
     if args.epochs is not None:
         long = long.replace(epochs=args.epochs, warmup_epochs=min(long.warmup_epochs,
@@ -145,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
         spec = (spec_from_dict(state["reference"]) if state.get("reference")
                 else load_spec(cfg["reference"]))
         picked.append(Picked("reference", spec, ref.accuracy, count_macs(spec), ref.blocks))
-    out = Path(args.out) if args.out else run_dir / "fidelity"
     s = FidelitySettings(run=run_dir, out=out, children=args.children, seeds=args.seeds,
                          long=long, proxies=tuple(proxies), proxy_seeds=args.proxy_seeds,
                          run_seed=search.seed, trials=trials, data=search.data,

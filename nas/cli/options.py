@@ -5,11 +5,11 @@ from it."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from nas.cli import config as layers
+from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.core.files import config_path, read_yaml
 
@@ -73,7 +73,7 @@ def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, st
     if not args.out:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     out = Path(args.out)
-    check_out(out)
+    runs.claim(out, RUN_KINDS[defaults], resume=True)  # a folder of this command's kind
     if not (out / "config.yaml").is_file():
         raise ConfigError(f"--resume: {out} holds no run to continue (no config.yaml); check --out")
     saved = read_yaml(out / "config.yaml")
@@ -92,6 +92,8 @@ def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, st
 
 
 COMMANDS = {"search": "search.py", "scale": "scale.py"}  # defaults name -> command
+# defaults name -> the kinds of run folder (nas.core.runs) its --resume continues
+RUN_KINDS = {"search": ("search", "oneshot"), "scale": ("scale",)}
 _KIND_NAMES = {"search": "search", "scale": "scale run"}
 
 
@@ -121,18 +123,10 @@ def check_run_kind(saved: Any, out: Path, defaults: str) -> None:
 
 
 def check_out(out: Path) -> None:
-    """The run folder can be made and written: no part of its path is a file, and the
-    nearest existing folder is writable (one-line errors before anything is written)."""
-    for folder in (out, *out.parents):
-        if not folder.exists():
-            continue
-        if not folder.is_dir():
-            raise ConfigError(f"--out {out}: {folder} is a file, not a folder; choose another "
-                              "--out")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"--out {out}: cannot write in {folder} (permission denied); "
-                              "choose another --out")
-        return
+    """The run folder can be made and written: no part of its path is a file, a symlink
+    loop or a broken link, and the nearest existing folder is writable (one-line errors
+    before anything is written; see :func:`nas.core.runs.check_path`)."""
+    runs.check_path(out)
 
 
 def trial_settings(cfg: dict[str, Any]) -> Any:

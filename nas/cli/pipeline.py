@@ -32,6 +32,7 @@ from nas.cli import config as layers
 from nas.cli.config import dump, proxy_mapping
 from nas.cli.options import add_training_args
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
+from nas.core import runs
 from nas.core.checks import check_int, check_number, is_int
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import config_path, read_yaml
@@ -227,6 +228,7 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--resume continues with the run's saved settings; leave out "
                           "--preset and --config (use --set for what may change)")
     out = Path(args.out)
+    runs.claim(out, "pipeline", resume=True)
     if not (out / "config.yaml").is_file():
         raise ConfigError(f"--resume: {out} holds no pipeline to continue (no config.yaml); "
                           "check --out")
@@ -419,6 +421,7 @@ def settings(cfg: dict[str, Any], command: str = "") -> Any:
     if not cfg.get("name"):
         cfg["name"] = f"pipeline-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
+    runs.check_path(out)  # before the stages' folders inside it are checked
     cfg["out"] = str(out)
     if not is_int(cfg["seed"]):
         check_int(cfg["seed"], "seed", 0)
@@ -472,6 +475,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = load_config(args)
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.pipeline", *argv])
     p = settings(cfg, command)
+    runs.claim(p.out, "pipeline", args.resume)
     check_run_folder(p.out, args.resume)
     from nas.search.tune_adapter import check_tune
     for stage in (p.search, p.scale):  # callbacks that do not import: one line now

@@ -33,6 +33,7 @@ from nas.cli.options import (
 )
 from nas.cli.parser import OneLineParser, run_main
 from nas.cli.results import ScaleResult
+from nas.core import runs
 from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
 
@@ -266,6 +267,7 @@ def execute(args: argparse.Namespace,
     cfg = merge(load_config(args, "scale", FLAGS), _cli_layer(args), "command line")
     trains = args.grid or args.compare
     s = settings(cfg, trains, args.grid)
+    runs.claim(s.out, "scale", args.resume)
 
     # Everything is checked before anything is written: the baseline, the coefficients,
     # the family (when the coefficients are known now), saved states to resume, the data,
@@ -292,7 +294,7 @@ def execute(args: argparse.Namespace,
     cost = count(base)
     say(f"baseline {base_name} ({s.baseline}): {format_macs(cost.macs)} MACs, "
         f"{cost.params:,} params at {base.resolution}px\nrun folder: {s.out}")
-    s.out.mkdir(parents=True, exist_ok=True)
+    runs.mark(s.out, "scale")
     write_text_atomic(s.out / "config.yaml", dump(cfg))
 
     # 1. The coefficients.

@@ -29,6 +29,7 @@ from nas.cli.options import (
     trial_settings,
 )
 from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
+from nas.core import runs
 from nas.core.checks import check_duration, check_int, check_number
 from nas.core.errors import ConfigError, NoResultError
 
@@ -135,6 +136,7 @@ def execute(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
+    runs.claim(s.out, "oneshot" if evaluator(cfg) == "oneshot" else "search", args.resume)
     if evaluator(cfg) == "oneshot":
         outcome = run_oneshot(args, cfg, s)
     else:

@@ -30,6 +30,7 @@ from nas.cli.parser import (
     seconds,
 )
 from nas.cli.results import TrainResult
+from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.data import SOURCES
 from nas.training.checkpoint import EXPORTS, load_checkpoint
@@ -171,6 +172,7 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
 def _resume(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec, dict[str, Any]]:
     if ns.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
+    runs.claim(ns.out, "train", resume=True)
     path = Path(ns.out) / "last.pt"
     ckpt = load_checkpoint(path)
     saved = TrainConfig.from_dict(ckpt["config"], str(path))
@@ -199,6 +201,7 @@ def _fresh(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec]:
     spec = make_spec(c)
     if c.out is None:
         c = replace(c, out=default_out(spec.name))
+    runs.claim(c.out, "train", resume=False)
     if (Path(c.out) / "last.pt").exists():
         raise ConfigError(f"{c.out} already holds a training run (last.pt); continue it with "
                           "--resume --out DIR, or choose another --out")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nas.arch.spec import ArchSpec
+from nas.core import runs
 from nas.core.files import write_csv, write_text_atomic
 from nas.data import DataSettings
 from nas.search.driver import OK, ChildRecord
@@ -158,6 +159,7 @@ def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
         f"{s.proxy_seeds} seeds) = {len(items)} trainings; out {s.out}")
     t0 = time.time()
     data = s.data.load()
+    runs.mark(s.out, "fidelity", run=str(s.run))
     try:
         records = train_fixed(items, s.out, s.trials, data, s.run_seed, resume,
                               f"python -m nas.fidelity {s.run} --resume", table="trainings")

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.search.run import SearchOutcome
 from nas.search.settings import SearchSettings
@@ -90,7 +91,7 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     ta.init_ray(s.trials.address)
     tra.check_train_resources(workers, cpus, gpus)
     ta.check_resources(s.trials.cpus_per_trial, s.trials.gpus_per_trial)
-    out.mkdir(parents=True, exist_ok=True)
+    runs.mark(out, "oneshot")
     write_text_atomic(out / "config.yaml", config_text)
     for line in sharing_warnings(space):
         say(f"note: {line}")

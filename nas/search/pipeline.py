@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nas.core import runs
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import write_text_atomic
 from nas.core.progress import Bar, format_duration
@@ -211,7 +212,7 @@ def run_pipeline(p: PipelineSettings, resume: bool, say: Say = _print) -> Pipeli
     (the default) to a terminal or a notebook, the training stage draws a progress bar over
     its models with the time left."""
     check_run_folder(p.out, resume)
-    p.out.mkdir(parents=True, exist_ok=True)
+    runs.mark(p.out, "pipeline")
     state = PipelineState.load(p.out) if resume else PipelineState.new(p.out, p.name)
     write_text_atomic(p.out / "config.yaml", p.configs["pipeline"])
     if p.command:
@@ -308,7 +309,7 @@ def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
     cost = count(base)
     say(f"scale: baseline {base_name} ({base_file}): {format_macs(cost.macs)} MACs, "
         f"{cost.params:,} params at {base.resolution}px")
-    s.out.mkdir(parents=True, exist_ok=True)
+    runs.mark(s.out, "scale")  # a scale run folder of its own inside the pipeline's
     cfg = yaml.safe_load(p.configs["scale"])
     cfg["baseline"] = base_file
     write_text_atomic(s.out / "config.yaml",

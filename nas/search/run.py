@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.search.settings import SearchSettings
 
@@ -82,7 +83,7 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     driver = make_driver() if resume else None
     data = s.data.load()
     driver = driver or make_driver()
-    out.mkdir(parents=True, exist_ok=True)
+    runs.mark(out, "search")  # creates the folder (a one-shot search's keeps its own mark)
     write_text_atomic(out / "config.yaml", config_text)
 
     provenance = {

@@ -38,6 +38,7 @@ from nas.arch.cost import count
 from nas.arch.io import load_spec
 from nas.arch.rounding import as_trained
 from nas.arch.spec import ArchSpec, spec_to_dict
+from nas.core import runs
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import json_safe, write_csv, write_text_atomic
 from nas.core.progress import Bar, format_duration
@@ -309,7 +310,7 @@ def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, c
         else:
             bar = None
         s = _Session(c, spec, splits, Path(c.out), command, prior_seconds, t_start, say, bar)
-        s.out.mkdir(parents=True, exist_ok=True)
+        runs.mark(s.out, "train")  # creates the run folder
         say(f"training {spec.name} on {splits.name} ({len(splits.train)} train / "
             f"{len(splits.val)} val images, {engine.images_per_epoch} per epoch) at "
             f"{c.resolution} px on {dev.type}: {c.epochs} epochs, {c.optimizer} lr {c.lr:g}, "
