@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.core import runs
-from nas.core.errors import ConfigError
+from nas.core.errors import ConfigError, NasError
 from nas.search.settings import SearchSettings
 
 
@@ -81,6 +81,11 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     # A saved state that does not fit is found before the data loads; a new search finds a
     # missing data set before the strategy's torch import.
     driver = make_driver() if resume else None
+    if driver is not None:
+        done = finished_summary(s, driver)
+        if done is not None:  # nothing left to do: its summary, without data or Ray
+            say(f"search {s.name} in {out} is finished; nothing left to resume")
+            return SearchOutcome(out, True, done)
     data = s.data.load()
     driver = driver or make_driver()
     runs.mark(out, "search")  # creates the folder (a one-shot search's keeps its own mark)
@@ -151,6 +156,32 @@ def search(s: SearchSettings, resume: bool, config_text: str,
                                   "reached": driver.out_of_time()}
     write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
     return SearchOutcome(out, summary["finished"], summary)
+
+
+def finished_summary(s: SearchSettings, driver: Any) -> dict[str, Any] | None:
+    """The saved ``summary.json`` of a search that ``--resume`` has nothing left to do for,
+    else None: the driver (with the resume's budget and time budget) is finished, the
+    summary says so and counts the same children, and the re-check asked for is the one the
+    run's saved config asked for."""
+    import json
+
+    from nas.core.files import read_yaml
+    from nas.search.recheck import RecheckSettings
+
+    path, saved_config = s.out / "summary.json", s.out / "config.yaml"
+    if not driver.finished() or not path.is_file() or not saved_config.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        saved = read_yaml(saved_config)
+        recheck = RecheckSettings.from_config(saved.get("recheck"))
+    except (OSError, ValueError, AttributeError, NasError):
+        return None
+    if (not isinstance(summary, dict) or summary.get("finished") is not True
+            or summary.get("children_trained") != len(driver.trained_records())
+            or recheck != s.recheck):
+        return None
+    return summary
 
 
 def format_seconds(seconds: float) -> str:

@@ -45,8 +45,9 @@ def train_children(driver: ChildDriver, data: DataSplits, trials: TrialSettings,
                         sum(1 for r in trained if r.status == TIMEOUT),
                         sum(1 for r in trained if r.status == STOPPED))
 
-    ta.init_ray(trials.address, run_dir=out)
-    ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)
+    if not driver.finished():  # a resumed run with nothing left to train starts no Ray
+        ta.init_ray(trials.address, run_dir=out)
+        ta.check_resources(trials.cpus_per_trial, trials.gpus_per_trial)
     tune_dir = out / "tune"
     session = f"session{len(list(tune_dir.glob('session*'))) if tune_dir.exists() else 0}"
     try:
