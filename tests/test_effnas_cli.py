@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from nas.cli import effnas
-from nas.cli.parser import OneLineParser, command_name, invoked_as, renamed, run_main
+from nas.cli.parser import (
+    OneLineParser,
+    command_name,
+    invoked_as,
+    note_run_folder,
+    other_command,
+    renamed,
+    run_main,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,17 +96,59 @@ def test_renaming_rules() -> None:
             "python -m nas.training"
 
 
-def test_resume_hint_is_renamed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_hint_is_renamed_and_names_the_run_folder(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run_dir = tmp_path / "my run"
+    run_dir.mkdir()
+
     def interrupted(_: argparse.Namespace) -> int:
+        note_run_folder(run_dir)
         raise KeyboardInterrupt
 
     with invoked_as("effnas scale"):
         parser = OneLineParser(prog="scale.py")
         assert run_main(interrupted, parser, [], "python scale.py --resume --out DIR") == 130
-    assert capsys.readouterr().err.endswith("continue with: effnas scale --resume --out DIR\n")
+    assert capsys.readouterr().err.endswith(
+        f"continue with: effnas scale --resume --out '{run_dir}'\n")
     parser = OneLineParser(prog="scale.py")
     assert run_main(interrupted, parser, [], "python scale.py --resume --out DIR") == 130
-    assert capsys.readouterr().err.endswith("continue with: python scale.py --resume --out DIR\n")
+    assert capsys.readouterr().err.endswith(
+        f"continue with: python scale.py --resume --out '{run_dir}'\n")
+
+
+def test_resume_hint_takes_out_else_is_left_out(capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    def interrupted(_: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    parser = OneLineParser(prog="search.py")
+    parser.add_argument("--out")
+    hint = "python search.py --resume --out DIR"
+    assert run_main(interrupted, parser, ["--out", str(tmp_path)], hint) == 130
+    assert capsys.readouterr().err == f"\ninterrupted; continue with: python search.py " \
+                                      f"--resume --out {tmp_path}\n"
+    # No run folder yet (interrupted before anything was written): nothing to continue.
+    assert run_main(interrupted, parser, ["--out", str(tmp_path / "not-yet")], hint) == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+    assert run_main(interrupted, parser, [], hint) == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+
+
+def test_other_commands_are_named_as_typed() -> None:
+    assert other_command("scale", "scale.py") == "scale.py"
+    with invoked_as("effnas search"):
+        assert other_command("scale", "scale.py") == "effnas scale"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for flag in ("--version", "-V"):
+        assert effnas.main([flag]) == 0
+        assert capsys.readouterr().out == f"effnas {version}\n"
+    done = subprocess.run([sys.executable, "-m", "nas.cli.effnas", "--version"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (done.returncode, done.stdout) == (0, f"effnas {version}\n"), done.stderr
 
 
 # A command whose run waits to be stopped (the child of the test below).
@@ -124,6 +174,18 @@ def test_sigint_stops_a_command_whose_shell_ignored_it() -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert err.endswith("interrupted; continue with: x.py --resume\n")
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does() -> None:
+    # kill PID (a scheduler's stop, a closed terminal's session manager): the same one line
+    # and exit as Ctrl-C, the finished work kept; not Python's silent death (or Ray's).
+    proc = subprocess.Popen([sys.executable, "-c", _WAITS], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "running\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err == "\ninterrupted; continue with: x.py --resume\n"
 
 
 @pytest.mark.parametrize("script", ["search.py", "scale.py"])

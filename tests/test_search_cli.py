@@ -197,6 +197,15 @@ def test_resume_of_a_scale_run_says_which_command(capsys, tmp_path):
         f"scale.py --resume --out {out}")
 
 
+def test_resume_of_a_scale_run_names_the_command_as_typed(capsys, tmp_path):
+    from nas.cli.effnas import main
+    out = _saved_run(tmp_path / "scale-run", "scale")
+    (out / "scaling.yaml").write_text("x")
+    code = main(["search", "--resume", "--out", str(out)])
+    assert _one_line_error(code, capsys.readouterr().err).endswith(
+        f"continue it with effnas scale --resume --out {out}")
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas.cli.parser import OneLineParser, positive_int, run_main
+from nas.cli.parser import OneLineParser, note_run_folder, positive_int, run_main
 from nas.core import runs
 from nas.core.errors import ConfigError
 
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from search_space import SearchSpace
 
     run_dir = Path(args.run)
+    note_run_folder(run_dir)  # Ctrl-C's hint names it
     out = Path(args.out) if args.out else run_dir / "fidelity"
     # Its own folder (by default a sub-folder of the search's): never the search's files.
     runs.claim(out, "fidelity", args.resume or (args.report and out.exists()))
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(run, build_parser(), argv, f"{PROG} RUN --resume")
+    return run_main(run, build_parser(), argv, f"{PROG} DIR --resume")
 
 
 if __name__ == "__main__":

@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from nas.cli import config as layers
+from nas.cli.parser import other_command
 from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.core.files import config_path, read_yaml
 
 
-def add_training_args(p: argparse.ArgumentParser) -> None:
-    """Flags of every command that trains children on Ray."""
+def add_training_args(p: argparse.ArgumentParser, set_example: str = "proxy.epochs=2") -> None:
+    """Flags of every command that trains children on Ray; ``set_example`` is a ``--set``
+    item that this command takes (shown in its help)."""
     p.add_argument("--preset", help="a bundled preset: smoke (a whole run in about a minute)")
     p.add_argument("--config", metavar="YAML", help="a YAML file of settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set proxy.epochs=2 (repeatable)")
+                   help=f"override any setting, e.g. --set {set_example} (repeatable)")
     p.add_argument("--workers", type=int, help="children trained at the same time")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
     p.add_argument("--gpus-per-trial", type=float,
@@ -87,11 +89,19 @@ def load_config(args: argparse.Namespace, defaults: str, flag_keys: dict[str, st
     missing = sorted(set(base) - set(saved))
     if missing:
         raise ConfigError(f"--resume: {out / 'config.yaml'} lacks the setting {missing[0]!r}; "
-                          f"it was not written by this {COMMANDS[defaults]}; check --out")
+                          f"it was not written by this {command_for(defaults)}; check --out")
     return layers.merge(saved, over, "command line")
 
 
 COMMANDS = {"search": "search.py", "scale": "scale.py"}  # defaults name -> command
+
+
+def command_for(defaults: str) -> str:
+    """The command of a run kind as the user runs them: ``effnas scale`` under the entry
+    point, else ``scale.py``."""
+    return other_command(defaults, COMMANDS[defaults])
+
+
 # defaults name -> the kinds of run folder (nas.core.runs) its --resume continues
 RUN_KINDS = {"search": ("search", "oneshot"), "scale": ("scale",)}
 _KIND_NAMES = {"search": "search", "scale": "scale run"}
@@ -113,12 +123,12 @@ def check_run_kind(saved: Any, out: Path, defaults: str) -> None:
     if kind is None:
         unknown = sorted(set(saved) - set(read_yaml(config_path(defaults))))
         raise ConfigError(f"--resume: {out / 'config.yaml'} is not the config of a "
-                          f"{COMMANDS[defaults]} run (unknown setting {unknown[0]!r}); check "
+                          f"{command_for(defaults)} run (unknown setting {unknown[0]!r}); check "
                           "--out")
     evidence = {"scale": "scaling.yaml", "search": "driver.pt"}[kind]
-    found = evidence if (out / evidence).exists() else f"config.yaml of {COMMANDS[kind]}"
+    found = evidence if (out / evidence).exists() else f"config.yaml of {command_for(kind)}"
     raise ConfigError(f"{out} holds a {_KIND_NAMES[kind]} ({found}), not a "
-                      f"{_KIND_NAMES[defaults]}; continue it with {COMMANDS[kind]} --resume "
+                      f"{_KIND_NAMES[defaults]}; continue it with {command_for(kind)} --resume "
                       f"--out {out}")
 
 

@@ -3,8 +3,8 @@
 A usage error is one line that names the problem and points at ``--help`` (exit 2); an
 expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; a run that
 finished without a usable result (:class:`~nas.core.errors.NoResultError`: every child
-failed) is one line and exit 1; Ctrl-C (or ``kill -INT``) is a
-line saying how to continue and exit 130.
+failed) is one line and exit 1; Ctrl-C (``kill -INT``) or ``kill`` (SIGTERM) is a line
+saying how to continue (the run folder named, the command as it was typed) and exit 130.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from nas.core.errors import NasError, NoResultError
@@ -29,6 +30,17 @@ EXIT_INTERRUPTED = 130
 # ``effnas`` entry point; None when it was run as ``search.py`` or ``python -m nas.train``.
 _INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoked_as",
                                                                         default=None)
+
+
+# The folder of the run in progress, once the command knows it (see note_run_folder).
+_RUN_FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("run_folder",
+                                                                          default=None)
+
+
+def note_run_folder(folder: Path | str) -> None:
+    """The command's run folder is ``folder``: an interrupt's hint names it (``DIR`` in the
+    resume hint given to :func:`run_main`)."""
+    _RUN_FOLDER.set(Path(folder))
 
 
 @contextlib.contextmanager
@@ -46,6 +58,13 @@ def command_name(default: str) -> str:
     """How to run this command again: ``effnas search`` under the entry point, else
     ``default`` (``python search.py``)."""
     return renamed(default, default)
+
+
+def other_command(name: str, default: str) -> str:
+    """How to run the project's command ``name`` (``scale``) from within another: ``effnas
+    scale`` when this one was run through the entry point, else ``default`` (``scale.py``)."""
+    invoked = _INVOKED_AS.get()
+    return f"{invoked.rsplit(' ', 1)[0]} {name}" if invoked and " " in invoked else default
 
 
 def renamed(text: str, default_prog: str) -> str:
@@ -83,7 +102,10 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
              argv: list[str] | None, resume_hint: str | None = None) -> int:
     """Parse, run, and turn every expected failure into one line and a non-zero exit.
 
-    ``resume_hint`` is the command that continues an interrupted run (printed on Ctrl-C).
+    ``resume_hint`` is the command that continues an interrupted run (printed on Ctrl-C or
+    SIGTERM); its ``DIR`` is replaced by the run folder (:func:`note_run_folder`, else
+    ``--out``), and a hint with ``DIR`` is left out while no run folder exists yet (nothing
+    to continue).
     """
     if resume_hint:
         resume_hint = renamed(resume_hint, getattr(parser, "default_prog", ""))
@@ -92,8 +114,10 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
     except SystemExit as e:  # --help, or a usage error already printed
         return int(e.code or 0)
     _stop_on_sigint()
+    token = _RUN_FOLDER.set(None)
     try:
-        return run(args)
+        with _sigterm_interrupts():
+            return run(args)
     except NoResultError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_RESULT
@@ -101,9 +125,46 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        hint = f"; continue with: {resume_hint}" if resume_hint else ""
-        print(f"\ninterrupted{hint}", file=sys.stderr)
+        hint = _resume_hint(resume_hint, args)
+        print(f"\ninterrupted{f'; continue with: {hint}' if hint else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        _RUN_FOLDER.reset(token)
+
+
+def _resume_hint(hint: str | None, args: argparse.Namespace) -> str | None:
+    """``hint`` with ``DIR`` replaced by the run folder; None if it names ``DIR`` and no
+    run folder exists yet."""
+    if not hint or not re.search(r"\bDIR\b", hint):
+        return hint
+    folder = _RUN_FOLDER.get()
+    if folder is None and isinstance(getattr(args, "out", None), str):
+        folder = Path(args.out)
+    if folder is None or not folder.is_dir():
+        return None
+    import shlex
+    return re.sub(r"\bDIR\b", lambda _: shlex.quote(str(folder)), hint)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill PID``, a scheduler's stop) stops the command as
+    Ctrl-C does: a KeyboardInterrupt, so every finished result is kept and the hint printed.
+    (:func:`nas.search.tune_adapter.init_ray` puts this handler back after Ray replaced
+    it with its own, which waits up to 30 s to drain the node and logs to the terminal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _stop_on_sigint() -> None:

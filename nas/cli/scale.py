@@ -31,7 +31,7 @@ from nas.cli.options import (
     load_config,
     trial_settings,
 )
-from nas.cli.parser import OneLineParser, run_main
+from nas.cli.parser import OneLineParser, note_run_folder, run_main
 from nas.cli.results import ScaleResult
 from nas.core import runs
 from nas.core.checks import check_int, check_number
@@ -267,6 +267,7 @@ def execute(args: argparse.Namespace,
     cfg = merge(load_config(args, "scale", FLAGS), _cli_layer(args), "command line")
     trains = args.grid or args.compare
     s = settings(cfg, trains, args.grid)
+    note_run_folder(s.out)
     runs.claim(s.out, "scale", args.resume)
 
     # Everything is checked before anything is written: the baseline, the coefficients,

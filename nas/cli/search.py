@@ -28,7 +28,13 @@ from nas.cli.options import (
     load_config,
     trial_settings,
 )
-from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
+from nas.cli.parser import (
+    EXIT_INTERRUPTED,
+    OneLineParser,
+    command_name,
+    note_run_folder,
+    run_main,
+)
 from nas.core import runs
 from nas.core.checks import check_duration, check_int, check_number
 from nas.core.errors import ConfigError, NoResultError
@@ -136,6 +142,7 @@ def execute(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args, "search", FLAGS)
     s = settings(cfg)
+    note_run_folder(s.out)
     runs.claim(s.out, "oneshot" if evaluator(cfg) == "oneshot" else "search", args.resume)
     if evaluator(cfg) == "oneshot":
         outcome = run_oneshot(args, cfg, s)

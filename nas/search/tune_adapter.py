@@ -18,14 +18,25 @@ Tune's own per-trial loggers (``result.json``, ``progress.csv``, ``params.json``
 child's result and validation curve, and resuming reads ``driver.pt``. Tune still needs its
 storage folder (``tune/session*``: its experiment state and one folder per trial).
 ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` in the environment turns them back on.
+
+Ray does not talk over the command (:func:`quiet_ray`): its Python logging (Ray core and
+Tune) reaches the terminal only for errors; its warnings and hints (token authentication,
+``Tuner.restore``) go to the run folder's ``ray.log``, and Ray's processes log to their
+session folder as always. Ctrl-C and SIGTERM are the command's (a KeyboardInterrupt: what
+finished is kept and the command says how to ``--resume``): Tune's SIGINT handler is off
+(``TUNE_DISABLE_SIGINT_HANDLER``) and the SIGTERM handler ``ray.init`` installs (a drain of
+up to 30 s, then Ray's C++ stack dump on the terminal) is replaced by the command's again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from nas.core.errors import ConfigError
 from nas.core.files import atomic_file
@@ -219,27 +230,94 @@ def init_ray(address: str | None, num_cpus: int | None = None,
     do the same for it; both are logged in ``run_dir/ray.log``.
     """
     import ray
+    log_file = None if run_dir is None else run_dir / "ray.log"
+    quiet_ray(log_file)
     if ray.is_initialized():
         return
     address = ray_address(address)
     check_address(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                               "include_dashboard": False}
-    log_file = None if run_dir is None else run_dir / "ray.log"
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            from nas.search import leftovers
-            leftovers.stop_dead_sessions(leftovers.ray_temp_root(), log_file)
-            context = ray.init(address="local", num_cpus=num_cpus, **kwargs)
-            session = (context.address_info or {}).get("session_dir")
-            if session:
-                leftovers.record_session(Path(session), log_file, run_dir)
+        with _keep_sigterm_handler():
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                from nas.search import leftovers
+                leftovers.stop_dead_sessions(leftovers.ray_temp_root(), log_file)
+                context = ray.init(address="local", num_cpus=num_cpus, **kwargs)
+                session = (context.address_info or {}).get("session_dir")
+                if session:
+                    leftovers.record_session(Path(session), log_file, run_dir)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local cluster"
         raise ConfigError(f"could not start or join Ray at {where}: {str(e).splitlines()[0]}; "
                           "check --address (or RAY_ADDRESS), or leave it unset for a local run") from None
+
+
+@contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the SIGTERM handler with one that drains the node for up to
+    30 s (``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S``) and lets the dying processes log to
+    the terminal. A handler of the program's own (the commands': stop as Ctrl-C does, see
+    :func:`nas.cli.parser.run_main`) is put back; without one, Ray's stays."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and callable(previous):
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _TerminalFilter(logging.Filter):
+    """On the terminal, only Ray's errors: its warnings and hints (token authentication,
+    ``Tuner.restore``, ...) go to the run folder's ``ray.log``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+class _RunLog(logging.Handler):
+    """Appends each record to ``path`` (opened per record: Ray logs little), once its folder
+    exists; before that, and on a write error, the record is dropped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.path.parent.is_dir():
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - a log line must never stop a run
+            pass
+
+
+_log_handler: logging.Handler | None = None
+
+
+def quiet_ray(log_file: Path | None) -> None:
+    """Keep Ray's Python logging (the ``ray`` logger: Ray core, Tune) off the terminal but
+    for errors, and write it, warnings up, to ``log_file`` (the run folder's ``ray.log``,
+    beside what :mod:`nas.search.leftovers` logs there) when given. Ray's processes log to
+    their session folder as before, and workers' output is not sent here
+    (``log_to_driver=False``)."""
+    global _log_handler
+    import ray  # noqa: F401 - importing Ray sets up the "ray" logger and its stderr handler
+
+    logger = logging.getLogger("ray")
+    if _log_handler is not None:
+        logger.removeHandler(_log_handler)
+        _log_handler = None
+    for handler in logger.handlers:
+        if not any(isinstance(f, _TerminalFilter) for f in handler.filters):
+            handler.addFilter(_TerminalFilter())
+    if log_file is not None:
+        _log_handler = _RunLog(log_file)
+        logger.addHandler(_log_handler)
 
 
 def ray_running() -> bool:
@@ -277,6 +355,10 @@ def _trial_name(trial: Any) -> str:
 def _quiet_tune() -> None:
     # Tune's console tables would interleave with the search's own progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C is the command's: a KeyboardInterrupt that keeps what finished and prints how
+    # to go on (--resume). Tune's own handler would end the experiment its way instead and
+    # suggest Tuner.restore, which this project does not use (see the module docstring).
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # Tune's per-trial logs repeat children.jsonl (see the module docstring); without them,
     # the result table Tune builds at the end warns once per trial that it found no
     # metrics, which is expected here.
