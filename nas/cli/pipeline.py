@@ -31,7 +31,13 @@ from typing import Any, Mapping
 from nas.cli import config as layers
 from nas.cli.config import dump, proxy_mapping
 from nas.cli.options import add_training_args
-from nas.cli.parser import EXIT_INTERRUPTED, OneLineParser, command_name, run_main
+from nas.cli.parser import (
+    EXIT_INTERRUPTED,
+    OneLineParser,
+    command_name,
+    note_run_folder,
+    run_main,
+)
 from nas.core import runs
 from nas.core.checks import check_int, check_number, is_int
 from nas.core.errors import ConfigError, NasError
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "efficientnet-b0,mnasnet-a1,mobilenetv2")
     p.add_argument("--seeds", metavar="LIST", help="train each model once per seed, e.g. 0,1,2")
     p.add_argument("--epochs", type=int, help="epochs of full training (default 10)")
-    add_training_args(p)
+    add_training_args(p, set_example="search.proxy.epochs=2")
     return p
 
 
@@ -475,6 +481,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = load_config(args)
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.pipeline", *argv])
     p = settings(cfg, command)
+    note_run_folder(p.out)
     runs.claim(p.out, "pipeline", args.resume)
     check_run_folder(p.out, args.resume)
     from nas.search.tune_adapter import check_tune
