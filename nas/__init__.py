@@ -76,6 +76,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # dir(nas) and completion list the lazily imported names too (they are in __all__).
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "ArchSpec", "StageSpec", "NasError", "SpecError", "SpaceError", "ConfigError", "DataError",
     "build_model", "count_params", "count_macs", "stage_costs", "load_spec", "save_spec",

@@ -38,7 +38,7 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items())
     return (f"usage: {PROG} COMMAND [options]   ({PROG} COMMAND --help for a command's options)"
-            f"\n\ncommands:\n{rows}\n")
+            f"\n       {PROG} --version\n\ncommands:\n{rows}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     first = args[0]
     if first in ("-h", "--help"):
         sys.stdout.write(usage())
+        return 0
+    if first in ("-V", "--version"):
+        from nas import __version__
+        sys.stdout.write(f"{PROG} {__version__}\n")
         return 0
     if first not in COMMANDS:
         sys.stderr.write(f"error: unknown command {first!r}; use one of {', '.join(COMMANDS)}; "
