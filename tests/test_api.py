@@ -241,3 +241,12 @@ def test_load_run_reads_the_tables_and_specs(tmp_path):
     assert 1 <= len(data.pareto) <= 2 and data.summary is None and data.config is None
     with pytest.raises(ConfigError, match="no search run here"):
         nas.load_run(tmp_path)
+
+
+def test_dir_of_nas_lists_the_api_lazily_imported_names_too():
+    listed = dir(nas)
+    for name in nas.__all__:
+        assert name in listed, name
+        assert getattr(nas, name) is not None, name
+    assert {"run_search", "RunData", "count_macs", "build_model", "__version__"} <= set(listed)
+    assert listed == sorted(listed)

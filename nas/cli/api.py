@@ -163,10 +163,13 @@ def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = No
               max_epochs_time: float | None = None, seed: int | None = None,
               threads: int | None = None, device: str | None = None,
               export: str | None = None, out: str | os.PathLike | None = None,
-              resume: bool = False, say: Callable[[str], None] | None = None) -> TrainResult:
+              resume: bool = False, preset: str | None = None,
+              config: str | os.PathLike | Mapping | None = None, set: Settings = None,
+              say: Callable[[str], None] | None = None) -> TrainResult:
     """Train a spec (a YAML path or a bundled name) fully, test it and export it, as
     ``effnas train`` does (see its ``--help``; ``ema_decay`` is ``--ema``,
-    ``max_epochs_time`` takes seconds). Epoch lines go to ``say`` (default: print). Returns a
+    ``max_epochs_time`` takes seconds; ``config`` a YAML path or a mapping of settings, ``set``
+    a mapping or ``KEY=VALUE`` items). Epoch lines go to ``say`` (default: print). Returns a
     :class:`TrainResult` (``status="interrupted"`` after Ctrl-C: continue with
     ``run_train(resume=True, out=...)``)."""
     given = {k: v for k, v in locals().items() if k != "say"}

@@ -18,20 +18,23 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from nas.arch.spec import ArchSpec, spec_from_dict
+from nas.cli import config as layers
 from nas.cli.parser import (
     EXIT_INTERRUPTED,
     OneLineParser,
     command_name,
     count_or_fraction,
+    note_run_folder,
     run_main,
     seconds,
 )
 from nas.cli.results import TrainResult
 from nas.core import runs
 from nas.core.errors import ConfigError
+from nas.core.files import config_path, read_yaml
 from nas.data import SOURCES
 from nas.training.checkpoint import EXPORTS, load_checkpoint
 from nas.training.device import DEVICES
@@ -47,6 +50,10 @@ from nas.training.fit import (
 from nas.training.recipe import OPTIMIZERS, SCHEDULES
 
 PROG = "python -m nas.train"
+# Exit status of a run that diverged (a non-finite training loss, a validation loss above 10x
+# the first epoch's, or validation accuracy at chance): metrics.json says what and when, and
+# best.pt / last.pt keep the last good epoch, if any. (2 is bad input, 130 an interrupt.)
+EXIT_DIVERGED = 3
 
 
 def _ema(text: str) -> float:
@@ -64,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     # Every default is None here so that --resume can tell which flags were given; the real
     # defaults live in TrainConfig and are shown in the help.
     p.add_argument("spec", nargs="?", metavar="SPEC",
-                   help="spec YAML, or a bundled name such as efficientnet-b0")
+                   help="spec YAML, or a bundled name such as efficientnet-b0 (or the "
+                        "setting spec in --config)")
+    g = p.add_argument_group("settings (layered: the defaults, --preset, --config, the flags, "
+                             "then --set)")
+    g.add_argument("--preset", help="a bundled preset: smoke (one short epoch on a subset)")
+    g.add_argument("--config", metavar="YAML", help="a YAML file of settings (the flags' names "
+                                                    "with underscores: epochs, batch_size, ...)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set epochs=2 (repeatable)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help=f"{' | '.join(SOURCES)} (default fashion-mnist; with --data "
                                      "alone, the folder's format is detected)")
@@ -160,11 +175,52 @@ def _given(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in _FLAG_FIELDS if getattr(ns, k) is not None}
 
 
+def _set_layer(ns: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` items, each a known setting (checked as the other commands check theirs)."""
+    items = layers.parse_set(getattr(ns, "set", None) or [])
+    layers.merge(_defaults(), items, "--set")
+    return items
+
+
+def _defaults() -> dict[str, Any]:
+    return {**TrainConfig(spec="").to_dict(), "spec": None}
+
+
+def settings_from_args(ns: argparse.Namespace) -> dict[str, Any]:
+    """The layers of a new run merged (strict, as ``search``'s and ``scale``'s; see
+    :mod:`nas.cli.config`): TrainConfig's defaults, ``--preset`` (``configs/train-NAME.yaml``),
+    ``--config``, the flags (SPEC among them), then ``--set``."""
+    cfg = _defaults()
+    if getattr(ns, "preset", None):
+        try:
+            path = config_path(f"train-{ns.preset}")
+        except ConfigError:
+            raise ConfigError(f"--preset {ns.preset!r}: unknown preset; see the train-*.yaml "
+                              "files in configs/") from None
+        cfg = layers.merge(cfg, _mapping(path), str(path))
+    if getattr(ns, "config", None):
+        cfg = layers.merge(cfg, _mapping(ns.config), "config" if isinstance(
+            ns.config, Mapping) else ns.config)
+    flags = _given(ns) | ({"spec": ns.spec} if ns.spec is not None else {})
+    return layers.merge(layers.merge(cfg, flags, "command line"), _set_layer(ns), "--set")
+
+
+def _mapping(path: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A YAML file's settings (the Python API's ``config=`` may be a mapping)."""
+    data = dict(path) if isinstance(path, Mapping) else read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return data
+
+
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    if ns.spec is None:
+    cfg = settings_from_args(ns)
+    if cfg["spec"] in (None, ""):
         raise ConfigError("SPEC is required: a spec YAML or a bundled name such as "
                           "efficientnet-b0 (or --resume --out DIR)")
-    c = resolve(TrainConfig(spec=ns.spec, **_given(ns)))
+    c = resolve(TrainConfig.from_dict({**cfg, "spec": str(cfg["spec"])}, "settings"))
     check(c)
     return c
 
@@ -173,10 +229,13 @@ def _resume(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec, dict[str, An
     if ns.out is None:
         raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
     runs.claim(ns.out, "train", resume=True)
+    if getattr(ns, "preset", None) or getattr(ns, "config", None):
+        raise ConfigError("--resume continues with the run's saved settings; leave out "
+                          "--preset and --config (use --set for what may change)")
     path = Path(ns.out) / "last.pt"
     ckpt = load_checkpoint(path)
     saved = TrainConfig.from_dict(ckpt["config"], str(path))
-    given = _given(ns)
+    given = _given(ns) | {k: v for k, v in _set_layer(ns).items() if k != "spec"}
     for key, v in given.items():
         if key not in _RESUME_MAY_CHANGE and key != "out" and v != getattr(saved, key):
             raise ConfigError(f"--{key.replace('_', '-')}: a resumed run keeps its settings "
@@ -204,7 +263,7 @@ def _fresh(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec]:
     runs.claim(c.out, "train", resume=False)
     if (Path(c.out) / "last.pt").exists():
         raise ConfigError(f"{c.out} already holds a training run (last.pt); continue it with "
-                          "--resume --out DIR, or choose another --out")
+                          f"--resume --out {c.out}, or choose another --out")
     return c, spec
 
 
@@ -218,6 +277,7 @@ def execute(ns: argparse.Namespace, command: str,
         c, spec, ckpt = _resume(ns)
     else:
         (c, spec), ckpt = _fresh(ns), None
+    note_run_folder(c.out)
     result = fit(c, spec, ckpt, command, say=say)
     out = Path(result.metrics["config"]["out"]) if result.metrics else Path(c.out)
     return TrainResult(out=out, status=result.status, epoch=result.epoch,
@@ -234,7 +294,7 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     assert result.metrics is not None
     print("\n".join(summary_lines(result.metrics, result.out)))
-    return 1 if result.status == "diverged" else 0
+    return EXIT_DIVERGED if result.status == "diverged" else 0
 
 
 def main(argv: list[str] | None = None) -> int:
