@@ -282,3 +282,77 @@ def test_the_python_api_names_the_keyword(tmp_path):
         nas.run_search(target_flops="400M", out=run)
     assert str(e.value) == (f"{run} already holds a search ({'driver.pt'}); continue it with "
                             f"resume=True, out={str(run)!r}, or choose a new out=")
+
+
+# --------------------------------------------------------------------------- a real search
+
+
+@pytest.mark.slow
+def test_a_real_search_survives_the_other_commands_and_still_resumes(capsys, tiny_fmnist,
+                                                                      tmp_path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    run = tmp_path / "search"
+    cmd = [sys.executable, str(root / "search.py"), "--target-flops", "400M", "--preset",
+           "smoke", "--set", "proxy.train_subset=256", "--set", "proxy.resolution=16",
+           "--set", "data.val_size=100", "--set", "reference=null", "--data",
+           str(tiny_fmnist), "--out", str(run), "--budget", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / runs.MARKER).read_text())["kind"] == "search"
+    before = snapshot(run)
+    assert "holds a search" in one_line(capsys, scale_cli.main([*SCALE, "--out", str(run)]))
+    assert "holds a search" in one_line(capsys, train_cli.main([*TRAIN, "--out", str(run)]))
+    assert "holds a search" in one_line(capsys, pipeline_cli.main([*PIPELINE, "--out",
+                                                                   str(run)]))
+    assert "holds a search" in one_line(capsys, fidelity_cli.main([str(run), "--out",
+                                                                   str(run)]))
+    assert "already holds a search" in one_line(capsys, search_cli.main(
+        ["--target-flops", "400M", "--out", str(run)]))
+    assert snapshot(run) == before
+    assert len(nas.load_run(run).children) == 2
+    more = subprocess.run([sys.executable, str(root / "search.py"), "--resume", "--out", str(run),
+                           "--budget", "3"], capture_output=True, text=True, timeout=600)
+    assert more.returncode == 0, more.stderr
+    assert len(nas.load_run(run).children) == 3
+
+
+@pytest.mark.slow
+def test_a_real_pipeline_marks_its_stages_with_their_own_kinds(capsys, tiny_fmnist, tmp_path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    pipe = tmp_path / "pipe"
+    cmd = [sys.executable, "-m", "nas.pipeline", "--preset", "smoke", "--set",
+           "data.val_size=100", "--set", "train.train_subset=128", "--set",
+           "train.resolution=16", "--set", "train.epochs=1", "--data", str(tiny_fmnist),
+           "--baseline", "efficientnet-b0", "--coefficients", "1.2,1.1,1.15", "--budgets",
+           "600M", "--out", str(pipe)]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    kinds = {str(p.parent.relative_to(pipe)): json.loads(p.read_text())["kind"]
+             for p in pipe.rglob(runs.MARKER)}
+    trained = [k for k in kinds if k.startswith("train/")]
+    assert kinds == {".": "pipeline", "scale": "scale", **{k: "train" for k in trained}}
+    assert trained and all(k.endswith("/seed0") for k in trained)  # the member, the baseline
+    before = snapshot(pipe)
+    # Each stage is refused to the other commands; the pipeline folder to all of them.
+    line = one_line(capsys, search_cli.main([*SEARCH, "--out", str(pipe / "scale")]))
+    assert "holds a scale run" in line
+    line = one_line(capsys, scale_cli.main([*SCALE, "--out", str(pipe / trained[0])]))
+    assert "holds a training run" in line
+    assert "holds a pipeline" in one_line(capsys, train_cli.main([*TRAIN, "--out", str(pipe)]))
+    assert snapshot(pipe) == before
+    # A finished training stage continued by its own command: nothing left to train.
+    again = subprocess.run([sys.executable, "-m", "nas.pipeline", "--resume", "--out",
+                            str(pipe)], cwd=root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+
+
+def test_load_run_names_what_another_run_folder_is(tmp_path):
+    runs.mark(tmp_path / "scale", "scale")
+    with pytest.raises(ConfigError) as e:
+        nas.load_run(tmp_path / "scale")
+    assert str(e.value).startswith(f"{tmp_path / 'scale'}: a scale run folder ({runs.MARKER}), "
+                                   "not a search's")

@@ -192,6 +192,10 @@ def load_run(path: str | os.PathLike) -> RunData:
 
     out = Path(path)
     table = out / "children.jsonl"
+    found = runs.detect(out) if out.is_dir() else None
+    if found is not None and found[0] not in ("search", "oneshot"):
+        raise ConfigError(f"{out}: a {found[0]} run folder ({found[1]}), not a search's; give "
+                          "the folder a search wrote (its --out, or runs/NAME)")
     if not table.is_file():
         raise ConfigError(f"{out}: no search run here (no children.jsonl); give the folder a "
                           "search wrote (its --out, or runs/NAME)")
