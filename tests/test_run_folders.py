@@ -356,3 +356,12 @@ def test_load_run_names_what_another_run_folder_is(tmp_path):
         nas.load_run(tmp_path / "scale")
     assert str(e.value).startswith(f"{tmp_path / 'scale'}: a scale run folder ({runs.MARKER}), "
                                    "not a search's")
+
+
+def test_a_folder_that_cannot_be_made_after_the_checks_is_one_line(tmp_path):
+    (tmp_path / "somefile").write_text("x")
+    with pytest.raises(ConfigError) as e:
+        runs.mark(tmp_path / "somefile" / "run", "train")
+    assert str(e.value).startswith(f"--out {tmp_path / 'somefile' / 'run'}: cannot create the "
+                                   "run folder (")
+    assert (tmp_path / "somefile").read_text() == "x"

@@ -143,13 +143,16 @@ def mark(folder: Path, kind: str, **info: Any) -> None:
     folder, after every check."""
     assert kind in KINDS, kind
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / MARKER).exists():
-        return
     from nas.core.files import write_text_atomic
     data = {"format": MARKER_FORMAT, "kind": kind, "effnas_version": _version(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info}
-    write_text_atomic(folder / MARKER, json.dumps(data, indent=2) + "\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MARKER).exists():
+            write_text_atomic(folder / MARKER, json.dumps(data, indent=2) + "\n")
+    except OSError as e:  # the folder changed since it was checked (or the disk is full)
+        raise ConfigError(f"{_out(folder)}: cannot create the run folder ({e.strerror or e}); "
+                          f"choose {_new_out()}") from None
 
 
 # --------------------------------------------------------------------------- what a folder is
