@@ -25,7 +25,8 @@ A definition (see ``configs/mnasnet-space.yaml``)::
 A block may override any default, give absolute ``filters`` or ``layers`` lists instead of
 multipliers/offsets, or add ``extra_filters``. Multipliers are rounded with
 :func:`nas.arch.rounding.round_filters` (``channel_divisor``, default 8); repeats below 1 are
-raised to 1; duplicates are dropped, so a decision may have fewer choices than listed.
+raised to 1; duplicates that rounding makes are dropped, so a decision may have fewer
+choices than listed. A choice listed twice is an error (and so is a key given twice).
 """
 
 from __future__ import annotations
@@ -284,6 +285,9 @@ def _err(source: str | None, key: str, msg: str) -> SpaceError:
 def _list(source: str | None, key: str, v: Any) -> list[Any]:
     if not isinstance(v, list) or not v:
         raise _err(source, key, f"expected a non-empty list, got {v!r}")
+    for i, x in enumerate(v):
+        if x in v[:i]:  # a repeated choice: a typo, and a decision weighted towards it
+            raise _err(source, key, f"{x!r} is listed twice in {v!r}; list each choice once")
     return v
 
 

@@ -266,8 +266,13 @@ def test_to_dict_from_dict_round_trip_and_hash(space: SearchSpace, custom: Searc
     assert space.to_dict()["blocks"][0]["out"] == 16
     # The hash covers the resolved choices: an equivalent definition hashes the same ...
     same = space.to_dict()
-    same["defaults"]["kernel"] = [3, 5, 3]
+    same["blocks"][0]["filters"] = list(space.blocks[0].filters)  # the widths, given directly
     assert SearchSpace.from_dict(same).hash() == space.hash()
+    # A choice listed twice is a typo, not an equivalent definition.
+    twice = space.to_dict()
+    twice["defaults"]["kernel"] = [3, 5, 3]
+    with pytest.raises(nas.SpaceError, match=r"defaults\.kernel: 3 is listed twice in \[3, 5, 3\]"):
+        SearchSpace.from_dict(twice)
     # ... and any real change hashes differently.
     other = space.to_dict()
     other["defaults"]["kernel"] = [3, 5, 7]

@@ -292,7 +292,7 @@ def test_invalid_yaml_and_missing_and_empty_files(tmp_path: Path) -> None:
 
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    with pytest.raises(nas.SpecError, match=r"empty\.yaml: top level: expected a mapping"):
+    with pytest.raises(nas.SpecError, match=r"empty\.yaml: top level: the spec is empty"):
         nas.load_spec(empty)
 
     binary = tmp_path / "weights.yaml"

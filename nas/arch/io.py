@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nas.arch.spec import ArchSpec, spec_from_dict, spec_to_dict
+from nas.arch.spec import MAX_STAGES, ArchSpec, spec_from_dict, spec_to_dict
 from nas.core.errors import ConfigError, SpecError
 from nas.core.files import (
     config_path,
@@ -30,7 +30,9 @@ def load_spec(path: str | os.PathLike[str]) -> ArchSpec:
                            if "stages" in (read_yaml(q) or {}))
             raise SpecError(f"{path}: no such file and no bundled spec of that name; bundled "
                             f"specs: {', '.join(specs)}") from None
-    return spec_from_dict(read_yaml(p, SpecError), source=str(p))
+    return spec_from_dict(read_yaml(p, SpecError, max_items=MAX_STAGES,
+                                    items_hint=f"; a spec has at most {MAX_STAGES} stages"),
+                          source=str(p))
 
 
 def save_spec(spec: ArchSpec, path: str | os.PathLike[str]) -> Path:

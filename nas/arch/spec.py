@@ -38,6 +38,7 @@ OPS = ("conv", "ds", "mbconv")
 SKIPS = ("identity", "pool", "none")
 ACTIVATIONS = ("relu", "relu6", "silu")
 MIN_RESOLUTION = 8  # pixels: the smallest input a spec (and so any training run) may have
+MAX_STAGES = 100  # the papers' networks have 7; a spec file's list is cut off at this many
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def _validate_stage(s: StageSpec, source: str | None, at: str) -> None:
 def _validate_arch(a: ArchSpec, source: str | None) -> None:
     if not a.stages:
         _fail(source, "stages", "a spec needs at least one stage")
+    if len(a.stages) > MAX_STAGES:
+        _fail(source, "stages", f"{len(a.stages):,} stages; a spec has at most {MAX_STAGES} "
+              "(repeats makes a stage deeper)")
     for i, s in enumerate(a.stages):
         if not isinstance(s, StageSpec):  # direct construction with plain dicts
             _fail(source, f"stages[{i}]", f"expected a StageSpec, got {type(s).__name__}")
@@ -307,6 +311,9 @@ def stage_from_dict(d: Any, source: str | None = None, at: str = "stage") -> Sta
 
 def spec_from_dict(d: Any, source: str | None = None) -> ArchSpec:
     """Build a spec from its plain-data form, strictly: unknown keys and bad values raise."""
+    if d is None:
+        _fail(source, "top level", "the spec is empty; a spec is a mapping with stages (see "
+              "configs/efficientnet-b0.yaml)")
     if not isinstance(d, Mapping):
         _fail(source, "top level", f"expected a mapping, got {type(d).__name__}")
     allowed = set(_ARCH_KEYS) | {"format_version"}
@@ -322,6 +329,9 @@ def spec_from_dict(d: Any, source: str | None = None) -> ArchSpec:
     stages_raw = d["stages"]
     if not isinstance(stages_raw, Sequence) or isinstance(stages_raw, str):
         _fail(source, "stages", "expected a list of stage mappings")
+    if len(stages_raw) > MAX_STAGES:
+        _fail(source, "stages", f"{len(stages_raw):,} stages; a spec has at most {MAX_STAGES} "
+              "(repeats makes a stage deeper)")
     stages = tuple(stage_from_dict(s, source, f"stages[{i}]") for i, s in enumerate(stages_raw))
     kwargs: dict[str, Any] = {}
     for k, v in d.items():

@@ -30,6 +30,8 @@ def configs_dir() -> Path:
 
 def config_path(name: str) -> Path:
     """Path of a bundled config by name: ``config_path("efficientnet-b0")``."""
+    if Path(name).is_dir():
+        raise ConfigError(f"{name}: is a folder, not a file; give the path of a YAML file")
     base = configs_dir()
     path = base / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     if not path.is_file():
@@ -48,8 +50,68 @@ _YAML12_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
+# Limits of every YAML file and text the project reads, checked before or while the text is
+# composed, so that a hostile or mistaken file (200,000 nested brackets, a 10,000-stage spec,
+# a log passed as --config) is a one-line error in well under a second instead of a
+# RecursionError or minutes in the scanner. The bundled configs are far inside them.
+MAX_YAML_BYTES = 4 * 1024 * 1024  # a config, spec or space is a few KB; scaling.yaml grows
+MAX_YAML_DEPTH = 50               # nested lists and mappings; the bundled configs nest 4 deep
+MAX_YAML_ITEMS = 100_000          # entries of one list or mapping (callers may ask for fewer)
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A YAML text beyond a limit (size, nesting, entries) or with a duplicate key; its
+    message is one line: where (line) and what to change."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with numbers as YAML 1.2 reads them (``1e-3`` is a float)."""
+    """PyYAML's safe loader, with numbers as YAML 1.2 reads them (``1e-3`` is a float), made
+    strict: a key given twice in one mapping is an error (not "the last one wins"), and
+    nesting deeper than :data:`MAX_YAML_DEPTH` or a list or mapping of more than
+    ``max_items`` entries stops the reading at once (:class:`YamlLimitError`)."""
+
+    max_items = MAX_YAML_ITEMS
+    items_hint = ""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if parent is not None and len(parent.value) >= self.max_items:
+            line = self.peek_event().start_mark.line + 1
+            raise YamlLimitError(f"line {line}: more than {self.max_items:,} entries in one "
+                                 f"list or mapping{self.items_hint}", line)
+        if self._depth >= MAX_YAML_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise YamlLimitError(f"line {line}: lists or mappings nested more than "
+                                 f"{MAX_YAML_DEPTH} deep; is this the right file?", line)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges; its keys may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first:
+                        raise YamlLimitError(f"line {line}: duplicate key {key!r} (first at "
+                                             f"line {first[key]}); keep one of them", line)
+                    first[key] = line
+                except TypeError:  # an unhashable key: SafeConstructor says so below
+                    continue
+        return super().construct_mapping(node, deep=deep)
 
 
 class YamlDumper(yaml.SafeDumper):
@@ -60,9 +122,43 @@ for _cls in (YamlLoader, YamlDumper):
     _cls.add_implicit_resolver(_FLOAT_TAG, _YAML12_FLOAT, list("-+.0123456789"))
 
 
-def load_yaml_text(text: str) -> Any:
-    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 numbers, otherwise safe YAML)."""
-    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_brackets(text: str) -> None:
+    """Flow brackets nested deeper than :data:`MAX_YAML_DEPTH`, found by a scan of the
+    brackets alone before parsing (PyYAML's scanner takes seconds on 200,000 of them before
+    the composer's own depth check is reached). Brackets in quotes or comments count too;
+    only 50 unclosed ones in a row would be taken for nesting."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = text.count("\n", 0, m.start()) + 1
+                raise YamlLimitError(f"line {line}: lists or mappings nested more than "
+                                     f"{MAX_YAML_DEPTH} deep; is this the right file?", line)
+        elif depth:
+            depth -= 1
+
+
+def load_yaml_text(text: str, max_items: int | None = None, items_hint: str = "") -> Any:
+    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 numbers, otherwise safe YAML;
+    duplicate keys, deep nesting and more than :data:`MAX_YAML_BYTES` characters raise
+    :class:`YamlLimitError`). ``max_items`` lowers the entries one list or mapping may hold
+    (``items_hint`` is added to that error: what the limit is for)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlLimitError(f"{len(text):,} characters, more than the {MAX_YAML_BYTES:,} a "
+                             "YAML text may have; is this the right file?")
+    _check_brackets(text)
+    loader = YamlLoader(text)
+    if max_items is not None:
+        loader.max_items = max_items
+        loader.items_hint = items_hint
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def dump_yaml_text(data: Any, **options: Any) -> str:
@@ -70,17 +166,29 @@ def dump_yaml_text(data: Any, **options: Any) -> str:
     return yaml.dump(data, Dumper=YamlDumper, **options)
 
 
-def read_yaml(path: str | os.PathLike[str], error: type[Exception] = ConfigError) -> Any:
-    """Read a YAML file, turning missing files and syntax errors into one-line errors.
+def read_yaml(path: str | os.PathLike[str], error: type[Exception] = ConfigError,
+              max_items: int | None = None, items_hint: str = "") -> Any:
+    """Read a YAML file, turning missing files, folders, files too big, too deeply nested or
+    with duplicate keys, and syntax errors into one-line errors (``error``), checked before
+    the text is parsed where they can be. ``max_items``/``items_hint``: see
+    :func:`load_yaml_text`.
 
     Numbers are read as YAML 1.2 reads them (``1e-3`` and ``3e8`` are floats; see
     :class:`YamlLoader`)."""
     p = Path(path)
+    if p.is_dir():
+        raise error(f"{p}: is a folder, not a file; give the path of a YAML file")
     if not p.is_file():
         raise error(f"{p}: file not found; check the path")
+    size = p.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise error(f"{p}: {size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML file may "
+                    "have; is this the right file?")
     try:
         with open(p, encoding="utf-8") as f:
-            return load_yaml_text(f.read())
+            return load_yaml_text(f.read(MAX_YAML_BYTES + 1), max_items, items_hint)
+    except YamlLimitError as e:
+        raise error(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -89,6 +197,9 @@ def read_yaml(path: str | os.PathLike[str], error: type[Exception] = ConfigError
     except UnicodeDecodeError as e:
         raise error(f"{p}: not UTF-8 text (bad byte at offset {e.start}); is this the right "
                     "file?") from None
+    except OSError as e:
+        raise error(f"{p}: cannot read it ({e.strerror or e}); check the path and its "
+                    "permissions") from None
 
 
 @contextmanager
