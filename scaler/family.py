@@ -653,8 +653,9 @@ def _official_member(base: ArchSpec, short: str) -> FamilyMember:
 def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: int | str,
                resolution_multiple: int = 4, *, name: str | None = None,
                dropout: float | None = None, tolerance: float = TOLERANCE,
-               refine: bool = True) -> FamilyMember:
-    """One member whose counted MACs land within ``tolerance`` of ``target_macs``.
+               refine: bool = True, option: str = "--target-flops") -> FamilyMember:
+    """One member whose counted MACs land within ``tolerance`` of ``target_macs``
+    (``option``: the setting that gave it, for messages).
 
     ``target_macs`` may be a string (``"600M"``, see :func:`nas.arch.units.parse_macs`). The
     member's name defaults to the budget (``600.0M``); ``published`` is the nearest
@@ -663,27 +664,29 @@ def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: i
     ``refine=False``, only ``resolution_multiple`` is tried and the error suggests a finer
     one), or when the budget is outside what phi in [PHI_MIN, PHI_MAX] reaches.
     """
-    target = parse_macs(target_macs)
+    target = parse_macs(target_macs, option)
     c = _coefficients(coefficients)
     short = name or format_macs(target)
     return _budget_member(base, c, short, target, resolution_multiple, dropout,
-                          nearest_published(target), True, "--target-flops", tolerance, refine)
+                          nearest_published(target), True, option, tolerance, refine)
 
 
 def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
                 targets: Sequence[int | str], resolution_multiple: int = 4,
-                tolerance: float = TOLERANCE, refine: bool = True) -> list[FamilyMember]:
-    """:func:`fit_budget` for each target, in the given order (duplicates are an error)."""
-    parsed = [parse_macs(t) for t in targets]
+                tolerance: float = TOLERANCE, refine: bool = True,
+                option: str = "--target-flops") -> list[FamilyMember]:
+    """:func:`fit_budget` for each target, in the given order (duplicates are an error;
+    ``option`` names the setting that gave the targets in messages)."""
+    parsed = [parse_macs(t, option) for t in targets]
     if not parsed:
-        raise ConfigError("--target-flops: give at least one budget, e.g. 600M")
+        raise ConfigError(f"{option}: give at least one budget, e.g. 600M")
     seen = set()
     for t in parsed:
         if t in seen:
-            raise ConfigError(f"--target-flops {format_macs(t)}: given twice; list each budget once")
+            raise ConfigError(f"{option} {format_macs(t)}: given twice; list each budget once")
         seen.add(t)
     return [fit_budget(base, coefficients, t, resolution_multiple, tolerance=tolerance,
-                       refine=refine) for t in parsed]
+                       refine=refine, option=option) for t in parsed]
 
 
 __all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 from nas.core.errors import ConfigError
 
@@ -48,14 +49,45 @@ def parse_macs(value: str | int | float, option: str = "--target-flops") -> int:
                               f"{_EXAMPLES}") from None
     else:
         raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
-    if amount.adjusted() > 30:  # 10^30 MACs: a typo, and too big for the quantize below
-        raise ConfigError(f"{option} {value!r}: implausibly large; expected a number of "
-                          f"multiply-adds {_EXAMPLES}")
-    macs = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    if amount.adjusted() >= 18:  # 10^18 MACs: a million times the largest network trained
+        raise ConfigError(f"{option} {value!r}: implausibly large (10^18 multiply-adds "
+                          f"or more); expected a number of multiply-adds {_EXAMPLES}")
+    with localcontext() as ctx:  # the default 28 digits cannot quantize 10^28 to units
+        ctx.prec = 60
+        macs = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     if macs < 1:
         raise ConfigError(f"{option} {value!r}: expected a positive number of multiply-adds "
                           f"{_EXAMPLES}")
     return macs
+
+
+# Targets outside these are legal but almost surely typos (40 for 40M, 4e18 for 4e8):
+# refused unless forced. The papers' networks span about 10M (tiny MobileNets) to 40G
+# (EfficientNet-B7 at 37G).
+MIN_PLAUSIBLE_MACS = 10**6
+MAX_PLAUSIBLE_MACS = 10**15
+
+
+def _shown(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else repr(value)
+
+
+def check_plausible_macs(macs: int, value: Any, option: str = "--target-flops",
+                         force: bool = False) -> int:
+    """``macs`` (parsed from ``value``) when it lies in [1M, 1P] or ``force``; otherwise a
+    one-line :class:`ConfigError` with the likely fix (``--target-flops 40 is 40 MACs; did
+    you mean 40M?``) and the way to insist (``pass --force``)."""
+    if force or MIN_PLAUSIBLE_MACS <= macs <= MAX_PLAUSIBLE_MACS:
+        return macs
+    shown = _shown(value)
+    if macs < MIN_PLAUSIBLE_MACS:
+        m = _NUMBER.match(shown)
+        guess = f"; did you mean {m['num']}M?" if m else ""
+        raise ConfigError(f"{option} {shown} is {macs:,} MACs, under 1M (the smallest "
+                          f"networks have about 10M){guess} pass --force to use it anyway")
+    raise ConfigError(f"{option} {shown} is {format_macs(macs)} MACs, over 1P (10^15; "
+                      "EfficientNet-B7 has 37G); check the unit (400M, 2G), or pass --force "
+                      "to use it anyway")
 
 
 def format_macs(macs: int | float) -> str:

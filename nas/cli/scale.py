@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-flops", metavar="T", help="one model at this budget, e.g. 2G")
     p.add_argument("--budgets", metavar="LIST",
                    help="a family at these budgets, e.g. 600M,1.2G,2.5G")
+    p.add_argument("--force", action="store_true",
+                   help="take a budget under 1M or over 1P MACs, otherwise refused as a "
+                        "likely typo")
     p.add_argument("--resolution-multiple", type=int,
                    help="round resolutions to this multiple (default 8 for the family, 4 for "
                         "budgets)")
@@ -118,6 +121,7 @@ def _cli_layer(args: argparse.Namespace) -> dict[str, Any]:
 
 GRID_FLAGS = (("phi", "--phi"), ("step", "--step"), ("alpha_range", "--alpha-range"),
               ("beta_range", "--beta-range"), ("gamma_range", "--gamma-range"))
+COEFFICIENT_MAX = 4.0  # alpha, beta or gamma above it: a typo (the paper's are 1.1-1.2)
 GRID_PHI_MAX = 3.0  # the grid trains ~(alpha*beta^2*gamma^2)^phi times the baseline's MACs
 
 
@@ -141,6 +145,10 @@ def check_coefficients(c: Any, source: str, grid: Any) -> None:
     if min(c.alpha, c.beta, c.gamma) < 1.0:
         raise ConfigError(f"coefficients {c} (from {source}): compound scaling needs alpha, "
                           "beta, gamma >= 1 (it never shrinks a dimension); e.g. 1.2,1.1,1.15")
+    if max(c.alpha, c.beta, c.gamma) > COEFFICIENT_MAX:
+        raise ConfigError(f"coefficients {c} (from {source}): each must be at most "
+                          f"{COEFFICIENT_MAX:g} (one step of phi multiplies the MACs by "
+                          "alpha*beta^2*gamma^2, about 2 in the paper); e.g. 1.2,1.1,1.15")
     if max(c.alpha, c.beta, c.gamma) == 1.0:
         raise ConfigError(f"coefficients {c} (from {source}): at least one must be above 1, or "
                           "phi cannot change the model; e.g. 1.2,1.1,1.15")
@@ -158,12 +166,15 @@ def default_baseline() -> str:
     return str(found[-1]) if found else "efficientnet-b0"
 
 
-def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False) -> Any:
+def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False,
+             force: bool = False, budgets_option: str = "budgets") -> Any:
     """Check a scale config and build its typed settings (name and run folder filled in).
-    ``grid_search``: the grid will run, so its phi must be in (0, GRID_PHI_MAX]."""
+    ``grid_search``: the grid will run, so its phi must be in (0, GRID_PHI_MAX]. ``force``
+    takes budgets that look like typos (under 1M or over 1P MACs); ``budgets_option`` is
+    the setting that gave the budgets, for messages (``--target-flops``, ``--budgets``)."""
     import scaler
     from nas.arch.io import load_spec
-    from nas.arch.units import parse_macs
+    from nas.arch.units import check_plausible_macs, parse_macs
     from nas.search.settings import ScaleSettings
 
     if not cfg.get("baseline"):
@@ -186,8 +197,8 @@ def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False) -> An
         raise ConfigError(f"budgets: got {budgets!r}; give a list of budgets such as "
                           "[600M, 1.2G], or null for the rule's family")
     if budgets is not None:
-        budgets = tuple(parse_macs(b, "--target-flops" if len(budgets) == 1 else "--budgets")
-                        for b in budgets)
+        budgets = tuple(check_plausible_macs(parse_macs(b, budgets_option), b, budgets_option,
+                                             force) for b in budgets)
     coefficients = cfg.get("coefficients")
     if coefficients is not None:
         if not isinstance(coefficients, list) or len(coefficients) != 3:
@@ -224,13 +235,15 @@ def _coefficients(args: argparse.Namespace, s: Any) -> tuple[Any, str]:
             "the paper's coefficients (no grid search run; use --grid to fit them)")
 
 
-def _family(base: Any, s: Any, coefficients: Any) -> tuple[list, Path]:
+def _family(base: Any, s: Any, coefficients: Any,
+            option: str = "--target-flops") -> tuple[list, Path]:
     """The members and their folder. Every budget member lands within 3 % (see
     scaler.family.solve_budget) or this is a one-line error naming the member."""
     import scaler
     if s.budgets:
         return (scaler.fit_budgets(base, coefficients, list(s.budgets),
-                                   resolution_multiple=s.resolution_multiple or 4),
+                                   resolution_multiple=s.resolution_multiple or 4,
+                                   option=option),
                 s.out / "family-budgets")
     return (scaler.make_family(base, s.rule, coefficients,
                                resolution_multiple=s.resolution_multiple or 8),
@@ -266,7 +279,9 @@ def execute(args: argparse.Namespace,
     check_grid_flags(args)
     cfg = merge(load_config(args, "scale", FLAGS), _cli_layer(args), "command line")
     trains = args.grid or args.compare
-    s = settings(cfg, trains, args.grid)
+    option = ("--target-flops" if args.target_flops is not None else
+              "--budgets" if args.budgets is not None else "budgets")
+    s = settings(cfg, trains, args.grid, bool(args.force or args.resume), option)
     note_run_folder(s.out)
     runs.claim(s.out, "scale", args.resume)
 
@@ -283,7 +298,7 @@ def execute(args: argparse.Namespace,
     base = load_spec(s.baseline)
     base_name = base.name or Path(s.baseline).stem
     coefficients, source = (None, "") if args.grid else _coefficients(args, s)
-    family = None if coefficients is None else _family(base, s, coefficients)
+    family = None if coefficients is None else _family(base, s, coefficients, option)
     if args.resume:
         for part in ("grid", "compare"):
             if (s.out / part / "driver.pt").is_file():
@@ -313,7 +328,8 @@ def execute(args: argparse.Namespace,
 
     # 3. The family.
     import scaler
-    members, folder = family if family is not None else _family(base, s, coefficients)
+    members, folder = family if family is not None else _family(base, s, coefficients,
+                                                                option)
     files = scaler.write_family(members, folder, base_name, base=base)
     markdown = files.markdown.read_text()
     say(f"\n{markdown}")

@@ -36,7 +36,7 @@ from nas.cli.parser import (
     run_main,
 )
 from nas.core import runs
-from nas.core.checks import check_duration, check_int, check_number
+from nas.core.checks import check_duration, check_int, check_number, check_resolution
 from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall time after which no new child starts, e.g. 30m, 2h, 90s "
                         "(children in training finish; default: none)")
     p.add_argument("--space", help="search-space YAML or bundled name (default mnasnet-space)")
+    p.add_argument("--force", action="store_true",
+                   help="take a target under 1M or over 1P MACs, or a resolution over "
+                        "4096 px, that is otherwise refused as a likely typo")
     add_training_args(p)
     add_evaluator_args(p)
     return p
@@ -84,11 +87,12 @@ def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
     return plan
 
 
-def settings(cfg: dict[str, Any]) -> Any:
+def settings(cfg: dict[str, Any], force: bool = False) -> Any:
     """Check every setting of a search config and build its typed settings (names and the
-    run folder filled in)."""
+    run folder filled in). ``force`` takes a target MACs or resolution that looks like a
+    typo (see :func:`nas.arch.units.check_plausible_macs`)."""
     from controller import STRATEGIES, check_available
-    from nas.arch.units import format_macs, parse_macs
+    from nas.arch.units import check_plausible_macs, format_macs, parse_macs
     from nas.search.driver import Target
     from nas.search.recheck import RecheckSettings
     from nas.search.reward import RewardConfig
@@ -96,7 +100,8 @@ def settings(cfg: dict[str, Any]) -> Any:
 
     if cfg.get("target_flops") in (None, ""):
         raise ConfigError("--target-flops is required, e.g. --target-flops 400M")
-    target_macs = parse_macs(cfg["target_flops"], "--target-flops")
+    target_macs = check_plausible_macs(parse_macs(cfg["target_flops"], "--target-flops"),
+                                       cfg["target_flops"], "--target-flops", force)
     if cfg["strategy"] not in STRATEGIES:
         raise ConfigError(f"--strategy {cfg['strategy']!r}: use one of {', '.join(STRATEGIES)}")
     check_available(cfg["strategy"])
@@ -110,9 +115,12 @@ def settings(cfg: dict[str, Any]) -> Any:
                           on_stopped=r.get("on_stopped", "partial"),
                           beta=check_number(r.get("beta", -0.1), "reward.beta"))
     t = cfg["target"]
+    check_resolution(t["resolution"], "target.resolution", force)
     target = Target(*(check_int(t[k], f"target.{k}", 1)
                       for k in ("resolution", "num_classes", "in_channels")))
     trials = trial_settings(cfg)
+    if trials.recipe.resolution is not None:
+        check_resolution(trials.recipe.resolution, "proxy.resolution", force)
     check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
                      "proxy.width_mult)")
     seed = check_int(cfg["seed"], "seed", 0)
@@ -141,7 +149,8 @@ def execute(args: argparse.Namespace) -> Any:
     from nas.search.run import no_success_line, search
 
     cfg = load_config(args, "search", FLAGS)
-    s = settings(cfg)
+    # A resumed run's settings were taken when it started (with --force, if it needed it).
+    s = settings(cfg, bool(getattr(args, "force", False) or args.resume))
     note_run_folder(s.out)
     runs.claim(s.out, "oneshot" if evaluator(cfg) == "oneshot" else "search", args.resume)
     if evaluator(cfg) == "oneshot":

@@ -93,3 +93,21 @@ def check_duration(v: Any, name: str) -> float | None:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{name}: got {v!r}; use {want}")
     return seconds
+
+
+# Input sizes outside these are legal but almost surely typos (100000 for 1000): refused
+# unless forced. 8 px is the smallest a spec takes; 4096 px already needs ~200 GB of
+# activations for a B0-like network in training.
+PLAUSIBLE_RESOLUTION = (8, 4096)
+
+
+def check_resolution(v: Any, name: str, force: bool = False) -> int:
+    """An image size in pixels: an integer >= 8, refused above 4096 unless ``force`` (a
+    one-line error naming ``name`` and the way to insist, ``pass --force``)."""
+    lo, hi = PLAUSIBLE_RESOLUTION
+    px = check_int(v, name, lo)  # below 8 px no spec can be built, forced or not
+    if not force and px > hi:
+        raise ConfigError(f"{name} {px}: {px} x {px} pixels is over {hi}, almost "
+                          "surely a typo (ImageNet is 224, Fashion-MNIST 28); pass --force to "
+                          "use it anyway")
+    return px
