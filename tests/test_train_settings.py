@@ -71,7 +71,7 @@ def test_a_run_from_a_config_file_and_its_resume(tiny_fmnist, tmp_path: Path, ca
     f = tmp_path / "run.yaml"
     f.write_text(f"spec: {spec}\ndataset: fashion-mnist\ndata: {tiny_fmnist}\nval_size: 100\n"
                  f"batch_size: 50\noptimizer: adam\nlr: 0.01\nthreads: 1\nexport: none\n"
-                 f"resolution: 16\nout: {out}\n")
+                 f"resolution: 16\naugment: false\nema_decay: 0\nout: {out}\n")
     assert train.main(["--config", str(f), "--set", "epochs=1"]) == 0, capsys.readouterr().err
     saved = json.loads((out / "metrics.json").read_text())["config"]
     assert (saved["epochs"], saved["batch_size"], saved["optimizer"]) == (1, 50, "adam")
