@@ -97,6 +97,18 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, but an option given an empty text (``--baseline ""``, a shell
+        variable that was not set) is a usage error instead of silently the default."""
+        ns, extra = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(ns, action.dest, None)
+            if (action.option_strings and isinstance(value, str) and not value.strip()
+                    and value != action.default):
+                self.error(f"argument {action.option_strings[-1]}: empty value {value!r}; give "
+                           "one or leave the option out")
+        return ns, extra
+
 
 def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
              argv: list[str] | None, resume_hint: str | None = None) -> int:

@@ -34,7 +34,7 @@ from nas.cli.options import (
 from nas.cli.parser import OneLineParser, note_run_folder, run_main
 from nas.cli.results import ScaleResult
 from nas.core import runs
-from nas.core.checks import check_int, check_number
+from nas.core.checks import MAX_SEED, check_int, check_number
 from nas.core.errors import ConfigError
 
 PROG = "scale.py"
@@ -213,7 +213,7 @@ def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False,
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
     check_out(out)
     cfg["out"] = str(out)
-    return ScaleSettings(name=cfg["name"], out=out, seed=check_int(cfg["seed"], "seed", 0),
+    return ScaleSettings(name=cfg["name"], out=out, seed=check_int(cfg["seed"], "seed", 0, MAX_SEED),
                          baseline=cfg["baseline"], phi=phi,
                          grid=grid, coefficients=coefficients, rule=cfg["rule"],
                          budgets=budgets, resolution_multiple=multiple, trials=trials,

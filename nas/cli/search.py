@@ -36,7 +36,13 @@ from nas.cli.parser import (
     run_main,
 )
 from nas.core import runs
-from nas.core.checks import check_duration, check_int, check_number, check_resolution
+from nas.core.checks import (
+    MAX_SEED,
+    check_duration,
+    check_int,
+    check_number,
+    check_resolution,
+)
 from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
@@ -123,7 +129,7 @@ def settings(cfg: dict[str, Any], force: bool = False) -> Any:
         check_resolution(trials.recipe.resolution, "proxy.resolution", force)
     check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
                      "proxy.width_mult)")
-    seed = check_int(cfg["seed"], "seed", 0)
+    seed = check_int(cfg["seed"], "seed", 0, MAX_SEED)
     if not cfg.get("name"):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         cfg["name"] = f"{cfg['strategy']}-{format_macs(target_macs)}-{stamp}"

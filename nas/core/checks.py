@@ -95,6 +95,10 @@ def check_duration(v: Any, name: str) -> float | None:
     return seconds
 
 
+# A run's seed: numpy's and torch's generators take it (torch's overflows past 2^63).
+MAX_SEED = 2**32 - 1
+
+
 # Input sizes outside these are legal but almost surely typos (100000 for 1000): refused
 # unless forced. 8 px is the smallest a spec takes; 4096 px already needs ~200 GB of
 # activations for a B0-like network in training.
