@@ -115,12 +115,9 @@ def continue_command(kind: str, out: Path, extra: str = "") -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("effnas")
-    except Exception:  # noqa: BLE001 - not installed: the source tree's version
-        import nas
-        return str(getattr(nas, "__version__", "unknown"))
+    """The package's version (the running source tree's: ``nas`` is loaded, being this
+    module's package; the installed metadata may be another checkout's)."""
+    return str(getattr(sys.modules.get("nas"), "__version__", "unknown"))
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
