@@ -133,9 +133,13 @@ def search(s: SearchSettings, resume: bool, config_text: str,
             plt.close(fig)
 
     t0 = time.time()
-    train_children(driver, data, s.trials, out, s.budget, write_outputs)
     decision, chosen, interrupted = None, None, False
-    top = driver.best(s.recheck.top) if s.recheck.on and driver.finished() else []
+    try:
+        train_children(driver, data, s.trials, out, s.budget, write_outputs)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what finished is saved; --resume goes on
+        interrupted = True
+    top = driver.best(s.recheck.top) if s.recheck.on and driver.finished() and \
+        not interrupted else []
     if top:
         from nas.search.recheck import recheck
         from nas.search.reward import compute_reward
