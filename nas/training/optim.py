@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from nas.training.recipe import Recipe
+from nas.training.rmsprop import RMSpropTF
 
 
 def make_optimizer(model: nn.Module, cfg: Recipe) -> torch.optim.Optimizer:
@@ -19,7 +20,9 @@ def make_optimizer(model: nn.Module, cfg: Recipe) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.momentum > 0)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, eps=1e-3, momentum=cfg.momentum)
+        # TF's RMSProp (decay 0.9, eps 1e-3 inside the square root, square average from 1, lr
+        # inside the momentum), not torch.optim.RMSprop: see nas.training.rmsprop.
+        return RMSpropTF(groups, lr=cfg.lr, alpha=0.9, eps=1e-3, momentum=cfg.momentum)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -35,9 +35,11 @@ class Recipe:
     resolution        resize inputs on the fly to this many pixels (None = native size).
     width_mult        width multiplier for the child; stored here, applied by the caller to
                       the spec before building (``nas.scale_spec(spec, width=...)``).
-    optimizer         sgd (Nesterov when momentum > 0) | rmsprop (alpha 0.9 as TF's decay,
-                      eps 1e-3, which PyTorch adds outside the square root, unlike TF)
-                      | adam | adamw. ``momentum`` is used by sgd and rmsprop.
+    optimizer         sgd (Nesterov when momentum > 0) | rmsprop (TF-style RMSProp as in
+                      the paper: decay 0.9, eps 1e-3 inside the square root, the squared-
+                      gradient average starting at 1, lr inside the momentum, coupled L2
+                      weight decay; :mod:`nas.training.rmsprop`) | adam | adamw (decoupled
+                      weight decay). ``momentum`` is used by sgd and rmsprop.
     lr, momentum, weight_decay
                       weight decay applies to weights with more than one dimension, not to
                       biases or batch-norm parameters.
@@ -77,7 +79,7 @@ class Recipe:
     width_mult: float = 1.0
     # The optimiser defaults are the measured proxy recipe (configs/proxy-default.yaml).
     optimizer: str = "rmsprop"
-    lr: float = 0.0015
+    lr: float = 0.006
     momentum: float = 0.9
     weight_decay: float = 1e-5
     schedule: str = "cosine"
