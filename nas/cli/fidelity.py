@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="children to compare, spread over the run's proxy ranking (default 12)")
     p.add_argument("--seeds", type=positive_int, default=2,
                    help="seeds of the long schedule per child (default 2)")
-    p.add_argument("--long", default="long-default", metavar="RECIPE",
-                   help="the long schedule (default long-default)")
+    p.add_argument("--long", default="train-default+width_mult=0.5", metavar="RECIPE",
+                   help="the long schedule (default train-default+width_mult=0.5: the default "
+                        "training recipe at the proxy's width)")
     p.add_argument("--epochs", type=positive_int, help="epochs of the long schedule")
     p.add_argument("--proxies", default="run", metavar="LIST",
                    help="comma-separated recipes to compare (default run: the search's own)")

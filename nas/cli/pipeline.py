@@ -137,9 +137,13 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any], source: str) -> dict[s
 
 def defaults() -> dict[str, Any]:
     """configs/pipeline.yaml with its search and scale sections filled from search.yaml and
-    scale.yaml (less the keys the pipeline sets once)."""
+    scale.yaml (less the keys the pipeline sets once), and its train section from the
+    default recipe (configs/train-default.yaml)."""
+    from nas.training.recipe import default_train_settings
+
     path = config_path("pipeline")
     base = read_yaml(path)
+    base["train"] = {**default_train_settings(), **(base.get("train") or {})}
     for sec in STAGE_SECTIONS:
         stage = read_yaml(config_path(sec))
         for key in OWN_KEYS[sec]:

@@ -57,7 +57,12 @@ class ScaleResult:
 class TrainResult:
     """A training run's end. ``status`` is completed, early_stopped, time_limit, diverged or
     interrupted (continue with ``nas.run_train(resume=True, out=result.out)``); ``metrics``
-    is what ``metrics.json`` holds (None when interrupted)."""
+    is what ``metrics.json`` holds (None when interrupted).
+
+    ``diverged``: the training loss became non-finite, or the validation loss exceeded 10x
+    the first epoch's, or validation accuracy was at chance; ``reason`` says what and when.
+    The accuracies are those of the last good epoch (best.pt), None when there was none
+    (``effnas train`` exits with status 3)."""
 
     out: Path
     status: str
@@ -67,6 +72,11 @@ class TrainResult:
     @property
     def test_accuracy(self) -> float | None:
         return None if self.metrics is None else self.metrics["test_accuracy"]
+
+    @property
+    def reason(self) -> str:
+        """Why the run ended as it did, in one line ("" when it completed)."""
+        return "" if self.metrics is None else str(self.metrics.get("reason") or "")
 
     @property
     def best_val_accuracy(self) -> float | None:

@@ -4,11 +4,14 @@
     python -m nas.train runs/scale/b2.yaml --dataset cifar10 --data ~/cifar --resolution 64
     python -m nas.train efficientnet-b0 --resume --out runs/train-efficientnet-b0-20250101-120000
 
-The recipe is the paper's (TF-style RMSProp, weight decay 1e-5, lr decayed by 0.97 every 2.4
-epochs after a linear warm-up, label smoothing 0.1, stochastic depth and dropout from the
-spec), its learning rate scaled to the batch size. Validation images are held out of the
-training set; early stopping and the kept "best" weights look at them only, and the test
-split is scored once, at the end, with the best weights.
+The recipe is configs/train-default.yaml, the project's one default (the pipeline's training
+stage and the fidelity command's long schedule too): AdamW lr 0.002, weight decay 0.05,
+cosine after a warm-up, label smoothing 0.1, crop and flip, a weight average; stochastic depth
+and dropout from the spec. The paper's TF-style RMSProp is --optimizer rmsprop. Validation
+images are held out of the training set; early stopping and the kept "best" weights look at
+them only, and the test split is scored once, at the end, with the best weights. A run that
+diverges (non-finite loss, validation loss above 10x the first epoch's, accuracy at chance)
+stops, keeps the last good epoch and exits with status 3.
 """
 
 from __future__ import annotations
@@ -56,12 +59,22 @@ PROG = "python -m nas.train"
 EXIT_DIVERGED = 3
 
 
+def _default_lr(d: TrainConfig) -> float:
+    from nas.training.fit import default_lr
+    return default_lr(d.optimizer, d.batch_size)
+
+
+def _default_wd(optimizer: str) -> float:
+    from nas.training.fit import default_weight_decay
+    return default_weight_decay(optimizer)
+
+
 def _ema(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid decay {text!r}; use a number such as "
-                                         "0.999") from None
+                                         "0.999, or 0 for no weight average") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on N images per epoch, drawn afresh each epoch (seeded); "
                         "default: all training images")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="random crop (zero padding of size/8) and horizontal flip (default off; "
-                        "the paper's AutoAugment is not implemented)")
+                   help="random crop (zero padding of size/8) and horizontal flip (default "
+                        f"{'on' if d.augment else 'off'}; the paper's AutoAugment is not "
+                        "implemented)")
     g.add_argument("--auto-augment", choices=("none", "trivial"),
                    help="trivial: TrivialAugment, one of 14 operations per image at a random "
                         "strength (default none)")
@@ -114,30 +128,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bn-momentum", type=float, metavar="M",
                    help="batch-norm momentum while training, PyTorch convention (default auto: "
                         "the spec's 0.01, raised where epochs are short so the running "
-                        "statistics average over at most a tenth of an epoch, at most 0.1)")
+                        "statistics average over at most a tenth of an epoch, at most 0.5)")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     g.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"default {d.optimizer} (TF-style: decay 0.9, eps 1e-3)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default 0.016 * batch-size / "
-                                            "256: the paper's 0.256 at batch 4096)")
+                   help=f"default {d.optimizer}; rmsprop is TF-style RMSProp (decay 0.9, eps "
+                        "1e-3 inside the square root, as in the paper)")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default {_default_lr(d)} for "
+                                            f"{d.optimizer}; for the others 0.016 * batch-size "
+                                            "/ 256: the paper's 0.256 at batch 4096)")
     g.add_argument("--momentum", type=float, help=f"rmsprop and sgd (default {d.momentum})")
     g.add_argument("--weight-decay", type=float,
-                   help=f"on weights, not biases or batch norm (default {d.weight_decay:g})")
+                   help="on weights, not biases or batch norm (default "
+                        f"{_default_wd(d.optimizer):g} for {d.optimizer}; "
+                        f"{_default_wd('rmsprop'):g} for the others)")
     g.add_argument("--schedule", choices=SCHEDULES,
-                   help="exponential (default): lr * 0.97 ** (epoch / 2.4), smooth; step: the "
-                        "same in stairs, as the TF reference runs it; cosine (to 0 at "
-                        "--epochs); constant")
+                   help=f"default {d.schedule}. exponential: lr * 0.97 ** (epoch / 2.4), "
+                        "smooth; step: the same in stairs, as the TF reference runs it; cosine "
+                        "(to 0 at --epochs); constant")
     g.add_argument("--decay-rate", type=float, help=f"default {d.decay_rate}")
     g.add_argument("--decay-epochs", type=float, help=f"default {d.decay_epochs}")
     g.add_argument("--warmup-epochs", type=float,
-                   help="linear warm-up (default 5, as in the TF reference, at most a tenth of "
+                   help="linear warm-up (default the recipe's 1 epoch, at most a tenth of "
                         "--epochs)")
     g.add_argument("--label-smoothing", type=float, help=f"default {d.label_smoothing}")
     g.add_argument("--ema", type=_ema, dest="ema_decay", metavar="DECAY",
                    help="evaluate, keep and export an exponential moving average of the "
-                        "weights with this decay, e.g. 0.999 (default off)")
+                        f"weights with this decay, e.g. 0.999 (default {d.ema_decay}; 0: none)")
     g = p.add_argument_group("run")
     g.add_argument("--patience", type=int, metavar="E",
                    help="stop when validation accuracy has not improved for E epochs (default: "

@@ -40,16 +40,27 @@ from nas.training.feeder import Feeder, Stats
 from nas.training.optim import lr_at, make_optimizer
 from nas.training.recipe import Recipe
 
-# How often (in steps) the loss is checked for NaN/inf: each check synchronises with the GPU.
+# How often (in steps) the loss is checked for NaN/inf on a GPU, where each check synchronises
+# with it (on the CPU every step is checked).
 FINITE_CHECK_EVERY = 10
+# Divergence seen at validation: a validation loss above this multiple of the run's first
+# validation loss, or (``chance_check``) a validation accuracy at most CHANCE_MARGIN times
+# chance (1 / number of classes).
+EXPLODED_LOSS_FACTOR = 10.0
+CHANCE_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
 class EpochResult:
     """One epoch of training and its validation pass.
 
-    ``status`` is ``ok``, ``diverged`` (the training loss became non-finite; no validation
-    ran) or ``timeout`` (the time given ran out inside the epoch; the epoch is not counted).
+    ``status`` is ``ok``, ``diverged`` or ``timeout`` (the time given ran out inside the
+    epoch; the epoch is not counted). ``diverged``: the training loss became non-finite (no
+    validation ran), or the validation loss was non-finite or above
+    ``EXPLODED_LOSS_FACTOR`` times the run's first, or (with the engine's ``chance_check``)
+    the validation accuracy was at chance; the epoch is not counted either (the engine's
+    epoch, best weights and history stay those of the last good epoch). ``reason`` says
+    what and when, in one line.
     """
 
     epoch: int                 # 1-based; the epoch this result is about
@@ -64,6 +75,7 @@ class EpochResult:
     val_loss: float | None
     eval_seconds: float
     images_per_second: float
+    reason: str = ""
 
     def row(self) -> dict[str, Any]:
         """The epoch as a ``train.csv`` row."""
@@ -109,13 +121,17 @@ class Engine:
         resample_subset: see the module docstring.
         before_step: called with the step's number (0-based, over the run) before each
             batch is drawn (a supernet samples its path here); None for ordinary networks.
+        chance_check: a validation accuracy at chance (at most ``CHANCE_MARGIN / classes``)
+            ends the epoch as ``diverged`` (full training; a proxy run reports its accuracy).
     """
 
     def __init__(self, model: nn.Module, train: ImageData, val: ImageData, recipe: Recipe,
                  device: torch.device, stats: Stats | None = None,
                  resample_subset: bool = True,
-                 before_step: Callable[[int], None] | None = None) -> None:
+                 before_step: Callable[[int], None] | None = None,
+                 chance_check: bool = False) -> None:
         self.model, self.recipe, self.device = model, recipe, device
+        self.chance = 1.0 / max(1, val.num_classes) if chance_check else None
         self.before_step = before_step
         self.rng = np.random.default_rng(recipe.seed)  # batch order and subsets
         self.gen = torch.Generator().manual_seed(recipe.seed)  # augmentation
@@ -172,8 +188,9 @@ class Engine:
         order = self._order()
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)
-        status, seen, lr = "ok", 0, r.lr
+        status, seen, lr, reason = "ok", 0, r.lr, ""
         final_epoch = self.epoch == r.epochs - 1
+        check_every = 1 if dev.type == "cpu" else FINITE_CHECK_EVERY
         t0 = time.perf_counter()
         for b in range(self.steps_per_epoch):
             lr = lr_at(r, self.step, self.steps_per_epoch)
@@ -203,8 +220,12 @@ class Engine:
             loss_sum += loss.detach().double()
             correct += (logits.detach().argmax(1) == y).sum()
             last = b == self.steps_per_epoch - 1
-            if (self.step % FINITE_CHECK_EVERY == 0 or last) and not torch.isfinite(loss_sum):
+            if (self.step % check_every == 0 or last) and not torch.isfinite(loss_sum):
                 status = "diverged"
+                within = ("" if check_every == 1 else
+                          f" within the {min(seen, check_every)} steps up to")
+                reason = (f"non-finite training loss ({loss.item():g}){within} at step {self.step} (epoch "
+                          f"{self.epoch + 1}, step {seen} of {self.steps_per_epoch}, lr {lr:.3g})")
                 break
             if (time_left is not None and not (last and final_epoch)
                     and time.perf_counter() - t0 > time_left):
@@ -222,9 +243,16 @@ class Engine:
                 return EpochResult(self.epoch, status, self.step, seen, lr, train_loss,
                                    train_acc, train_seconds, None, None, 0.0, ips)
             return EpochResult(self.epoch + 1, status, self.step, seen, lr, train_loss,
-                               train_acc, train_seconds, None, None, 0.0, ips)
+                               train_acc, train_seconds, None, None, 0.0, ips, reason)
         t1 = time.perf_counter()
         val_acc, val_loss = self.evaluate()
+        reason = self.exploded(val_acc, val_loss)
+        if reason:  # not counted: epoch, best weights and history stay the last good epoch's
+            return EpochResult(self.epoch + 1, "diverged", self.step, seen, lr, train_loss,
+                               train_acc, train_seconds, val_acc, val_loss,
+                               time.perf_counter() - t1, ips,
+                               f"{reason} after epoch {self.epoch + 1} (step {self.step}, lr "
+                               f"{lr:.3g})")
         self.epoch += 1
         if val_acc > self.best_val_accuracy:
             self.best_val_accuracy, self.best_epoch = val_acc, self.epoch
@@ -233,6 +261,19 @@ class Engine:
                              train_seconds, val_acc, val_loss, time.perf_counter() - t1, ips)
         self.history.append({**result.row(), "best_val_accuracy": self.best_val_accuracy})
         return result
+
+    def exploded(self, val_acc: float, val_loss: float) -> str:
+        """Why this validation result means the run diverged ("" when it does not)."""
+        if not np.isfinite(val_loss):
+            return f"validation loss {val_loss:g}"
+        first = self.history[0]["val_loss"] if self.history else None
+        if first is not None and val_loss > EXPLODED_LOSS_FACTOR * first:
+            return (f"validation loss {val_loss:.4g}, above {EXPLODED_LOSS_FACTOR:g}x the first "
+                    f"epoch's {first:.4g}")
+        if self.chance is not None and val_acc <= CHANCE_MARGIN * self.chance:
+            return (f"validation accuracy {val_acc:.4f} at chance ({self.chance:.4g}; "
+                    f"validation loss {val_loss:.4g})")
+        return ""
 
     def evaluate(self, feeder: Feeder | None = None) -> tuple[float, float]:
         """Accuracy and loss on ``feeder`` (default: the validation split), with the weight
@@ -300,6 +341,11 @@ class Engine:
         self.gen.set_state(rng["augment"])
 
     def load_best(self) -> None:
+        """The best weights into the model, and into the weight average when there is one
+        (:meth:`evaluate` scores the average): testing and export see the same weights."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+            if self.ema is not None:
+                self.ema = {k: v.detach().to(self.device, copy=True)
+                            for k, v in self.best_state.items()}
 

@@ -1,14 +1,20 @@
 """Full training of one spec: checkpoint every epoch, stop early, test the best weights,
 export the model.
 
-The recipe is the paper's (REFERENCE.md, "Training recipe of the paper"): TF-style RMSProp
-(decay 0.9, momentum 0.9, eps 1e-3), weight decay 1e-5, a learning rate that decays by 0.97
-every 2.4 epochs after a linear warm-up, stochastic depth and dropout from the spec, plus the
-TF reference's label smoothing 0.1 and 5-epoch warm-up. The paper's 0.256 is for batch 4096;
-the default here scales it linearly (0.016 per 256 images, as the TF reference does).
-Validation images are held out of the *training* set (``val_size``); early stopping and the
-kept "best" weights look at them only. The test split is scored once, at the end, with the
-best weights. A short run (a few hundred steps) needs a lower lr than the recipe's.
+The recipe by default is the project's one default (``configs/train-default.yaml``, also the
+pipeline's training stage and the fidelity command's long schedule): AdamW (lr 0.002, weight
+decay 0.05), cosine after a linear warm-up (the recipe's 1 epoch, at most a tenth of the
+run), label smoothing 0.1, crop and flip, a weight average (EMA 0.999), stochastic depth and
+dropout from the spec. The paper's recipe is ``--optimizer rmsprop`` (TF-style RMSProp, decay
+0.9, momentum 0.9, eps 1e-3: :mod:`nas.training.rmsprop`) with ``--weight-decay 1e-5
+--schedule exponential --no-augment`` and its lr 0.256 at batch 4096, scaled here to 0.016
+per 256 images. Validation images are held out of the *training* set (``val_size``); early
+stopping and the kept "best" weights look at them only. The test split is scored once, at
+the end, with the best weights.
+
+A run that diverges (a non-finite training loss, a validation loss above 10x the first
+epoch's, or validation accuracy at chance) stops with status ``diverged`` and says what and
+when; its checkpoints keep the last good epoch, which is tested and exported.
 
 The run folder (``out``) gets ``last.pt`` (everything needed to continue exactly: model,
 optimizer, step, epoch, best weights, RNG states, the resolved settings) and ``best.pt``
@@ -58,7 +64,7 @@ from nas.training.device import (
 )
 from nas.training.engine import Engine, EpochResult
 from nas.training.feeder import Feeder
-from nas.training.recipe import Recipe
+from nas.training.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
 CSV_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_accuracy", "val_loss",
                "best_val_accuracy", "train_seconds", "eval_seconds", "images_per_second")
@@ -67,10 +73,17 @@ CSV_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_accur
 # epoch (and never faster than PyTorch's 0.1). Measured: B0 at width 0.5 on 5,000-image
 # epochs (39 steps) reached 66 % training but 10 % validation accuracy after 4 epochs with a
 # 0.03 momentum, 61 % with 0.1: the running statistics lagged the weights.
+# At most 0.5 (was 0.1): on 15-step epochs (2,000 images, batch 128) B0's running statistics
+# at 0.1 still held a fifth of their initial values after the epoch and validation was at
+# chance (10 %) in eval mode; at 0.5 the same weights scored 22 % (AdamW lr 0.002) and 38 %
+# (lr 0.005), one seed each.
 _BN_WINDOW_EPOCHS = 0.1
-_BN_MAX_MOMENTUM = 0.1
-_LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096
-_WARMUP_EPOCHS = 5.0  # the TF reference's warm-up
+_BN_MAX_MOMENTUM = 0.5
+_LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096 (the default lr of other optimizers)
+_PAPER_WEIGHT_DECAY = 1e-5  # the default weight decay of other optimizers
+
+# The default recipe (configs/train-default.yaml): TrainConfig's defaults (its TRAIN_KEYS).
+_DEFAULT = load_recipe(DEFAULT_RECIPE)
 
 
 # --------------------------------------------------------------------------- settings
@@ -88,29 +101,30 @@ class TrainConfig:
     width_mult: float | None = None
     dropout: float | None = None  # None: the spec's
     drop_path_rate: float | None = None  # None: the spec's
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "rmsprop"
-    lr: float | None = None  # None: 0.016 * batch_size / 256
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    schedule: str = "exponential"
-    warmup_epochs: float | None = None  # None: 5, at most a tenth of the epochs
-    decay_rate: float = 0.97
-    decay_epochs: float = 2.4
-    label_smoothing: float = 0.1
+    # The recipe's defaults are configs/train-default.yaml's (DEFAULT_RECIPE).
+    epochs: int = _DEFAULT.epochs
+    batch_size: int = _DEFAULT.batch_size
+    optimizer: str = _DEFAULT.optimizer
+    lr: float | None = None  # None: see default_lr
+    momentum: float = _DEFAULT.momentum
+    weight_decay: float | None = None  # None: see default_weight_decay
+    schedule: str = _DEFAULT.schedule
+    warmup_epochs: float | None = None  # None: the recipe's, at most a tenth of the epochs
+    decay_rate: float = _DEFAULT.decay_rate
+    decay_epochs: float = _DEFAULT.decay_epochs
+    label_smoothing: float = _DEFAULT.label_smoothing
     bn_momentum: float | None = None  # None: auto
-    augment: bool = False
-    auto_augment: str = "none"
-    erasing: float = 0.0
-    ema_decay: float | None = None
+    augment: bool = _DEFAULT.augment
+    auto_augment: str = _DEFAULT.auto_augment
+    erasing: float = _DEFAULT.erasing
+    ema_decay: float | None = _DEFAULT.ema_decay  # None or 0: no weight average
     val_size: int | float = 5000
     train_subset: int | None = None
     patience: int | None = None
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
-    amp: str = "auto"
+    amp: str = _DEFAULT.amp
     max_epochs_time: float | None = None
     export: str = "torchscript"
     out: str | None = None
@@ -154,7 +168,8 @@ def _recipe(c: TrainConfig) -> Recipe:
          "warmup_epochs": c.warmup_epochs, "decay_rate": c.decay_rate,
          "decay_epochs": c.decay_epochs, "label_smoothing": c.label_smoothing,
          "augment": c.augment, "auto_augment": c.auto_augment, "erasing": c.erasing,
-         "ema_decay": c.ema_decay, "seed": c.seed, "amp": c.amp, "bn_momentum": c.bn_momentum,
+         "ema_decay": c.ema_decay or None, "seed": c.seed, "amp": c.amp,
+         "bn_momentum": c.bn_momentum,
          "num_threads": c.threads, "train_subset": c.train_subset, "channels_last": True}
     try:
         return Recipe.from_dict({k: v for k, v in d.items() if v is not None})
@@ -166,11 +181,29 @@ def _recipe(c: TrainConfig) -> Recipe:
         raise ConfigError(msg) from None
 
 
+def default_lr(optimizer: str, batch_size: int) -> float:
+    """The learning rate when none is given: the default recipe's for its optimizer (at any
+    batch size); for the others the paper's RMSProp rate scaled to the batch, 0.016 per 256
+    images (its 0.256 at batch 4096)."""
+    if optimizer == _DEFAULT.optimizer:
+        return _DEFAULT.lr
+    return _LR_PER_256 * batch_size / 256
+
+
+def default_weight_decay(optimizer: str) -> float:
+    """The weight decay when none is given: the default recipe's for its optimizer (AdamW's
+    decoupled 0.05), else the paper's 1e-5 (an L2 penalty of 0.05 would swamp Adam's or
+    RMSProp's gradients)."""
+    return _DEFAULT.weight_decay if optimizer == _DEFAULT.optimizer else _PAPER_WEIGHT_DECAY
+
+
 def resolve(c: TrainConfig) -> TrainConfig:
     """Fill in the defaults that derive from other settings (before any data is read)."""
-    lr = c.lr if c.lr is not None else _LR_PER_256 * c.batch_size / 256
-    warm = c.warmup_epochs if c.warmup_epochs is not None else min(_WARMUP_EPOCHS, c.epochs / 10)
-    return replace(c, lr=lr, warmup_epochs=warm)
+    lr = c.lr if c.lr is not None else default_lr(c.optimizer, c.batch_size)
+    wd = c.weight_decay if c.weight_decay is not None else default_weight_decay(c.optimizer)
+    warm = (c.warmup_epochs if c.warmup_epochs is not None
+            else min(_DEFAULT.warmup_epochs, c.epochs / 10))
+    return replace(c, lr=lr, weight_decay=wd, warmup_epochs=warm)
 
 
 def check(c: TrainConfig) -> None:
@@ -291,7 +324,7 @@ def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, c
         torch.manual_seed(c.seed)
         model = build_model(spec, num_classes=splits.num_classes, in_channels=splits.in_channels)
         engine = Engine(model, splits.train, splits.val, recipe.replace(resolution=c.resolution),
-                        dev, resample_subset=True)
+                        dev, resample_subset=True, chance_check=True)
         if c.bn_momentum is None:
             c = replace(c, bn_momentum=auto_bn_momentum(spec.bn_momentum,
                                                         engine.steps_per_epoch))
@@ -331,6 +364,8 @@ def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, c
             return FitResult("interrupted", None, engine.epoch)
         if engine.best_state is None:
             tb.close()
+            if status == "diverged":  # no good epoch: nothing to test or export, but a result
+                return FitResult(status, _diverged_metrics(engine, s, reason), engine.epoch)
             raise NasError(f"no epoch finished ({reason or status}); nothing to test or export")
         metrics = _finish(engine, s, tb, status, reason)
     return FitResult(status, metrics, engine.epoch)
@@ -339,8 +374,12 @@ def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, c
 def _epoch(engine: Engine) -> EpochResult:
     e = engine.train_epoch()
     if e.status == "diverged":
-        raise Diverged(f"training diverged in epoch {e.epoch} (non-finite loss at lr "
-                       f"{e.lr:.3g}); lower --lr or raise --warmup-epochs")
+        kept = (f"last.pt keeps epoch {engine.epoch}, best.pt epoch {engine.best_epoch}"
+                if engine.epoch else "no good epoch to keep")
+        hint = ("it has learned nothing: give it more steps (--epochs, --train-subset) or "
+                "another --lr" if "at chance" in e.reason
+                else "lower --lr or raise --warmup-epochs")
+        raise Diverged(f"training diverged in epoch {e.epoch}: {e.reason}; {kept}; {hint}")
     return e
 
 
@@ -446,6 +485,24 @@ def _finish(engine: Engine, s: _Session, tb: Any, status: str, reason: str
     return metrics
 
 
+def _diverged_metrics(engine: Engine, s: _Session, reason: str) -> dict[str, Any]:
+    """``metrics.json`` of a run that diverged before any epoch was good: the status, the
+    reason and the settings (no accuracy: nothing was tested)."""
+    c = s.c
+    metrics = {
+        "spec": s.spec.name, "status": "diverged", "reason": reason,
+        "epochs_run": engine.epoch, "epochs_planned": c.epochs, "best_epoch": None,
+        "best_val_accuracy": None, "test_accuracy": None, "test_loss": None,
+        "test_images": None, "seconds": s.prior_seconds + time.perf_counter() - s.t_start,
+        "steps": engine.step, "images_per_epoch": engine.images_per_epoch,
+        "val_curve": engine.history, "data": s.splits.describe(), "export": None,
+        "device": str(engine.device), "command": s.command, "config": c.to_dict(),
+        "spec_dict": spec_to_dict(s.spec),
+    }
+    write_text_atomic(s.out / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
+    return metrics
+
+
 def _preprocess(c: TrainConfig, splits: DataSplits, stats: tuple[tuple[float, ...], ...]
                 ) -> dict[str, Any]:
     return {"resolution": c.resolution, "in_channels": splits.in_channels,
@@ -475,6 +532,8 @@ def _epoch_line(row: dict[str, Any], epochs: int, best_epoch: int) -> str:
 def summary_lines(m: dict[str, Any], out: Path) -> list[str]:
     """What a finished run prints: its status, the key numbers, the files it wrote."""
     from nas.arch.units import format_macs
+    if m["best_val_accuracy"] is None:  # diverged before any epoch was good
+        return [f"{m['status']}: {m['reason']}", f"wrote {out}/: metrics.json, tensorboard/"]
     mc = m["macs"]
     test = ("no test split" if m["test_accuracy"] is None
             else f"test accuracy {m['test_accuracy']:.4f} ({m['test_images']} images)")

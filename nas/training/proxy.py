@@ -8,8 +8,9 @@ pair of :class:`~nas.data.ImageData`) and a :class:`~nas.training.recipe.Recipe`
 to report intermediate results.
 
 Outcomes. ``status`` is ``"ok"``; ``"diverged"`` when the training loss became non-finite
-(training stops, ``accuracy`` is 0.0 and ``val_loss`` is NaN, no exception is raised: the
-caller records the outcome and ``reason``); or ``"timeout"`` when ``recipe.max_seconds`` of
+or the validation loss non-finite or above 10x the first epoch's (training stops, ``accuracy``
+is 0.0 and ``val_loss`` is NaN, no exception is raised: the caller records the outcome and
+``reason``, which says what and when; a search scores the child as failed); or ``"timeout"`` when ``recipe.max_seconds`` of
 training ran out (the partly trained model is still evaluated and its accuracy reported).
 ``on_epoch`` returning True stops training early with status ``"ok"`` and
 ``stopped_early=True``.
@@ -164,8 +165,7 @@ def train_proxy(model: nn.Module, data: DataSplits | tuple[ImageData, ImageData]
             train_seconds += e.train_seconds
             train_loss = e.train_loss
             if e.status == "diverged":
-                status, reason = "diverged", (f"non-finite training loss at epoch {e.epoch}, "
-                                              f"step {e.step}")
+                status, reason = "diverged", f"diverged in epoch {e.epoch}: {e.reason}"
                 break
             if e.status == "timeout":
                 status, reason = "timeout", (f"training time cap of {cfg.max_seconds:g} s "
