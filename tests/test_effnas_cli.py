@@ -149,6 +149,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "nas.cli.effnas", "--version"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert (done.returncode, done.stdout) == (0, f"effnas {version}\n"), done.stderr
+    import nas
+    assert nas.__version__ == version  # the package's own, kept in step with pyproject
 
 
 # A command whose run waits to be stopped (the child of the test below).

@@ -41,6 +41,15 @@ def usage() -> str:
             f"\n       {PROG} --version\n\ncommands:\n{rows}\n")
 
 
+def version() -> str:
+    """The installed distribution's version (``effnas`` is on the PATH only when installed)."""
+    from importlib import metadata
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:
+        return "(not installed: pip install . gives the version)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -51,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(usage())
         return 0
     if first in ("-V", "--version"):
-        from nas import __version__
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        sys.stdout.write(f"{PROG} {version()}\n")
         return 0
     if first not in COMMANDS:
         sys.stderr.write(f"error: unknown command {first!r}; use one of {', '.join(COMMANDS)}; "
