@@ -104,7 +104,7 @@ status=0
 # tests/test_lock.py checks the lock these versions would be written to.
 EFFNAS_LOCK=$NEW "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n auto || status=$?
 if [ "$status" != 0 ]; then
-  echo "check-latest.sh: the fast suite failed with the newest releases (above); the lock is unchanged" >&2
+  echo "check-latest.sh: the fast suite failed with these versions (above; the same tests in .venv tell a new release's break from the work tree's); the lock is unchanged" >&2
   exit "$status"
 fi
 if [ "$WRITE" = 1 ]; then
