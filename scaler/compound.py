@@ -119,6 +119,9 @@ class GridConfig:
     def __post_init__(self) -> None:
         if not is_number(self.step) or self.step <= 0:
             raise ConfigError(f"--step {self.step!r}: must be a positive grid step; use e.g. 0.05")
+        if self.step < 1e-6:  # grid values are decimals of _DECIMALS places
+            raise ConfigError(f"--step {self.step!r}: finer than 1e-06, the finest grid step; "
+                              "use e.g. 0.05")
         object.__setattr__(self, "step", float(self.step))
         for key in ("alpha_range", "beta_range", "gamma_range"):
             option = "--" + key.replace("_", "-")
@@ -152,11 +155,13 @@ class GridConfig:
             raise ConfigError(f"grid.tie_rule: got {self.tie_rule!r}; use one of "
                               f"{', '.join(TIE_RULES)}")
         n = 1
-        for key in ("alpha_range", "beta_range", "gamma_range"):
-            n *= len(self.axis(key))
+        for key in ("alpha_range", "beta_range", "gamma_range"):  # counted, not listed: a
+            lo, hi = (_dec(v) for v in getattr(self, key))      # step of 1e-9 makes 10^9
+            n *= int((hi - lo) / _dec(self.step)) + 1
         if n > MAX_GRID_POINTS:
-            raise ConfigError(f"--step {self.step:g}: makes {n:,} grid points (limit "
-                              f"{MAX_GRID_POINTS:,}); use a coarser step or narrower ranges")
+            raise ConfigError(f"--step {self.step:g}: makes {n:,} grid points over the ranges "
+                              f"(limit {MAX_GRID_POINTS:,}); use a coarser step or narrower "
+                              "ranges")
 
     def axis(self, key: str) -> tuple[float, ...]:
         """The lattice values of one range: ``LOW + k * step`` up to HIGH, as exact decimals."""

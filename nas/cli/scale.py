@@ -34,7 +34,7 @@ from nas.cli.options import (
 from nas.cli.parser import OneLineParser, note_run_folder, run_main
 from nas.cli.results import ScaleResult
 from nas.core import runs
-from nas.core.checks import MAX_SEED, check_int, check_number
+from nas.core.checks import MAX_SEED, check_int, check_number, check_resolution
 from nas.core.errors import ConfigError
 
 PROG = "scale.py"
@@ -174,7 +174,7 @@ def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False,
     the setting that gave the budgets, for messages (``--target-flops``, ``--budgets``)."""
     import scaler
     from nas.arch.io import load_spec
-    from nas.arch.units import check_plausible_macs, parse_macs
+    from nas.arch.units import check_plausible_macs, format_macs, parse_macs
     from nas.search.settings import ScaleSettings
 
     if not cfg.get("baseline"):
@@ -199,6 +199,12 @@ def settings(cfg: dict[str, Any], trains: bool, grid_search: bool = False,
     if budgets is not None:
         budgets = tuple(check_plausible_macs(parse_macs(b, budgets_option), b, budgets_option,
                                              force) for b in budgets)
+        twice = next((b for i, b in enumerate(budgets) if b in budgets[:i]), None)
+        if twice is not None:
+            raise ConfigError(f"{budgets_option} {','.join(map(str, cfg['budgets']))}: "
+                              f"{format_macs(twice)} is given twice; list each budget once")
+    if isinstance(cfg.get("data"), dict) and cfg["data"].get("image_size") is not None:
+        check_resolution(cfg["data"]["image_size"], "data.image_size", force, minimum=1)
     coefficients = cfg.get("coefficients")
     if coefficients is not None:
         if not isinstance(coefficients, list) or len(coefficients) != 3:

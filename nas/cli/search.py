@@ -127,6 +127,8 @@ def settings(cfg: dict[str, Any], force: bool = False) -> Any:
     trials = trial_settings(cfg)
     if trials.recipe.resolution is not None:
         check_resolution(trials.recipe.resolution, "proxy.resolution", force)
+    if isinstance(cfg.get("data"), dict) and cfg["data"].get("image_size") is not None:
+        check_resolution(cfg["data"]["image_size"], "data.image_size", force, minimum=1)
     check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
                      "proxy.width_mult)")
     seed = check_int(cfg["seed"], "seed", 0, MAX_SEED)

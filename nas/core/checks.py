@@ -105,11 +105,12 @@ MAX_SEED = 2**32 - 1
 PLAUSIBLE_RESOLUTION = (8, 4096)
 
 
-def check_resolution(v: Any, name: str, force: bool = False) -> int:
+def check_resolution(v: Any, name: str, force: bool = False, minimum: int | None = None) -> int:
     """An image size in pixels: an integer >= 8, refused above 4096 unless ``force`` (a
-    one-line error naming ``name`` and the way to insist, ``pass --force``)."""
+    one-line error naming ``name`` and the way to insist, ``pass --force``). ``minimum``
+    lowers the 8 (a data set's stored size, which a proxy may resize)."""
     lo, hi = PLAUSIBLE_RESOLUTION
-    px = check_int(v, name, lo)  # below 8 px no spec can be built, forced or not
+    px = check_int(v, name, lo if minimum is None else minimum)  # no spec takes under 8 px
     if not force and px > hi:
         raise ConfigError(f"{name} {px}: {px} x {px} pixels is over {hi}, almost "
                           "surely a typo (ImageNet is 224, Fashion-MNIST 28); pass --force to "
