@@ -535,6 +535,13 @@ def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], 
         state.save()
         return False
     mt = result.metrics
+    if mt["best_val_accuracy"] is None:  # diverged before any epoch was good: nothing kept
+        say(f"train {key}: {result.status}: {mt['reason']}")
+        state.models[key] = {"status": result.status, "model": m["id"], "seed": seed,
+                             "folder": str(folder), "error": mt["reason"],
+                             "metrics": str(folder / "metrics.json")}
+        state.save()
+        return True
     state.models[key] = {
         "status": result.status, "model": m["id"], "seed": seed, "folder": str(folder),
         "best_val_accuracy": mt["best_val_accuracy"], "best_epoch": mt["best_epoch"],
