@@ -88,7 +88,7 @@ def _load_run(run: Path) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     if not isinstance(cfg, dict) or "target_flops" not in cfg:
         raise ConfigError(f"{run}: its config.yaml is not a search's; pass a search's run folder")
     from nas.cli.search import settings as search_settings
-    settings = search_settings(dict(cfg))
+    settings = search_settings(dict(cfg), force=True)  # the search took its settings
     try:
         state = ta.load_state(run / "driver.pt")
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file

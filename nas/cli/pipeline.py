@@ -39,7 +39,7 @@ from nas.cli.parser import (
     run_main,
 )
 from nas.core import runs
-from nas.core.checks import check_int, check_number, is_int
+from nas.core.checks import MAX_SEED, check_int, check_number, check_resolution, is_int
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import config_path, read_yaml
 
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "efficientnet-b0,mnasnet-a1,mobilenetv2")
     p.add_argument("--seeds", metavar="LIST", help="train each model once per seed, e.g. 0,1,2")
     p.add_argument("--epochs", type=int, help="epochs of full training (default 10)")
+    p.add_argument("--force", action="store_true",
+                   help="take a target or budget under 1M or over 1P MACs, or a resolution "
+                        "over 4096 px, that is otherwise refused as a likely typo")
     add_training_args(p, set_example="search.proxy.epochs=2")
     return p
 
@@ -230,7 +233,7 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
                                   "pipeline-*.yaml files in configs/") from None
             cfg = merge(cfg, read_yaml(path) or {}, str(path))
         if args.config:
-            cfg = merge(cfg, read_yaml(args.config) or {}, args.config)
+            cfg = merge(cfg, read_yaml(args.config), args.config)  # empty: not a mapping
         return merge(cfg, over, "command line")
     if not args.out:
         raise ConfigError("--resume needs --out DIR, the folder of the pipeline to continue")
@@ -311,7 +314,7 @@ def _train_error(e: ConfigError) -> ConfigError:
     return ConfigError(f"train settings: {msg}")
 
 
-def _train_plan(cfg: Mapping[str, Any], scale: Any, family: bool) -> Any:
+def _train_plan(cfg: Mapping[str, Any], scale: Any, family: bool, force: bool = False) -> Any:
     from dataclasses import fields
 
     from nas.arch.io import load_spec
@@ -322,10 +325,11 @@ def _train_plan(cfg: Mapping[str, Any], scale: Any, family: bool) -> Any:
 
     t = dict(cfg["train"])
     resolution = check_int(t["resolution"], "train.resolution", 8)
+    check_resolution(resolution, "train.resolution", force)
     seeds = t["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"train.seeds: got {seeds!r}; give a list of seeds such as [0, 1, 2]")
-    seeds = tuple(check_int(s, "train.seeds", 0) for s in seeds)
+    seeds = tuple(check_int(s, "train.seeds", 0, MAX_SEED) for s in seeds)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"train.seeds: {list(seeds)} lists a seed twice; list each once")
     if not isinstance(t["baseline"], bool):
@@ -418,9 +422,10 @@ def _train_plan(cfg: Mapping[str, Any], scale: Any, family: bool) -> Any:
                      baseline=t["baseline"], references=tuple(references))
 
 
-def settings(cfg: dict[str, Any], command: str = "") -> Any:
+def settings(cfg: dict[str, Any], command: str = "", force: bool = False) -> Any:
     """Check every setting of a pipeline config and build its typed settings (the name and
-    run folder filled in). Nothing is written."""
+    run folder filled in). Nothing is written. ``force`` takes targets, budgets and
+    resolutions that look like typos (see ``--force``)."""
     from dataclasses import replace
 
     from nas.arch.io import load_spec
@@ -433,8 +438,8 @@ def settings(cfg: dict[str, Any], command: str = "") -> Any:
     out = Path(cfg["out"] or Path("runs") / cfg["name"])
     runs.check_path(out)  # before the stages' folders inside it are checked
     cfg["out"] = str(out)
-    if not is_int(cfg["seed"]):
-        check_int(cfg["seed"], "seed", 0)
+    if not is_int(cfg["seed"]) or not 0 <= cfg["seed"] <= MAX_SEED:
+        check_int(cfg["seed"], "seed", 0, MAX_SEED)
     scale_sec = cfg["scale"]
     for key in ("compare", "family"):
         if not isinstance(scale_sec[key], bool):
@@ -459,14 +464,15 @@ def settings(cfg: dict[str, Any], command: str = "") -> Any:
         load_spec(str(baseline))  # the given baseline must load
     else:
         search_cfg = _stage_config(cfg, "search", cfg["name"], out)
-        search = _in_section("search", search_settings, search_cfg)
+        search = _in_section("search", search_settings, search_cfg, force)
     scale_cfg = _stage_config(cfg, "scale", f"{cfg['name']}-scale", out)
     scale_cfg["baseline"] = str(baseline) if baseline else "efficientnet-b0"  # for checking
     scale_cfg["budgets"] = budgets
-    scale = _in_section("scale", scale_settings, scale_cfg, grid or scale_sec["compare"])
+    scale = _in_section("scale", scale_settings, scale_cfg, grid or scale_sec["compare"],
+                        False, force, "--budgets")
     scale = replace(scale, baseline="")  # the search's best child, once there is one
     scale_cfg["baseline"] = None
-    plan = _train_plan(cfg, scale, scale_sec["family"])
+    plan = _train_plan(cfg, scale, scale_sec["family"], force)
     configs = {"pipeline": dump(cfg), "scale": dump(scale_cfg),
                "search": dump(search_cfg) if search is not None else ""}
     return PipelineSettings(name=cfg["name"], out=out, search=search,
@@ -484,7 +490,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     cfg = load_config(args)
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.pipeline", *argv])
-    p = settings(cfg, command)
+    p = settings(cfg, command, bool(args.force or args.resume))
     note_run_folder(p.out)
     runs.claim(p.out, "pipeline", args.resume)
     check_run_folder(p.out, args.resume)

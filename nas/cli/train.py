@@ -36,6 +36,7 @@ from nas.cli.parser import (
 )
 from nas.cli.results import TrainResult
 from nas.core import runs
+from nas.core.checks import MAX_SEED, check_int, check_resolution
 from nas.core.errors import ConfigError
 from nas.core.files import config_path, read_yaml
 from nas.data import SOURCES
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from last.pt, exactly; only --epochs, "
                         "--patience, --max-epochs-time, --threads, --device, --export and "
                         "--data (the same data set, moved) may change")
+    g.add_argument("--force", action="store_true",
+                   help="take a --resolution over 4096 px, otherwise refused as a likely "
+                        "typo")
     return p
 
 
@@ -240,6 +244,10 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
                           "efficientnet-b0 (or --resume --out DIR)")
     c = resolve(TrainConfig.from_dict({**cfg, "spec": str(cfg["spec"])}, "settings"))
     check(c)
+    if c.resolution is not None:
+        check_resolution(c.resolution, "--resolution", bool(getattr(ns, "force", False)))
+    if c.seed is not None:
+        check_int(c.seed, "--seed", 0, MAX_SEED)  # torch's generator overflows past 2^63
     return c
 
 
