@@ -29,31 +29,133 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import numbers
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from nas.cli.results import RunData, ScaleResult, SearchResult, TrainResult
 from nas.core import runs
-from nas.core.errors import ConfigError
+from nas.core.errors import ConfigError, NasError
 
 Settings = Mapping[str, Any] | Sequence[str] | None
 
 
 def _namespace(parser: argparse.ArgumentParser, given: Mapping[str, Any]) -> argparse.Namespace:
     """The namespace the command's parser would give for these keyword arguments: its
-    defaults for the flags not given (so every flag the command has is there, as None)."""
+    defaults for the flags not given (so every flag the command has is there, as None).
+    Each value is checked against its flag's type as the parser would check the text
+    (``epochs="3"`` is 3; ``epochs="abc"`` and ``out=123`` are one-line errors naming the
+    keyword)."""
     ns = parser.parse_args([])
     dests = vars(ns)
+    actions = {a.dest: a for a in parser._actions}
     for key, value in given.items():
         if key not in dests:  # the signatures list the flags; this keeps them honest
             raise ConfigError(f"unknown setting {key!r}; use one of {', '.join(sorted(dests))}")
         if key == "set":
             value = [] if value is None else value
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
+            if not isinstance(value, (Mapping, list, tuple)) or (
+                    not isinstance(value, Mapping)
+                    and not all(isinstance(v, str) for v in value)):
+                raise ConfigError(f"set={value!r}: give a mapping such as "
+                                  "{'proxy.epochs': 2} or a list of 'KEY=VALUE' texts")
+            value = value if isinstance(value, Mapping) else list(value)
+        elif key == "config":
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if value is not None and not isinstance(value, (str, Mapping)):
+                raise ConfigError(f"config={value!r}: give a YAML file's path or a mapping of "
+                                  "settings")
+        else:
+            value = _typed(actions[key], key, value)
         setattr(ns, key, value)
     return ns
+
+
+def _typed(action: argparse.Action, key: str, value: Any) -> Any:
+    """``value`` as the parser's ``action`` would give it from text, or a one-line
+    :class:`ConfigError` naming the keyword (``epochs='abc': expected a whole number``)."""
+    from nas.core.checks import is_int
+
+    if value is None:
+        return None
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: expected True or False")
+        return value
+    kind = action.type
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{key}={value!r}: empty; give a value, or leave {key} out")
+    if kind is None:
+        path = action.metavar in ("DIR", "PATH", "YAML", "SPEC") or key in (
+            "out", "data", "spec", "baseline", "scaling", "config", "space")
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not isinstance(value, str) and (path or not number):  # target_flops=4e8 is fine
+            what = "a path (a str or os.PathLike)" if path else "a string"
+            raise ConfigError(f"{key}={value!r}: expected {what}")
+    elif isinstance(value, str):
+        try:
+            value = kind(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise ConfigError(f"{key}={value!r}: {_expected(kind, e)}") from None
+    elif kind is int or getattr(kind, "__name__", "") == "positive_int":
+        if not is_int(value):
+            raise ConfigError(f"{key}={value!r}: {_expected(kind, None)}")
+        value = kind(str(int(value)))
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{key}={value!r}: {_expected(kind, None)}")
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{key}={value!r}: use one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _expected(kind: Any, error: Exception | None) -> str:
+    if kind is int or getattr(kind, "__name__", "") == "positive_int":
+        return "expected a whole number" + (" >= 1" if kind is not int else "")
+    if kind is float:
+        return "expected a number"
+    return str(error) if error is not None and str(error) else "expected a number"
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
+                   r"(?:[ =]('[^']*'|\"[^\"]*\"|[-+]?[.\d][^\s:;,)]*|[/~][^\s:;,)]*|(?:nan|inf|True|False|None)\b|[A-Z]{2,}\b))?")
+
+
+def keyword_message(message: str, parser: argparse.ArgumentParser) -> str:
+    """A command's message with its flags as the Python API's keywords: ``--target-flops 40``
+    is ``target_flops=40``, ``--force`` is ``force=True``, ``--ema`` is ``ema_decay``."""
+    dest_of = {opt: a for a in parser._actions for opt in a.option_strings}
+
+    def keyword(m: re.Match[str]) -> str:
+        action = dest_of.get(f"--{m[1]}")
+        name = action.dest if action is not None else m[1].replace("-", "_")
+        if m[2] is not None:
+            return f"{name}={m[2]}"
+        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+            return f"{name}=True"
+        return name
+
+    return _FLAG.sub(keyword, message)
+
+
+@contextlib.contextmanager
+def _keywords(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """The project's errors raised in the block name the API's keywords, never flags."""
+    try:
+        yield
+    except NasError as e:
+        text = keyword_message(str(e), parser)
+        if text == str(e):
+            raise
+        try:
+            again = type(e)(text)
+        except TypeError:  # an error class with another signature: leave it as it is
+            raise e from None
+        raise again from None
 
 
 @contextlib.contextmanager
@@ -90,7 +192,7 @@ def run_search(target_flops: str | float | None = None, *, strategy: str | None 
                dataset: str | None = None, seed: int | None = None, name: str | None = None,
                out: str | os.PathLike | None = None, resume: bool = False,
                evaluator: str | None = None,
-               gpus_per_worker: float | None = None) -> SearchResult:
+               gpus_per_worker: float | None = None, force: bool = False) -> SearchResult:
     """Search for a baseline network, as ``effnas search`` does (see its ``--help``).
     ``evaluator="oneshot"`` trains a weight-sharing supernet first, then its top-k as proxies.
 
@@ -104,9 +206,11 @@ def run_search(target_flops: str | float | None = None, *, strategy: str | None 
     from nas.arch.io import load_spec
     from nas.cli import search as command
 
-    ns = _namespace(command.build_parser(), given)
-    with _ray_of_this_call(), runs.api_names():
-        outcome = command.execute(ns)
+    parser = command.build_parser()
+    with _keywords(parser):
+        ns = _namespace(parser, given)
+        with _ray_of_this_call(), runs.api_names():
+            outcome = command.execute(ns)
     best_path = outcome.out / "best.yaml"
     best_path = best_path if best_path.is_file() else None
     return SearchResult(out=outcome.out, name=outcome.summary.get("run", ""),
@@ -131,6 +235,7 @@ def run_scale(*, baseline: str | os.PathLike | None = None, grid: bool = False,
               address: str | None = None, data: str | os.PathLike | None = None,
               dataset: str | None = None, seed: int | None = None, name: str | None = None,
               out: str | os.PathLike | None = None, resume: bool = False,
+              force: bool = False,
               say: Callable[[str], None] | None = None) -> ScaleResult:
     """Fit alpha, beta, gamma (``grid=True``) or take them, and scale a baseline into a
     family, as ``effnas scale`` does (see its ``--help``). Ranges and coefficients may be
@@ -142,9 +247,11 @@ def run_scale(*, baseline: str | os.PathLike | None = None, grid: bool = False,
 
     for key in ("alpha_range", "beta_range", "gamma_range", "coefficients", "budgets"):
         given[key] = _joined(given[key], key)
-    ns = _namespace(command.build_parser(), given)
-    with _ray_of_this_call(), runs.api_names():
-        return command.execute(ns) if say is None else command.execute(ns, say)
+    parser = command.build_parser()
+    with _keywords(parser):
+        ns = _namespace(parser, given)
+        with _ray_of_this_call(), runs.api_names():
+            return command.execute(ns) if say is None else command.execute(ns, say)
 
 
 def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = None,
@@ -165,6 +272,7 @@ def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = No
               export: str | None = None, out: str | os.PathLike | None = None,
               resume: bool = False, preset: str | None = None,
               config: str | os.PathLike | Mapping | None = None, set: Settings = None,
+              force: bool = False,
               say: Callable[[str], None] | None = None) -> TrainResult:
     """Train a spec (a YAML path or a bundled name) fully, test it and export it, as
     ``effnas train`` does (see its ``--help``; ``ema_decay`` is ``--ema``,
@@ -175,12 +283,14 @@ def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = No
     given = {k: v for k, v in locals().items() if k != "say"}
     from nas.cli import train as command
 
-    ns = _namespace(command.build_parser(), given)
-    shown = ", ".join([*([repr(ns.spec)] if ns.spec is not None else []),
-                       *(f"{k}={getattr(ns, k)!r}" for k, v in given.items()
-                         if k != "spec" and v is not None and v is not False)])
-    with runs.api_names():
-        return command.execute(ns, f"nas.run_train({shown})", say)
+    parser = command.build_parser()
+    with _keywords(parser):
+        ns = _namespace(parser, given)
+        shown = ", ".join([*([repr(ns.spec)] if ns.spec is not None else []),
+                           *(f"{k}={getattr(ns, k)!r}" for k, v in given.items()
+                             if k != "spec" and v is not None and v is not False)])
+        with runs.api_names():
+            return command.execute(ns, f"nas.run_train({shown})", say)
 
 
 def load_run(path: str | os.PathLike) -> RunData:
@@ -190,6 +300,9 @@ def load_run(path: str | os.PathLike) -> RunData:
     from nas.arch.io import load_spec
     from nas.core.files import read_yaml
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ConfigError(f"load_run: got path={path!r}; give a search's run folder (a str or "
+                          "os.PathLike, such as 'runs/NAME')")
     out = Path(path)
     table = out / "children.jsonl"
     found = runs.detect(out) if out.is_dir() else None
@@ -205,7 +318,7 @@ def load_run(path: str | os.PathLike) -> RunData:
         raise ConfigError("load_run needs pandas: pip install pandas (ray[tune] brings it)") \
             from None
     rows = []
-    for n, line in enumerate(table.read_text().splitlines(), start=1):
+    for n, line in enumerate(_text(table).splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -217,11 +330,27 @@ def load_run(path: str | os.PathLike) -> RunData:
         children["accuracy"] = children["accuracy"].astype(float)
     best = load_spec(out / "best.yaml") if (out / "best.yaml").is_file() else None
     pareto = tuple(load_spec(p) for p in sorted((out / "pareto").glob("*.yaml")))
-    summary = json.loads((out / "summary.json").read_text()) \
-        if (out / "summary.json").is_file() else None
+    summary = None
+    if (out / "summary.json").is_file():
+        text = _text(out / "summary.json")
+        try:
+            summary = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{out / 'summary.json'}: not JSON ({e.msg} at line {e.lineno}); "
+                              "the file is damaged or was cut off: resume the search to "
+                              "write it again") from None
     config = read_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
     return RunData(out=out, children=children, best=best, pareto=pareto, summary=summary,
                    config=config)
+
+
+def _text(path: Path) -> str:
+    """A run folder's text file; bytes that are not UTF-8 are a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); the file is "
+                          "damaged") from None
 
 
 __all__ = ["run_search", "run_scale", "run_train", "load_run", "SearchResult", "ScaleResult",
