@@ -40,6 +40,7 @@ PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 TORCH_ALLOWED = {
     "nas.arch.builder", "nas.arch.timm_model",
     "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
+    "nas.training.rmsprop",
     "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",
     "controller.ppo", "controller.policy",
     "nas.supernet.model", "nas.supernet.score", "nas.supernet.train",

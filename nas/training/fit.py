@@ -376,8 +376,8 @@ def _epoch(engine: Engine) -> EpochResult:
     if e.status == "diverged":
         kept = (f"last.pt keeps epoch {engine.epoch}, best.pt epoch {engine.best_epoch}"
                 if engine.epoch else "no good epoch to keep")
-        hint = ("it has learned nothing: give it more steps (--epochs, --train-subset) or "
-                "another --lr" if "at chance" in e.reason
+        hint = ("it has learned nothing: lower --lr, or give it more steps (--epochs, "
+                "--train-subset)" if "at chance" in e.reason
                 else "lower --lr or raise --warmup-epochs")
         raise Diverged(f"training diverged in epoch {e.epoch}: {e.reason}; {kept}; {hint}")
     return e
