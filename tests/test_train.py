@@ -358,7 +358,11 @@ def test_divergence_rules_of_the_engine():
     assert exploded(Fake(), 0.5, 7.9) == ""
     assert "non-finite" not in exploded(Fake(), 0.5, float("nan"))
     assert exploded(Fake(), 0.5, float("inf")).startswith("validation loss inf")
-    assert "at chance" in exploded(Fake(), 0.109, 0.9) and exploded(Fake(), 0.111, 0.9) == ""
+    # At chance and confidently wrong (a loss above 1.5 ln 10 = 3.45, under the 10x rule's
+    # 8.0 here): diverged. At chance near a uniform guess's loss: not learned yet, not stopped.
+    Fake.history = [{"val_loss": 2.3}]
+    assert "at chance" in exploded(Fake(), 0.109, 3.6) and exploded(Fake(), 0.111, 3.6) == ""
+    assert exploded(Fake(), 0.1, 2.4) == "" and exploded(Fake(), 0.1, 3.4) == ""
     Fake.chance, Fake.history = None, []  # a proxy run: no chance check, no first loss yet
     assert exploded(Fake(), 0.1, 50.0) == ""
 

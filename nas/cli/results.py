@@ -60,7 +60,8 @@ class TrainResult:
     is what ``metrics.json`` holds (None when interrupted).
 
     ``diverged``: the training loss became non-finite, or the validation loss exceeded 10x
-    the first epoch's, or validation accuracy was at chance; ``reason`` says what and when.
+    the first epoch's, or validation accuracy was at chance with a loss above 1.5 ln(classes)
+    (confidently wrong); ``reason`` says what and when.
     The accuracies are those of the last good epoch (best.pt), None when there was none
     (``effnas train`` exits with status 3)."""
 

@@ -10,8 +10,8 @@ cosine after a warm-up, label smoothing 0.1, crop and flip, a weight average; st
 and dropout from the spec. The paper's TF-style RMSProp is --optimizer rmsprop. Validation
 images are held out of the training set; early stopping and the kept "best" weights look at
 them only, and the test split is scored once, at the end, with the best weights. A run that
-diverges (non-finite loss, validation loss above 10x the first epoch's, accuracy at chance)
-stops, keeps the last good epoch and exits with status 3.
+diverges (non-finite loss, validation loss above 10x the first epoch's, accuracy at chance
+with a loss above 1.5 ln(classes)) stops, keeps the last good epoch and exits with status 3.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from nas.training.recipe import OPTIMIZERS, SCHEDULES
 
 PROG = "python -m nas.train"
 # Exit status of a run that diverged (a non-finite training loss, a validation loss above 10x
-# the first epoch's, or validation accuracy at chance): metrics.json says what and when, and
-# best.pt / last.pt keep the last good epoch, if any. (2 is bad input, 130 an interrupt.)
+# the first epoch's, or validation accuracy at chance with a loss above 1.5 ln(classes)):
+# metrics.json says what and when, and best.pt / last.pt keep the last good epoch, if any. (2 is bad input, 130 an interrupt.)
 EXIT_DIVERGED = 3
 
 

@@ -24,6 +24,7 @@ best weights, testing and export use the average, training continues on the raw 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -45,9 +46,13 @@ from nas.training.recipe import Recipe
 FINITE_CHECK_EVERY = 10
 # Divergence seen at validation: a validation loss above this multiple of the run's first
 # validation loss, or (``chance_check``) a validation accuracy at most CHANCE_MARGIN times
-# chance (1 / number of classes).
+# chance (1 / number of classes) with a validation loss above CHANCE_LOSS_FACTOR times
+# ln(classes), the loss of a uniform guess: confidently wrong, as blown-up weights are. A
+# model at chance with a loss near ln(classes) has not learned yet (the pipeline's smoke
+# runs: 4 steps, accuracy 0.09-0.11, loss 2.36-2.42 for 10 classes) and is not stopped.
 EXPLODED_LOSS_FACTOR = 10.0
 CHANCE_MARGIN = 1.1
+CHANCE_LOSS_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class EpochResult:
     epoch; the epoch is not counted). ``diverged``: the training loss became non-finite (no
     validation ran), or the validation loss was non-finite or above
     ``EXPLODED_LOSS_FACTOR`` times the run's first, or (with the engine's ``chance_check``)
-    the validation accuracy was at chance; the epoch is not counted either (the engine's
+    the validation accuracy was at chance with a loss well above a uniform guess's; the epoch is not counted either (the engine's
     epoch, best weights and history stay those of the last good epoch). ``reason`` says
     what and when, in one line.
     """
@@ -122,7 +127,8 @@ class Engine:
         before_step: called with the step's number (0-based, over the run) before each
             batch is drawn (a supernet samples its path here); None for ordinary networks.
         chance_check: a validation accuracy at chance (at most ``CHANCE_MARGIN / classes``)
-            ends the epoch as ``diverged`` (full training; a proxy run reports its accuracy).
+            with a validation loss above ``CHANCE_LOSS_FACTOR * ln(classes)`` ends the epoch
+            as ``diverged`` (full training; a proxy run reports its accuracy).
     """
 
     def __init__(self, model: nn.Module, train: ImageData, val: ImageData, recipe: Recipe,
@@ -270,7 +276,8 @@ class Engine:
         if first is not None and val_loss > EXPLODED_LOSS_FACTOR * first:
             return (f"validation loss {val_loss:.4g}, above {EXPLODED_LOSS_FACTOR:g}x the first "
                     f"epoch's {first:.4g}")
-        if self.chance is not None and val_acc <= CHANCE_MARGIN * self.chance:
+        if (self.chance is not None and val_acc <= CHANCE_MARGIN * self.chance
+                and val_loss > CHANCE_LOSS_FACTOR * math.log(1.0 / self.chance)):
             return (f"validation accuracy {val_acc:.4f} at chance ({self.chance:.4g}; "
                     f"validation loss {val_loss:.4g})")
         return ""

@@ -13,8 +13,9 @@ stopping and the kept "best" weights look at them only. The test split is scored
 the end, with the best weights.
 
 A run that diverges (a non-finite training loss, a validation loss above 10x the first
-epoch's, or validation accuracy at chance) stops with status ``diverged`` and says what and
-when; its checkpoints keep the last good epoch, which is tested and exported.
+epoch's, or validation accuracy at chance with a loss above 1.5 ln(classes): confidently
+wrong) stops with status ``diverged`` and says what and when; its checkpoints keep the
+last good epoch, which is tested and exported.
 
 The run folder (``out``) gets ``last.pt`` (everything needed to continue exactly: model,
 optimizer, step, epoch, best weights, RNG states, the resolved settings) and ``best.pt``
