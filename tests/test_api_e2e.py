@@ -58,14 +58,20 @@ def test_asha_stops_children_and_they_are_recorded_as_stopped(tiny_fmnist, tmp_p
     rows = [json.loads(line) for line in (out / "children.jsonl").read_text().splitlines()]
     stopped = [r for r in rows if r["status"] == "stopped"]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(stopped) + len(ok) == 5 and stopped and ok
+    # A tiny child can diverge (seen: validation loss 2.3 after epoch 1, 40 after epoch 2);
+    # it is recorded as diverged and counted among the failed.
+    diverged = [r for r in rows if r["status"] == "diverged"]
+    assert len(stopped) + len(ok) + len(diverged) == 5 and stopped and ok
+    for r in diverged:
+        assert "diverged in epoch" in r["error"] and r["reward"] == 0.0
     for r in stopped:  # stopped after the first epoch, with that epoch's accuracy
         assert r["proxy"]["val_curve"] == [r["accuracy"]] and r["proxy"]["epochs"] == 1
         assert r["error"].startswith("stopped by the trial scheduler (ASHA) after epoch 1")
     for r in ok:
         assert len(r["proxy"]["val_curve"]) == 2 and r["accuracy"] == r["proxy"]["val_curve"][-1]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["children_stopped"] == len(stopped) and summary["children_failed"] == 0
+    assert summary["children_stopped"] == len(stopped)
+    assert summary["children_failed"] == len(diverged)
     assert summary["best"]["child"] in {r["child"] for r in ok}
     assert f"{len(stopped)} stopped early by the scheduler" in proc.stdout
     # The user's callback wrote its file per trial; Tune's own loggers wrote nothing.
