@@ -87,7 +87,10 @@ def test_sigterm_ends_a_search_in_seconds_and_resume_completes_it(tiny_fmnist, t
         f"; continue it with:\n  effnas search --resume --out {out}"), output[-2000:]
     for noise in RAY_NOISE:
         assert noise not in output, output[-3000:]
-    assert "Token authentication" in (out / "ray.log").read_text()  # Ray's, in the run folder
+    # Ray's warnings go to the run folder's log. Whether Ray warns about token authentication
+    # at all depends on the machine (none once ~/.ray/auth_token exists), so the log is only
+    # required to hold the session line; tests/test_ray_quiet.py routes a warning for certain.
+    assert "started local Ray session" in (out / "ray.log").read_text()
     before = {r["child"]: r for r in trained(out)}
     assert 2 <= len(before) < BUDGET
 
