@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.core import runs
-from nas.core.errors import ConfigError, NasError
+from nas.core.errors import ConfigError
 from nas.search.settings import SearchSettings
 
 
@@ -165,26 +165,32 @@ def search(s: SearchSettings, resume: bool, config_text: str,
 def finished_summary(s: SearchSettings, driver: Any) -> dict[str, Any] | None:
     """The saved ``summary.json`` of a search that ``--resume`` has nothing left to do for,
     else None: the driver (with the resume's budget and time budget) is finished, the
-    summary says so and counts the same children, and the re-check asked for is the one the
-    run's saved config asked for."""
+    summary says so and counts the same children, and the re-check the resume asks for (if
+    any) is recorded in it, with as many children and runs. The saved summary is what is
+    compared, not the saved config: a one-shot search writes its config before this check."""
     import json
 
-    from nas.core.files import read_yaml
-    from nas.search.recheck import RecheckSettings
-
-    path, saved_config = s.out / "summary.json", s.out / "config.yaml"
-    if not driver.finished() or not path.is_file() or not saved_config.is_file():
+    path = s.out / "summary.json"
+    if not driver.finished() or not path.is_file():
         return None
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-        saved = read_yaml(saved_config)
-        recheck = RecheckSettings.from_config(saved.get("recheck"))
-    except (OSError, ValueError, AttributeError, NasError):
+    except (OSError, ValueError):
         return None
+    trained = driver.trained_records()
     if (not isinstance(summary, dict) or summary.get("finished") is not True
-            or summary.get("children_trained") != len(driver.trained_records())
-            or recheck != s.recheck):
+            or summary.get("children_trained") != len(trained)):
         return None
+    if s.recheck.on:
+        ok = sum(1 for r in trained if r.status == "ok")
+        done = summary.get("recheck")
+        candidates = done.get("candidates") if isinstance(done, dict) else None
+        if not isinstance(candidates, list) or len(candidates) != min(s.recheck.top, ok):
+            return None
+        for c in candidates:
+            if not isinstance(c, dict) or (len(c.get("rewards") or []) + int(c.get("failed", 0))
+                                           != 1 + s.recheck.seeds):
+                return None
     return summary
 
 
