@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +23,16 @@ def load_bench(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def trained(out: Path) -> list[dict]:
+    """The trained children of the search in ``out`` (``children.jsonl`` without cached rows
+    and the reference), as written so far."""
+    path = out / "children.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["status"] not in ("cached", "reference")]
 
 
 def write_tiny_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 100,

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import trained
 
 import nas
 
@@ -26,14 +27,6 @@ FAST = ["--target-flops", "400M", "--preset", "smoke", "--set", "proxy.train_sub
 def search_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "search.py"), *FAST, "--data", str(data), "--out",
             str(out), *extra]
-
-
-def trained(out: Path) -> list[dict]:
-    path = out / "children.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["status"] not in ("cached", "reference")]
 
 
 @pytest.fixture(scope="module")

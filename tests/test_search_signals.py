@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import trained
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +33,6 @@ EFFNAS = [sys.executable, "-m", "nas.cli.effnas"]
 # SIGTERM to the exit, 6.4 s from SIGINT (before: SIGTERM 3.1 s, but Ray's C++ failure
 # handler's stack dump and exit 134; SIGINT 15.8 s, with Tune's warnings and its hint).
 EXIT_WITHIN = 30.0
-
-
-def trained(out: Path) -> list[dict]:
-    path = out / "children.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["status"] not in ("cached", "reference")]
 
 
 def ray_sessions(out: Path) -> int:
