@@ -47,7 +47,9 @@ def test_the_layers_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv,needle", [
     (["x", "--set", "epoch=2"], "--set: unknown key 'epoch'; allowed here: amp,"),
     (["x", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
-    (["x", "--preset", "huge"], "--preset 'huge': unknown preset"),
+    (["x", "--preset", "huge"], "--preset 'huge': unknown preset; use one of smoke"),
+    # train-default.yaml is the default recipe, not a preset
+    (["x", "--preset", "default"], "--preset 'default': unknown preset; use one of smoke"),
     (["x", "--config", "no/such.yaml"], "no/such.yaml"),
     (["--set", "epochs=2"], "SPEC is required"),
 ])

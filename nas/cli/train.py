@@ -38,7 +38,7 @@ from nas.cli.results import TrainResult
 from nas.core import runs
 from nas.core.checks import MAX_SEED, check_int, check_resolution
 from nas.core.errors import ConfigError
-from nas.core.files import config_path, read_yaml
+from nas.core.files import config_path, configs_dir, read_yaml
 from nas.data import SOURCES
 from nas.training.checkpoint import EXPORTS, load_checkpoint
 from nas.training.device import DEVICES
@@ -214,11 +214,18 @@ def settings_from_args(ns: argparse.Namespace) -> dict[str, Any]:
     ``--config``, the flags (SPEC among them), then ``--set``."""
     cfg = _defaults()
     if getattr(ns, "preset", None):
+        # configs/train-default.yaml is the default recipe, not a preset: it applies without
+        # --preset (TrainConfig reads it).
         try:
+            if ns.preset == "default":
+                raise ConfigError(ns.preset)
             path = config_path(f"train-{ns.preset}")
         except ConfigError:
-            raise ConfigError(f"--preset {ns.preset!r}: unknown preset; see the train-*.yaml "
-                              "files in configs/") from None
+            known = sorted(p.stem[len("train-"):] for p in configs_dir().glob("train-*.yaml")
+                           if p.stem != "train-default")
+            raise ConfigError(f"--preset {ns.preset!r}: unknown preset; use one of "
+                              f"{', '.join(known)} (the default recipe applies without "
+                              "--preset)") from None
         cfg = layers.merge(cfg, _mapping(path), str(path))
     if getattr(ns, "config", None):
         cfg = layers.merge(cfg, _mapping(ns.config), "config" if isinstance(
