@@ -315,8 +315,8 @@ def load_run(path: str | os.PathLike) -> RunData:
     try:
         import pandas as pd
     except ImportError:
-        raise ConfigError("load_run needs pandas: pip install pandas (ray[tune] brings it)") \
-            from None
+        raise ConfigError("load_run needs pandas, a dependency of effnas: install it with "
+                          "pip install 'pandas>=2.0'") from None
     rows = []
     for n, line in enumerate(_text(table).splitlines(), start=1):
         if line.strip():
