@@ -61,9 +61,12 @@ _SHELL_SPECIAL = set(" \t{}[]*?$;&|<>()`\"'\\")
 
 
 def readme_set_examples() -> list[tuple[str, str]]:
-    """(snippet, raw text after --set) for every ``--set`` in the README's code: inline code
-    spans and lines of code blocks."""
-    text = (ROOT / "README.md").read_text()
+    """(snippet, raw text after --set) for every ``--set`` in the code of the README and the
+    user guide's pages (docs/*.md but the benchmark log): inline code spans and lines of code
+    blocks."""
+    pages = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md")
+                                         if p.name != "benchmarks.md")]
+    text = "\n".join(p.read_text() for p in pages)
     blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
     snippets = [line for b in blocks for line in b.splitlines()]
     outside = re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S)
