@@ -1,5 +1,5 @@
 """One search, start to end: the space, the strategy, the driver, the reference, children on
-Ray, and every output of the run folder (see the README's table of outputs)."""
+Ray, and every output of the run folder (docs/search.md has the table of outputs)."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ class Progress:
     """Children done/total, the best so far, failures, time elapsed and left.
 
     On a terminal or in a notebook a tqdm bar with that text beside it (:mod:`nas.core.progress`);
-    elsewhere (a log file) one line per update, the transcript the README shows. The time
+    elsewhere (a log file) one line per update, the transcript docs/search.md shows. The time
     left is the children still to train times the mean wall time of a child (queueing
     included) over the workers; with ``time_left`` (seconds of a time budget still to go,
     or None) at most that plus one child's, since children in training finish.
