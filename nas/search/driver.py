@@ -137,13 +137,17 @@ class ChildDriver:
             ends with a result. Counted by ``clock`` from this driver's creation, plus
             ``spent`` (time the run spent before, e.g. a one-shot search's supernet) and
             the seconds of earlier sessions restored from a saved state.
+        cost: spec -> an object with ``params`` and ``macs``, the cost the reward and the
+            records use (None: :func:`nas.arch.cost.count` at ``target``). A bench over a
+            table of measured networks (``bench/bench_tabular.py``) gives the table's own.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], tuple[ArchSpec, dict]], strategy: Any,
                  budget: int, reward: RewardConfig, target: Target = Target(),
                  reference: ArchSpec | None = None, max_duplicate_asks: int = 200,
                  clock: Callable[[], float] = time.time, seed: int = 0,
-                 time_budget: float | None = None, spent: float = 0.0):
+                 time_budget: float | None = None, spent: float = 0.0,
+                 cost: Callable[[ArchSpec], Any] | None = None):
         if budget < 1:
             raise ValueError(f"budget must be >= 1, got {budget}")
         if time_budget is not None and not time_budget > 0:
@@ -153,6 +157,7 @@ class ChildDriver:
         self.budget = int(budget)
         self.reward_cfg = reward
         self.target = target
+        self.cost = cost
         self.reference = reference
         self.max_duplicate_asks = int(max_duplicate_asks)
         self.clock = clock
@@ -258,7 +263,8 @@ class ChildDriver:
         if job is None:
             return []  # a trial this driver did not issue (or already recorded)
         spec, proxy = self.job_spec(job)
-        cost = count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
+        cost = self.cost(spec) if self.cost is not None else \
+            count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
         result = dict(result or {})
         status, acc, err = _outcome(result, error)
         if self._scored(status):
