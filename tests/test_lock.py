@@ -44,7 +44,7 @@ def _setup_extras() -> set[str]:
 
 def test_setup_installs_from_the_lock():
     assert 'LOCK=requirements.lock' in SETUP
-    assert '-c "$CONSTRAINTS" -e ".[test,optuna]"' in SETUP
+    assert '-c "$CONSTRAINTS" -e ".[test,optuna,docs]"' in SETUP
     assert '-c "$LOCK" torch' in SETUP and '-c "$LOCK" pip setuptools' in SETUP
     assert "--no-deps $TIMM_PKGS" in SETUP and "timm==1" not in SETUP  # timm's pin: the lock's
 
@@ -52,7 +52,7 @@ def test_setup_installs_from_the_lock():
 def test_the_lock_pins_every_declared_dependency_within_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = _setup_extras()
-    assert extras == {"test", "optuna", "timm"}
+    assert extras == {"test", "optuna", "docs", "timm"}
     declared = list(project["dependencies"])
     for extra in sorted(extras):
         declared += project["optional-dependencies"][extra]

@@ -56,9 +56,9 @@ if [ "$FLOAT_TORCH" = 0 ]; then
 fi
 PIP+=(-c "$TORCH_PIN")
 "${PIP[@]}" --upgrade torch
-# The same parts as tools/setup.sh: the project with its test and optuna extras, then timm
+# The same parts as tools/setup.sh: the project with its test, optuna and docs extras, then timm
 # without its dependencies and the torchvision release made for this torch.
-"${PIP[@]}" --upgrade --upgrade-strategy eager -e ".[test,optuna]"
+"${PIP[@]}" --upgrade --upgrade-strategy eager -e ".[test,optuna,docs]"
 TV=$("$VENV/bin/python" -c "import torch; major, minor = torch.__version__.split('.')[:2]; print(f'0.{int(minor) + 15}.*' if major == '2' else '')")
 if [ -z "$TV" ]; then
   echo "check-latest.sh: no torchvision rule for torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'); extend the rule in tools/setup.sh and here" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: a virtual environment in .venv with the project and its test
-# tools, all at the versions in requirements.lock, and the Fashion-MNIST files. Safe to run
-# again: it adds what is missing and brings other versions to the lock.
+# Set up a fresh machine: a virtual environment in .venv with the project, its test tools and
+# the documentation site's (mkdocs), all at the versions in requirements.lock, and the
+# Fashion-MNIST files. Safe to run again: it adds what is missing and brings other versions
+# to the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ if .venv/bin/python -c "import sys, torch; sys.exit(not (torch.version.cuda or t
 else
   "${PIP[@]}" -c "$LOCK" torch
 fi
-"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test,optuna]"
+"${PIP[@]}" -c "$CONSTRAINTS" -e ".[test,optuna,docs]"
 
 # timm, for nas.build_timm_model and the tests against the real timm (tests/test_timm_real.py).
 # It is installed without its dependencies: its model code needs torch, torchvision and pyyaml
