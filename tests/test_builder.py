@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -67,6 +68,16 @@ def test_golden_param_counts(name: str) -> None:
     assert count_model_params(model) == GOLDEN_PARAMS[name]
 
 
+def test_classifier_starts_at_zero() -> None:
+    # Every class starts at 1/C: the first loss is ln(C) whatever the body computes.
+    torch.manual_seed(0)
+    model = build_model(nas.load_spec("efficientnet-b0"), num_classes=10).train()
+    assert not model.classifier.weight.any() and not model.classifier.bias.any()
+    out = model(torch.randn(4, 3, 32, 32))
+    loss = nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 3]))
+    assert loss.item() == pytest.approx(math.log(10), rel=1e-6)
+
+
 def test_b0_forward_shapes_rgb_and_grey() -> None:
     spec = nas.load_spec("efficientnet-b0")
     torch.manual_seed(0)
@@ -96,6 +107,10 @@ def test_every_parameter_gets_a_gradient() -> None:
                     dropout=0.0)
     torch.manual_seed(0)
     model = build_model(spec, num_classes=5).train()
+    # The classifier starts at zero, so the body's first gradient is zero by design: give
+    # the classifier weights first, as one training step would.
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.1)
     out = model(torch.randn(2, 3, 32, 32))
     nn.functional.cross_entropy(out, torch.tensor([1, 3])).backward()
     for name, p in model.named_parameters():
@@ -139,8 +154,12 @@ def test_pool_skip_adds_pooled_projection() -> None:
     assert (first.shortcut.proj.conv.in_channels, first.shortcut.proj.conv.out_channels) == (8, 16)
     assert isinstance(second.shortcut, nn.Identity)
 
-    # Without the shortcut the output would not depend on it; with it, it must.
+    # Without the shortcut the output would not depend on it; with it, it must (seen through
+    # a classifier with weights: it starts at zero).
     model.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.1)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         before = model(x)

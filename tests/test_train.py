@@ -102,7 +102,7 @@ def test_trains_and_writes_every_file(capsys, tiny_spec, tiny_fmnist, tmp_path):
     m = metrics_of(out)
     assert m["status"] == "completed" and m["epochs_run"] == 3
     assert 0.0 <= m["test_accuracy"] <= 1.0
-    assert m["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert m["test_accuracy"] > 0.2  # ten classes: chance is 0.1 (0.2 of 100 images: p < 0.001)
     assert m["test_images"] == 100
     # Validation is held out of the 600 training images; the test split is separate.
     assert (m["data"]["train"], m["data"]["val"], m["data"]["test"]) == (500, 100, 100)

@@ -1,5 +1,6 @@
-"""Proxy training and full training give the numbers they gave before the training loops were
-merged into one engine (recorded on this code's parent commit: CPU, one thread, tiny data).
+"""Proxy training and full training give the numbers they were recorded with (CPU, one thread,
+tiny data): first when the training loops were merged into one engine, last when the
+classifier began at zero.
 
 A change to the training step that alters results must change these numbers on purpose.
 """
@@ -34,14 +35,14 @@ PROXY_CASES = {
     "subset_augment": (
         dict(epochs=3, batch_size=32, train_subset=160, augment=True, label_smoothing=0.1,
              lr=0.04, resolution=12, num_threads=1),
-        dict(accuracy=0.2890625, val_loss=1.3937746286392212, train_loss=1.2472850561141968,
+        dict(accuracy=0.25, val_loss=1.378233551979065, train_loss=1.3642935514450074,
              steps=15, epochs_done=3, train_images=160)),
     # SGD with a step schedule and the model's own batch-norm momentum
     "sgd_step": (
         dict(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, schedule="step",
              decay_epochs=1.0, decay_rate=0.5, warmup_epochs=0.0, num_threads=1,
              bn_momentum=None),
-        dict(accuracy=0.265625, val_loss=1.323914647102356, train_loss=0.7590141445398331,
+        dict(accuracy=0.484375, val_loss=1.355385184288025, train_loss=1.2167697846889496,
              steps=16, epochs_done=2, train_images=256)),
 }
 
@@ -71,8 +72,8 @@ def test_full_training_run_unchanged(tmp_path: Path, capsys, monkeypatch):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(json.dumps(TINY))
     # The recipe as it was recorded (the defaults then: exponential schedule, weight decay
-    # 1e-5, no weight average, batch-norm momentum 0.1 on 6-step epochs). Its accuracy is at
-    # chance (18 steps), which now ends a run as diverged: that check is off here.
+    # 1e-5, no weight average, batch-norm momentum 0.1 on 6-step epochs). Its accuracy is near
+    # chance (18 steps), which can end a run as diverged: that check is off here.
     monkeypatch.setattr(engine, "CHANCE_MARGIN", 0.0)
     argv = [str(spec), "--dataset", "fashion-mnist", "--data", str(data), "--val-size", "100",
             "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--threads", "1",
@@ -83,9 +84,9 @@ def test_full_training_run_unchanged(tmp_path: Path, capsys, monkeypatch):
     assert train.main(argv) == 0, capsys.readouterr().err
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     curve = [v for r in m["val_curve"] for v in (r["train_loss"], r["val_accuracy"], r["val_loss"])]
-    want = [2.301786462465922, 0.11, 2.300706329345703,
-            2.2858033577601113, 0.11, 2.2947346496582033,
-            2.2348467111587524, 0.11, 2.2815081787109377]
+    want = [2.3061452309290567, 0.2, 2.3003573608398438,
+            2.2872022787729898, 0.11, 2.294960479736328,
+            2.254121025403341, 0.21, 2.255728912353516]
     # CPUs of other instruction sets pick other kernels (measured: curve losses 1e-4 apart, one
     # validation image of 100 flipped), so losses within 1e-3 and accuracies within two
     # images; a change to the recipe moves them much further.
@@ -93,5 +94,5 @@ def test_full_training_run_unchanged(tmp_path: Path, capsys, monkeypatch):
     accs = [v for i, v in enumerate(curve) if i % 3 == 1]
     assert losses == pytest.approx([v for i, v in enumerate(want) if i % 3 != 1], rel=1e-3)
     assert accs == pytest.approx([v for i, v in enumerate(want) if i % 3 == 1], abs=0.021)
-    assert m["test_accuracy"] == pytest.approx(0.09, abs=0.021)
-    assert m["test_loss"] == pytest.approx(2.3155476379394533, rel=1e-2)  # measured 0.6 % apart
+    assert m["test_accuracy"] == pytest.approx(0.23, abs=0.021)
+    assert m["test_loss"] == pytest.approx(2.2616200256347656, rel=1e-2)  # measured 0.6 % apart
