@@ -140,8 +140,13 @@ def check_metrics(metrics: Any, needed: Sequence[str], strategy: str) -> dict[st
         raise RewardError(f"metrics must be a mapping of names to numbers, got {metrics!r}")
     missing = [k for k in needed if k not in metrics]
     if missing:
+        # Not derived from the reward: one number (e.g. ACC * (MACs/T)^w) does not give
+        # back the two it was made of, and a strategy knows nothing of the space's costs.
+        example = ", ".join(f"{k!r}: ..." for k in needed)
         raise RewardError(f"strategy {strategy!r} searches {', '.join(needed)} besides the "
-                          f"reward; tell it metrics with {', '.join(missing)}")
+                          f"reward and cannot derive them from it; tell it metrics with "
+                          f"{', '.join(missing)}: tell(proposal, reward, {{{example}}}) (the "
+                          "search's driver does)")
     out = {}
     for k, v in metrics.items():
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
