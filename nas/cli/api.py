@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import numbers
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from nas.cli.results import RunData, ScaleResult, SearchResult, TrainResult
+from nas.cli.results import RunData, ScaleResult, SearchResult, TrainResult, load_run
 from nas.core import runs
 from nas.core.errors import ConfigError, NasError
 
@@ -291,66 +289,6 @@ def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = No
                              if k != "spec" and v is not None and v is not False)])
         with runs.api_names():
             return command.execute(ns, f"nas.run_train({shown})", say)
-
-
-def load_run(path: str | os.PathLike) -> RunData:
-    """A search's run folder as data (:class:`RunData`): its children as a pandas DataFrame,
-    the best child's spec, the Pareto front's specs, ``summary.json`` and the config. Reads
-    the folder while a search writes it too (the tables are rewritten atomically)."""
-    from nas.arch.io import load_spec
-    from nas.core.files import read_yaml
-
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        raise ConfigError(f"load_run: got path={path!r}; give a search's run folder (a str or "
-                          "os.PathLike, such as 'runs/NAME')")
-    out = Path(path)
-    table = out / "children.jsonl"
-    found = runs.detect(out) if out.is_dir() else None
-    if found is not None and found[0] not in ("search", "oneshot"):
-        raise ConfigError(f"{out}: a {found[0]} run folder ({found[1]}), not a search's; give "
-                          "the folder a search wrote (its --out, or runs/NAME)")
-    if not table.is_file():
-        raise ConfigError(f"{out}: no search run here (no children.jsonl); give the folder a "
-                          "search wrote (its --out, or runs/NAME)")
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ConfigError("load_run needs pandas, a dependency of effnas: install it with "
-                          "pip install 'pandas>=2.0'") from None
-    rows = []
-    for n, line in enumerate(_text(table).splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise ConfigError(f"{table}:{n}: not a JSON record; the table is damaged "
-                                  "(children.csv holds the same rows)") from None
-    children = pd.json_normalize(rows) if rows else pd.DataFrame()
-    if "accuracy" in children:
-        children["accuracy"] = children["accuracy"].astype(float)
-    best = load_spec(out / "best.yaml") if (out / "best.yaml").is_file() else None
-    pareto = tuple(load_spec(p) for p in sorted((out / "pareto").glob("*.yaml")))
-    summary = None
-    if (out / "summary.json").is_file():
-        text = _text(out / "summary.json")
-        try:
-            summary = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"{out / 'summary.json'}: not JSON ({e.msg} at line {e.lineno}); "
-                              "the file is damaged or was cut off: resume the search to "
-                              "write it again") from None
-    config = read_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
-    return RunData(out=out, children=children, best=best, pareto=pareto, summary=summary,
-                   config=config)
-
-
-def _text(path: Path) -> str:
-    """A run folder's text file; bytes that are not UTF-8 are a one-line error."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); the file is "
-                          "damaged") from None
 
 
 __all__ = ["run_search", "run_scale", "run_train", "load_run", "SearchResult", "ScaleResult",

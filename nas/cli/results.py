@@ -1,16 +1,20 @@
 """What the Python API (:mod:`nas.cli.api`, exported as ``nas.run_search``, ...) returns: one
 frozen dataclass per command, and the contents of a search's run folder.
 
-Torch-free and Ray-free; pandas is imported only by :func:`nas.cli.api.load_run`.
+Torch-free and Ray-free; pandas is imported only by :func:`load_run`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from nas.arch.spec import ArchSpec
+from nas.core import runs
+from nas.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,7 @@ class SearchResult:
     summary: Mapping[str, Any]
 
     def load(self) -> "RunData":
-        """The run folder's tables and specs (:func:`nas.cli.api.load_run`)."""
-        from nas.cli.api import load_run
+        """The run folder's tables and specs (:func:`load_run`)."""
         return load_run(self.out)
 
 
@@ -110,3 +113,63 @@ class RunData:
         """The rows of trained children (no cached repeats, no reference)."""
         df = self.children
         return df[~df["status"].isin(["cached", "reference"])]
+
+
+def load_run(path: str | os.PathLike) -> RunData:
+    """A search's run folder as data (:class:`RunData`): its children as a pandas DataFrame,
+    the best child's spec, the Pareto front's specs, ``summary.json`` and the config. Reads
+    the folder while a search writes it too (the tables are rewritten atomically)."""
+    from nas.arch.io import load_spec
+    from nas.core.files import read_yaml
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ConfigError(f"load_run: got path={path!r}; give a search's run folder (a str or "
+                          "os.PathLike, such as 'runs/NAME')")
+    out = Path(path)
+    table = out / "children.jsonl"
+    found = runs.detect(out) if out.is_dir() else None
+    if found is not None and found[0] not in ("search", "oneshot"):
+        raise ConfigError(f"{out}: a {found[0]} run folder ({found[1]}), not a search's; give "
+                          "the folder a search wrote (its --out, or runs/NAME)")
+    if not table.is_file():
+        raise ConfigError(f"{out}: no search run here (no children.jsonl); give the folder a "
+                          "search wrote (its --out, or runs/NAME)")
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("load_run needs pandas, a dependency of effnas: install it with "
+                          "pip install 'pandas>=2.0'") from None
+    rows = []
+    for n, line in enumerate(_text(table).splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ConfigError(f"{table}:{n}: not a JSON record; the table is damaged "
+                                  "(children.csv holds the same rows)") from None
+    children = pd.json_normalize(rows) if rows else pd.DataFrame()
+    if "accuracy" in children:
+        children["accuracy"] = children["accuracy"].astype(float)
+    best = load_spec(out / "best.yaml") if (out / "best.yaml").is_file() else None
+    pareto = tuple(load_spec(p) for p in sorted((out / "pareto").glob("*.yaml")))
+    summary = None
+    if (out / "summary.json").is_file():
+        text = _text(out / "summary.json")
+        try:
+            summary = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{out / 'summary.json'}: not JSON ({e.msg} at line {e.lineno}); "
+                              "the file is damaged or was cut off: resume the search to "
+                              "write it again") from None
+    config = read_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
+    return RunData(out=out, children=children, best=best, pareto=pareto, summary=summary,
+                   config=config)
+
+
+def _text(path: Path) -> str:
+    """A run folder's text file; bytes that are not UTF-8 are a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); the file is "
+                          "damaged") from None
