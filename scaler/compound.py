@@ -31,6 +31,10 @@ METHOD_DEPTH_KEPT = "compound, depth kept"
 METHOD_WIDTH_KEPT = "compound, width kept"
 METHOD_DEPTH_NEAREST = "compound, depth rounded to nearest"
 
+#: How the re-check chooses among candidates its seeds cannot separate (``grid.tie_rule``,
+#: :func:`scaler.recheck.decide`): the one closest to the paper's coefficients, or the best mean.
+TIE_RULES = ("paper", "mean")
+
 _DECIMALS = 10          # grid values are exact decimals, rounded to this many places
 MAX_GRID_POINTS = 1_000_000
 
@@ -150,7 +154,6 @@ class GridConfig:
         if not is_int(self.recheck_seeds) or self.recheck_seeds < 0:
             raise ConfigError(f"grid.recheck_seeds: got {self.recheck_seeds!r}; use an integer "
                               ">= 0 (0: choose on the grid's single run)")
-        from scaler.recheck import TIE_RULES
         if self.tie_rule not in TIE_RULES:
             raise ConfigError(f"grid.tie_rule: got {self.tie_rule!r}; use one of "
                               f"{', '.join(TIE_RULES)}")

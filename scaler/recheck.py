@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from nas.core.errors import ConfigError
-from scaler.compound import PAPER_COEFFICIENTS, Coefficients
-
-TIE_RULES = ("paper", "mean")
+from scaler.compound import PAPER_COEFFICIENTS, TIE_RULES, Coefficients
 
 
 @dataclass(frozen=True)
