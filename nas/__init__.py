@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas import _compat
 from nas.arch.io import load_spec, save_spec
 from nas.arch.rounding import round_filters, round_repeats, round_resolution, scale_spec
 from nas.arch.spec import ArchSpec, StageSpec, spec_from_dict, spec_to_dict
@@ -41,8 +40,6 @@ from nas.core.errors import ConfigError, DataError, NasError, SpaceError, SpecEr
 from nas.core.files import config_path, configs_dir
 
 __version__ = "0.1.0"
-
-_compat.install()
 
 
 def build_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3) -> Any:

@@ -273,14 +273,3 @@ def test_garbage_never_escapes_as_another_exception() -> None:
                 continue
             stage = decoded[0] if isinstance(decoded, tuple) else decoded
             assert isinstance(stage, StageSpec)
-
-
-def test_old_timm_names_are_the_ext_codec_with_a_warning() -> None:
-    import nas.arch.blockstrings as bs
-    for old, new in (("decode_timm", decode_ext), ("encode_timm", encode_ext),
-                     ("decode_timm_stages", decode_ext_stages),
-                     ("encode_timm_stages", encode_ext_stages)):
-        with pytest.warns(DeprecationWarning, match="ext"):
-            assert getattr(bs, old) is new
-    with pytest.raises(AttributeError):
-        bs.encode_nothing  # noqa: B018

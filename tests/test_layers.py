@@ -27,7 +27,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas.search",),
     ("nas.cli",),
     ("nas",),  # the package's own API (nas/__init__.py: names, and the commands as functions
-               # from nas.cli.api, imported lazily), the old-path finder
+               # from nas.cli.api, imported lazily)
 ]
 # Entry points: thin modules that belong to the command-line floor.
 ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "nas.fidelity": "nas.cli",
@@ -76,7 +76,7 @@ def package_of(module: str) -> str | None:
     if parts[0] == "nas":
         if len(parts) >= 2 and f"nas.{parts[1]}" in {p for f in FLOORS for p in f}:
             return f"nas.{parts[1]}"
-        return "nas" if len(parts) == 1 or parts[1] == "_compat" else "nas.<unknown>"
+        return "nas" if len(parts) == 1 else "nas.<unknown>"
     return parts[0]
 
 
@@ -121,7 +121,7 @@ def test_imports_only_go_down(module):
             continue
         assert target != "nas.<unknown>", (
             f"{module}:{line} imports {imported}, which is not a module of the layered "
-            "package (an old path? see nas/_compat.py)")
+            "package")
         if target == package:
             continue
         there = floor_of(target)

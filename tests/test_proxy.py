@@ -15,7 +15,7 @@ from nas.core.files import dump_yaml
 from nas.data import DataSplits, ImageData, load_splits, synthetic_splits
 from nas.training.optim import lr_at
 from nas.training.proxy import ProxyResult, evaluate, train_proxy
-from nas.training.recipe import OPTIMIZERS, SCHEDULES, ProxyConfig, load_proxy_config
+from nas.training.recipe import OPTIMIZERS, SCHEDULES, Recipe, load_recipe
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -41,25 +41,25 @@ def splits() -> DataSplits:
     return synthetic_splits(n_train=256, n_val=128, num_classes=4, image_size=8)
 
 
-FAST = ProxyConfig(epochs=3, batch_size=32, lr=0.05, optimizer="sgd", num_threads=1)
+FAST = Recipe(epochs=3, batch_size=32, lr=0.05, optimizer="sgd", num_threads=1)
 
 
 # --------------------------------------------------------------------------- config
 
 
 def test_defaults_round_trip_through_dict_and_yaml(tmp_path):
-    for cfg in (ProxyConfig(), FAST, ProxyConfig(train_subset=100, resolution=32, amp="off",
+    for cfg in (Recipe(), FAST, Recipe(train_subset=100, resolution=32, amp="off",
                                                  max_seconds=5.5, num_threads=2,
                                                  bn_momentum=None, augment=True)):
-        assert ProxyConfig.from_dict(cfg.to_dict()) == cfg
+        assert Recipe.from_dict(cfg.to_dict()) == cfg
         p = tmp_path / "c.yaml"
         p.write_text(dump_yaml(cfg.to_dict()))
-        assert load_proxy_config(p) == cfg
+        assert load_recipe(p) == cfg
 
 
 def test_bundled_configs_load():
-    default = load_proxy_config("proxy-default")
-    smoke = load_proxy_config("proxy-smoke")
+    default = load_recipe("proxy-default")
+    smoke = load_recipe("proxy-smoke")
     assert default.width_mult == 0.25 and default.resolution == 32 and default.num_threads == 1
     assert smoke.train_subset < default.train_subset
 
@@ -88,7 +88,7 @@ def test_bundled_configs_load():
 ])
 def test_from_dict_is_strict(key, value, says):
     with pytest.raises(ConfigError, match="conf.yaml: " + key) as e:
-        ProxyConfig.from_dict({key: value}, source="conf.yaml")
+        Recipe.from_dict({key: value}, source="conf.yaml")
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
@@ -97,34 +97,34 @@ def test_unknown_key_names_key_and_file(tmp_path):
     p.write_text("epochs: 2\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"p\.yaml: learning_rate: unknown proxy setting; "
                                           r"allowed: epochs, "):
-        load_proxy_config(p)
+        load_recipe(p)
     p.write_text("- 1\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
-        load_proxy_config(p)
+        load_recipe(p)
     p.write_text("lr: 3e-3\n")  # YAML 1.2 reads a number (PyYAML alone: a string)
-    assert load_proxy_config(p).lr == 0.003
+    assert load_recipe(p).lr == 0.003
     p.write_text("lr: '3e-3'\n")  # quoted: a string
     with pytest.raises(ConfigError, match="write 3.0e"):
-        load_proxy_config(p)
+        load_recipe(p)
     with pytest.raises(ConfigError, match="use an integer >= 2"):
-        ProxyConfig(batch_size=1)  # direct construction is validated too
-    assert ProxyConfig.from_dict({"lr": 1}).lr == 1.0 and isinstance(
-        ProxyConfig.from_dict({"lr": 1}).lr, float)
+        Recipe(batch_size=1)  # direct construction is validated too
+    assert Recipe.from_dict({"lr": 1}).lr == 1.0 and isinstance(
+        Recipe.from_dict({"lr": 1}).lr, float)
 
 
 def test_lr_schedules():
-    c = ProxyConfig(epochs=2, lr=1.0, warmup_epochs=0.5, schedule="cosine")
+    c = Recipe(epochs=2, lr=1.0, warmup_epochs=0.5, schedule="cosine")
     lrs = [lr_at(c, s, 10) for s in range(20)]
     assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert lrs[5] == pytest.approx(1.0) and lrs[-1] < 0.02
     assert lrs[5:] == sorted(lrs[5:], reverse=True)
-    step = ProxyConfig(epochs=5, lr=1.0, schedule="step", warmup_epochs=0, decay_rate=0.5,
+    step = Recipe(epochs=5, lr=1.0, schedule="step", warmup_epochs=0, decay_rate=0.5,
                        decay_epochs=2)
     assert [lr_at(step, s * 10, 10) for s in range(5)] == [1, 1, 0.5, 0.5, 0.25]
-    exp = ProxyConfig(epochs=4, lr=1.0, schedule="exponential", warmup_epochs=0,
+    exp = Recipe(epochs=4, lr=1.0, schedule="exponential", warmup_epochs=0,
                       decay_rate=0.5, decay_epochs=2)
     assert lr_at(exp, 10, 10) == pytest.approx(math.sqrt(0.5))
-    assert lr_at(ProxyConfig(schedule="constant", lr=0.3, warmup_epochs=0), 7, 10) == 0.3
+    assert lr_at(Recipe(schedule="constant", lr=0.3, warmup_epochs=0), 7, 10) == 0.3
 
 
 # --------------------------------------------------------------------------- training
@@ -259,7 +259,7 @@ def test_real_fashion_mnist_one_epoch():
         nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
-    cfg = ProxyConfig(epochs=1, train_subset=6000, batch_size=64, optimizer="sgd", lr=0.05,
+    cfg = Recipe(epochs=1, train_subset=6000, batch_size=64, optimizer="sgd", lr=0.05,
                       num_threads=1)
     r = train_proxy(model, s, cfg)
     assert r.status == "ok" and r.accuracy > 0.7, r  # chance is 0.1
@@ -272,7 +272,7 @@ def test_real_fashion_mnist_one_epoch():
 def test_smoke_config_trains_a_scaled_b0():
     import nas
 
-    cfg = load_proxy_config("proxy-smoke")
+    cfg = load_recipe("proxy-smoke")
     s = load_splits("fashion-mnist", val_size=2000)
     spec = nas.scale_spec(nas.load_spec("efficientnet-b0"), width=cfg.width_mult)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from nas.arch.spec import spec_from_dict
 from nas.data import synthetic_splits
 from nas.training import engine
 from nas.training.proxy import train_proxy
-from nas.training.recipe import ProxyConfig
+from nas.training.recipe import Recipe
 
 TINY = {
     "format_version": 1, "name": "tiny", "resolution": 16, "stem": 8, "stem_stride": 1,
@@ -61,7 +61,7 @@ def test_proxy_run_unchanged(case):
     splits = synthetic_splits(n_train=256, n_val=128, num_classes=4, image_size=8)
     torch.manual_seed(3)
     model = build_model(spec_from_dict(TINY), num_classes=4, in_channels=1)
-    r = train_proxy(model, splits, ProxyConfig(**settings))
+    r = train_proxy(model, splits, Recipe(**settings))
     assert r.status == "ok"
     for key, value in want.items():
         assert getattr(r, key) == pytest.approx(value, rel=1e-6, abs=1e-9), key

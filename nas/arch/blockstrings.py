@@ -21,7 +21,7 @@ Both decoders reject unknown block types, unknown or repeated keys and missing k
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from nas.arch.spec import ArchSpec, StageSpec
 from nas.core.errors import SpecError
@@ -206,19 +206,3 @@ def block_string(spec: ArchSpec) -> str:
     """The compact one-line form used in tables and logs (effnas block strings, space
     separated)."""
     return " ".join(encode_ext_stages(spec))
-
-
-# The ext codec's names before the exact timm export existed; they go in 0.3.
-_OLD_NAMES = {"decode_timm": "decode_ext", "encode_timm": "encode_ext",
-              "decode_timm_stages": "decode_ext_stages", "encode_timm_stages": "encode_ext_stages"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _OLD_NAMES:
-        import warnings
-        new = _OLD_NAMES[name]
-        warnings.warn(f"nas.arch.blockstrings.{name} is the effnas (ext) codec, not timm's; it is "
-                      f"deprecated and will be removed in 0.3: use {new} (or nas.to_timm for "
-                      "strings timm reads as the same network)", DeprecationWarning, stacklevel=2)
-        return globals()[new]
-    raise AttributeError(f"module 'nas.arch.blockstrings' has no attribute {name!r}")

@@ -25,10 +25,6 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     return d
 
 
-#: The name callers used before ``pick_device`` learned ``auto``.
-resolve_device = pick_device
-
-
 def amp_settings(cfg: Recipe, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, use a gradient scaler)."""
     mode = cfg.amp

@@ -146,8 +146,6 @@ class TrainConfig:
         """The recipe part as a :class:`~nas.training.recipe.Recipe` (which validates it)."""
         return _recipe(self)
 
-    proxy_config = recipe  # the name before the recipe had its own
-
 
 # Recipe field -> the flag that sets it, so its one-line errors name nas.train's flags.
 FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "resolution": "--resolution",

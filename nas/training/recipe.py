@@ -1,7 +1,7 @@
 """The recipe: how a model is trained, as one frozen dataclass with one validator.
 
 A proxy run and full training differ only in their recipe (and in what the caller does
-around the epochs: checkpoints, early stopping). ``ProxyConfig`` is the recipe's older name.
+around the epochs: checkpoints, early stopping).
 """
 
 from __future__ import annotations
@@ -264,8 +264,3 @@ def default_train_settings() -> dict[str, Any]:
     """The default recipe's :data:`TRAIN_KEYS`, as plain data."""
     r = load_recipe(DEFAULT_RECIPE)
     return {k: getattr(r, k) for k in TRAIN_KEYS}
-
-
-#: The recipe's name in earlier releases (and in the proxy config files' docs).
-ProxyConfig = Recipe
-load_proxy_config = load_recipe
