@@ -7,7 +7,7 @@ Measured, separately:
 
 * ``count``          params and MACs of already-decoded specs (decode excluded);
 * ``decode+count``   token sequence -> spec (``SearchSpace.decode``, with validation) -> count;
-* ``stage_costs``    the per-stage rows that ``python -m nas.inspect`` prints (for comparison).
+* ``stage_costs``    the per-stage rows that ``effnas inspect`` prints (for comparison).
 
 Random children of the default space (``configs/mnasnet-space.yaml``), drawn with a seeded
 generator before timing. Each measurement is repeated; the median and the best are printed.

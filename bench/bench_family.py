@@ -1,4 +1,4 @@
-"""Train a scaled family with `python -m nas.train` beside EfficientNet-B0 trained the same way.
+"""Train a scaled family with `effnas train` beside EfficientNet-B0 trained the same way.
 
     .venv/bin/python bench/bench_family.py FAMILY_DIR --baseline SPEC [--members b1 b2]
         [--epochs 3] [--base-resolution 32] [--parallel 2]
@@ -53,8 +53,9 @@ def main() -> None:
         spec = nas.load_spec(spec_path)
         res = train_resolution(spec.resolution, args.base_resolution)
         out = args.out / label.split()[0].lower()
-        cmd = [sys.executable, "-m", "nas.train", spec_path, "--epochs", str(args.epochs),
-               "--resolution", str(res), "--threads", "1", "--out", str(out), "--export", "none"]
+        cmd = [sys.executable, "-m", "nas.cli.effnas", "train", spec_path,
+               "--epochs", str(args.epochs), "--resolution", str(res), "--threads", "1",
+               "--out", str(out), "--export", "none"]
         jobs.append((label, spec, res, out, cmd))
 
     t0 = time.time()

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_subcommand_is_a_command_module_with_main() -> None:
     assert list(effnas.COMMANDS) == ["search", "scale", "train", "inspect", "fidelity",
-                                    "pipeline"]
+                                    "pipeline", "space"]
     for name, (module, summary) in effnas.COMMANDS.items():
         assert callable(importlib.import_module(module).main), name
         assert summary and "\n" not in summary
@@ -51,6 +51,7 @@ def test_subcommand_help_names_itself(name: str, capsys: pytest.CaptureFixture[s
     (["train", "efficientnet-b0", "--epochs", "x"], "; see effnas train --help"),
     (["inspect"], "; see effnas inspect --help"),
     (["fidelity"], "; see effnas fidelity --help"),
+    (["space", "a", "b"], "; see effnas space --help"),
 ])
 def test_usage_errors_name_the_subcommand(argv: list[str], fragment: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +68,7 @@ def test_top_level_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"\n  {name} " in out
     assert effnas.main([]) == 2
     assert capsys.readouterr().err == ("error: name a command (search, scale, train, inspect, "
-                                       "fidelity, pipeline); see effnas --help\n")
+                                       "fidelity, pipeline, space); see effnas --help\n")
     assert effnas.main(["serch"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown command 'serch'; use one of search")
 
@@ -207,3 +208,14 @@ def test_effnas_inspect_imports_neither_torch_nor_ray() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "ds_r1_k3_s1_c16_se0.25"
+
+
+def test_effnas_space_prints_a_space_and_refuses_a_missing_one(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert effnas.main(["space"]) == 0  # the bundled mnasnet-space
+    assert "distinct networks" in capsys.readouterr().out
+    assert effnas.main(["space", str(ROOT / "configs" / "mnasnet-space.yaml")]) == 0
+    assert "distinct networks" in capsys.readouterr().out
+    assert effnas.main(["space", str(tmp_path / "none.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -1,5 +1,5 @@
 """The fidelity report over what has finished: from a results folder's saved driver state,
-without training (``python -m nas.fidelity RUN --report`` and a stopped run)."""
+without training (``effnas fidelity RUN --report`` and a stopped run)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m nas.inspect``: the table and JSON agree with the cost model; bad input is one line."""
+"""``effnas inspect``: the table and JSON agree with the cost model; bad input is one line."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ B0_TF = ["r1_k3_s11_e1_i32_o16_se0.25", "r2_k3_s22_e6_i16_o24_se0.25",
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "nas.inspect", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "nas.cli.effnas", "inspect", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
 
 
 def _odd_spec() -> ArchSpec:

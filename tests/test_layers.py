@@ -29,11 +29,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas",),  # the package's own API (nas/__init__.py: names, and the commands as functions
                # from nas.cli.api, imported lazily)
 ]
-# Entry points: thin modules that belong to the command-line floor.
-ENTRY_POINTS = {"nas.train": "nas.cli", "nas.inspect": "nas.cli", "nas.fidelity": "nas.cli",
-                "nas.pipeline": "nas.cli",
-                "search": "nas.cli",
-                "scale": "nas.cli", "search_space.__main__": "nas.cli"}
+# Entry points beside the ``effnas`` command (nas/cli/effnas.py): the clone's two scripts,
+# thin modules that belong to the command-line floor.
+ENTRY_POINTS = {"search": "nas.cli", "scale": "nas.cli"}
 PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 
 # Modules that may import torch (directly); everything else must not.

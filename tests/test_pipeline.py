@@ -1,4 +1,4 @@
-"""python -m nas.pipeline: the layered settings, the typed settings, bad input (one line, exit
+"""effnas pipeline: the layered settings, the typed settings, bad input (one line, exit
 2, nothing written), what --resume may change, and the pieces of the report."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""python -m nas.pipeline end to end on tiny data in the Fashion-MNIST file format: every
+"""effnas pipeline end to end on tiny data in the Fashion-MNIST file format: every
 stage with real Ray workers, --resume skipping what is done, and a run cut off in the middle
 of the training stage (Ctrl-C, then kill -9) that continues without training anything twice."""
 
@@ -28,12 +28,12 @@ TINY = ["--preset", "smoke", "--set", "data.val_size=100",
 
 
 def pipeline(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "nas.pipeline", *TINY, "--data", str(data), "--out", str(out),
-            *extra]
+    return [sys.executable, "-m", "nas.cli.effnas", "pipeline", *TINY, "--data", str(data),
+            "--out", str(out), *extra]
 
 
 def resume(out: Path) -> list[str]:
-    return [sys.executable, "-m", "nas.pipeline", "--resume", "--out", str(out)]
+    return [sys.executable, "-m", "nas.cli.effnas", "pipeline", "--resume", "--out", str(out)]
 
 
 def state(out: Path) -> dict:

@@ -161,7 +161,7 @@ def test_fidelity_writes_only_into_its_own_folder(capsys, tmp_path):
     # RUN/fidelity (the default) is a folder of its own kind inside the search's.
     runs.mark(run / "fidelity", "fidelity", run=str(run))
     line = one_line(capsys, search_cli.main(["--resume", "--out", str(run / "fidelity")]))
-    assert f"continue it with python -m nas.fidelity {run} --resume --out {run / 'fidelity'}" \
+    assert f"continue it with effnas fidelity {run} --resume --out {run / 'fidelity'}" \
         in line
 
 
@@ -324,7 +324,7 @@ def test_a_real_pipeline_marks_its_stages_with_their_own_kinds(capsys, tiny_fmni
     import sys
     root = Path(__file__).resolve().parent.parent
     pipe = tmp_path / "pipe"
-    cmd = [sys.executable, "-m", "nas.pipeline", "--preset", "smoke", "--set",
+    cmd = [sys.executable, "-m", "nas.cli.effnas", "pipeline", "--preset", "smoke", "--set",
            "data.val_size=100", "--set", "train.train_subset=128", "--set",
            "train.resolution=16", "--set", "train.epochs=1", "--data", str(tiny_fmnist),
            "--baseline", "efficientnet-b0", "--coefficients", "1.2,1.1,1.15", "--budgets",
@@ -345,8 +345,8 @@ def test_a_real_pipeline_marks_its_stages_with_their_own_kinds(capsys, tiny_fmni
     assert "holds a pipeline" in one_line(capsys, train_cli.main([*TRAIN, "--out", str(pipe)]))
     assert snapshot(pipe) == before
     # A finished training stage continued by its own command: nothing left to train.
-    again = subprocess.run([sys.executable, "-m", "nas.pipeline", "--resume", "--out",
-                            str(pipe)], cwd=root, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([sys.executable, "-m", "nas.cli.effnas", "pipeline", "--resume",
+                            "--out", str(pipe)], cwd=root, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
 
 

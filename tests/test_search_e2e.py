@@ -232,8 +232,8 @@ def test_same_seed_same_children_and_fidelity_of_the_run(seeded_runs):
     # Proxy fidelity on that run: a tiny "long" schedule, two seeds, one extra proxy.
     out = runs[0] / "fidelity"
     proc = subprocess.run(
-        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
-         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+        [sys.executable, "-m", "nas.cli.effnas", "fidelity", str(runs[0]), "--children", "3",
+         "--seeds", "2", "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
          "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -249,16 +249,16 @@ def test_same_seed_same_children_and_fidelity_of_the_run(seeded_runs):
     assert "Kendall tau" in proc.stdout
     # A finished measurement is not trained again; --resume only rewrites the report.
     again = subprocess.run(
-        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
-         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+        [sys.executable, "-m", "nas.cli.effnas", "fidelity", str(runs[0]), "--children", "3",
+         "--seeds", "2", "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
          "--proxies", "run,proxy-smoke+resolution=16+train_subset=128"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr
     # --report rewrites the report from the saved trainings and trains nothing.
     (out / "fidelity.json").unlink()
     rep = subprocess.run(
-        [sys.executable, "-m", "nas.fidelity", str(runs[0]), "--children", "3", "--seeds", "2",
-         "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
+        [sys.executable, "-m", "nas.cli.effnas", "fidelity", str(runs[0]), "--children", "3",
+         "--seeds", "2", "--long", "proxy-smoke+epochs=2+resolution=16+train_subset=256",
          "--proxies", "run,proxy-smoke+resolution=16+train_subset=128", "--report"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr[-3000:]

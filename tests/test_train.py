@@ -2,7 +2,7 @@
 best weights kept, export, and one-line errors for bad input.
 
 Runs are tiny (a 2-stage spec, a few hundred 28x28 images in the real IDX format, a few
-epochs, one thread) and go through ``nas.train.main`` in-process, so no run pays for a fresh
+epochs, one thread) and go through ``nas.cli.train.main`` in-process, so no run pays for a fresh
 ``import torch``.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-import nas.train as train
+import nas.cli.train as train
 from nas.arch.builder import build_model
 from nas.arch.cost import count_macs, count_params
 from nas.arch.io import load_spec
@@ -117,7 +117,8 @@ def test_trains_and_writes_every_file(capsys, tiny_spec, tiny_fmnist, tmp_path):
     assert m["macs"]["at_spec_resolution"] == count_macs(spec, 16, 10, 1)
     assert m["macs"]["at_trained_resolution"] > m["macs"]["at_spec_resolution"]
     assert m["params"] == count_params(spec, 10, 1)
-    assert m["seconds"] > 0 and m["images_per_second"] > 0 and "nas.train" in m["command"]
+    assert m["seconds"] > 0 and m["images_per_second"] > 0
+    assert "nas.cli.effnas train" in m["command"]
 
     rows = list(csv.DictReader((out / "train.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -482,7 +483,8 @@ def test_onnx_export_without_onnx_says_how_to_install(capsys, tiny_spec, tiny_fm
 
 
 def test_command_line_entry_point(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "nas.train", str(tmp_path / "none.yaml")],
+    res = subprocess.run([sys.executable, "-m", "nas.cli.effnas", "train",
+                          str(tmp_path / "none.yaml")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import write_tiny_fashion_mnist
 
-import nas.train as train
+import nas.cli.train as train
 from nas.arch.builder import build_model
 from nas.arch.spec import spec_from_dict
 from nas.data import synthetic_splits

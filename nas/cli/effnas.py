@@ -1,13 +1,15 @@
-"""``effnas COMMAND ...``: the installed command (``pip install .`` puts it on the PATH).
+"""``effnas COMMAND ...``: the installed command (``pip install .`` puts it on the PATH; from a
+clone without installing, ``python -m nas.cli.effnas COMMAND ...``).
 
 Each subcommand is one of the project's commands, with its own options and ``--help``:
 
-    effnas search --target-flops 400M         # search.py
-    effnas scale --grid --phi 1                # scale.py
-    effnas train efficientnet-b0 --epochs 30   # python -m nas.train
-    effnas inspect efficientnet-b0             # python -m nas.inspect
-    effnas fidelity runs/NAME                  # python -m nas.fidelity
-    effnas pipeline --target-flops 400M        # python -m nas.pipeline
+    effnas search --target-flops 400M         # also python search.py
+    effnas scale --grid --phi 1                # also python scale.py
+    effnas train efficientnet-b0 --epochs 30
+    effnas inspect efficientnet-b0
+    effnas fidelity runs/NAME
+    effnas pipeline --target-flops 400M
+    effnas space mnasnet-space
 
 A subcommand's module is imported only when it runs (``effnas inspect`` imports neither torch
 nor Ray), and it names itself ``effnas COMMAND`` in its help, its usage errors and its hints.
@@ -31,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("nas.cli.inspect", "a spec's per-stage table, params, MACs and block strings"),
     "fidelity": ("nas.cli.fidelity", "how well the proxy ranks a search's children"),
     "pipeline": ("nas.cli.pipeline", "search, scale, train and report: data to trained models"),
+    "space": ("nas.cli.space", "a search space's decisions and their resolved choices"),
 }
 
 

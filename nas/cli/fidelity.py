@@ -3,11 +3,11 @@ plus the reference network) with a long schedule for several seeds, and with eve
 compare, on the Ray workers; report Kendall's tau and Spearman's rho with bootstrap
 intervals, the top-k overlap, minutes per child and a picture.
 
-    python -m nas.fidelity runs/NAME                                  # 12 children, 2 seeds
-    python -m nas.fidelity runs/NAME --children 12 --epochs 10 --seeds 3
-    python -m nas.fidelity runs/NAME --proxies proxy-default,proxy-default+epochs=4
-    python -m nas.fidelity runs/NAME --resume                         # after Ctrl-C
-    python -m nas.fidelity runs/NAME --report      # same options: report what has finished
+    effnas fidelity runs/NAME                                  # 12 children, 2 seeds
+    effnas fidelity runs/NAME --children 12 --epochs 10 --seeds 3
+    effnas fidelity runs/NAME --proxies proxy-default,proxy-default+epochs=4
+    effnas fidelity runs/NAME --resume                         # after Ctrl-C
+    effnas fidelity runs/NAME --report      # same options: report what has finished
 
 A recipe is a bundled config's name or a YAML path, optionally followed by ``+KEY=VALUE``
 changes (``proxy-default+epochs=1+train_subset=20000``). ``run`` in ``--proxies`` stands for
@@ -18,7 +18,6 @@ trainings' table and driver state, fidelity.md / .json / .csv and fidelity.png.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from nas.cli.parser import OneLineParser, note_run_folder, positive_int, run_mai
 from nas.core import runs
 from nas.core.errors import ConfigError
 
-PROG = "python -m nas.fidelity"
+PROG = "effnas fidelity"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +172,3 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     return run_main(run, build_parser(), argv, f"{PROG} DIR --resume")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

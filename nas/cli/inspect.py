@@ -1,4 +1,4 @@
-"""``python -m nas.inspect SPEC``: what a spec builds, stage by stage, and what it costs.
+"""``effnas inspect SPEC``: what a spec builds, stage by stage, and what it costs.
 
 SPEC is a spec YAML file or the name of a bundled config (``efficientnet-b0``). The table has
 one row for the stem, each stage, the head and the classifier: op, kernel, stride, expansion,
@@ -18,11 +18,11 @@ Bad input prints one ``error: ...`` line on stderr and exits with status 2.
 
 Examples::
 
-    python -m nas.inspect efficientnet-b0
-    python -m nas.inspect runs/best.yaml --resolution 28 --num-classes 10 --in-channels 1
-    python -m nas.inspect mnasnet-a1 --format tf
-    python -m nas.inspect efficientnet-b0 --format timm
-    python -m nas.inspect mobilenetv2 --json
+    effnas inspect efficientnet-b0
+    effnas inspect runs/best.yaml --resolution 28 --num-classes 10 --in-channels 1
+    effnas inspect mnasnet-a1 --format tf
+    effnas inspect efficientnet-b0 --format timm
+    effnas inspect mobilenetv2 --json
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 def format_table(rep: dict[str, Any]) -> str:
-    """The per-stage table with a totals line (what ``python -m nas.inspect`` prints)."""
+    """The per-stage table with a totals line (what ``effnas inspect`` prints)."""
     body = [_cells(r) for r in rep["rows"]]
     widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(COLUMNS)]
 
@@ -135,7 +135,7 @@ def format_table(rep: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m nas.inspect",
+    p = OneLineParser(prog="effnas inspect",
                 description="Print a spec's per-stage table: ops, channels, sizes, params, MACs.")
     p.add_argument("spec", help="spec YAML file or bundled config name (e.g. efficientnet-b0)")
     p.add_argument("--resolution", type=positive_int, default=None,
@@ -171,6 +171,3 @@ def main(argv: list[str] | None = None) -> int:
         pass
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """From data to trained models in one command: search a baseline, fit the scaling
 coefficients, emit the family, train the chosen models fully, and write a report.
 
-    python -m nas.pipeline --target-flops 400M --budgets 600M,1.2G
-    python -m nas.pipeline --target-flops 400M --budgets 600M,1.2G --preset smoke
-    python -m nas.pipeline --target-flops 400M --budgets 600M --coefficients 1.2,1.1,1.15 \\
+    effnas pipeline --target-flops 400M --budgets 600M,1.2G
+    effnas pipeline --target-flops 400M --budgets 600M,1.2G --preset smoke
+    effnas pipeline --target-flops 400M --budgets 600M --coefficients 1.2,1.1,1.15 \\
         --references efficientnet-b0,mnasnet-a1 --seeds 0,1,2 --compare
-    python -m nas.pipeline --resume --out runs/NAME      # after Ctrl-C, kill -9 or a crash
+    effnas pipeline --resume --out runs/NAME      # after Ctrl-C, kill -9 or a crash
 
 Stages, each in its own folder of the run folder (--out, default runs/pipeline-TIME):
 search/ (search.py's run), scale/ (the grid, --compare, the family's specs), train/MODEL/
@@ -43,7 +43,7 @@ from nas.core.checks import MAX_SEED, check_int, check_number, check_resolution,
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import config_path, read_yaml
 
-PROG = "python -m nas.pipeline"
+PROG = "effnas pipeline"
 STAGE_SECTIONS = ("search", "scale")
 # Keys set once for the whole pipeline: taken out of the search and scale sections.
 SHARED = ("seed", "workers", "cpus_per_trial", "gpus_per_trial", "address", "max_failures",
@@ -489,7 +489,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from nas.search.pipeline import check_run_folder, run_pipeline
 
     cfg = load_config(args)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.pipeline", *argv])
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.cli.effnas",
+                                                "pipeline", *argv])
     p = settings(cfg, command, bool(args.force or args.resume))
     note_run_folder(p.out)
     runs.claim(p.out, "pipeline", args.resume)

@@ -1,8 +1,8 @@
 """Train one spec fully, checkpoint every epoch, test the best weights, export the model.
 
-    python -m nas.train efficientnet-b0 --epochs 30                   # Fashion-MNIST at 28 px
-    python -m nas.train runs/scale/b2.yaml --dataset cifar10 --data ~/cifar --resolution 64
-    python -m nas.train efficientnet-b0 --resume --out runs/train-efficientnet-b0-20250101-120000
+    effnas train efficientnet-b0 --epochs 30                   # Fashion-MNIST at 28 px
+    effnas train runs/scale/b2.yaml --dataset cifar10 --data ~/cifar --resolution 64
+    effnas train efficientnet-b0 --resume --out runs/train-efficientnet-b0-20250101-120000
 
 The recipe is configs/train-default.yaml, the project's one default (the pipeline's training
 stage and the fidelity command's long schedule too): AdamW lr 0.002, weight decay 0.05,
@@ -53,7 +53,7 @@ from nas.training.fit import (
 )
 from nas.training.recipe import OPTIMIZERS, SCHEDULES
 
-PROG = "python -m nas.train"
+PROG = "effnas train"
 # Exit status of a run that diverged (a non-finite training loss, a validation loss above 10x
 # the first epoch's, or validation accuracy at chance with a loss above 1.5 ln(classes)):
 # metrics.json says what and when, and best.pt / last.pt keep the last good epoch, if any. (2 is bad input, 130 an interrupt.)
@@ -80,7 +80,7 @@ def _ema(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig(spec="")
-    p = OneLineParser(prog="python -m nas.train", description=__doc__,
+    p = OneLineParser(prog="effnas train", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     # Every default is None here so that --resume can tell which flags were given; the real
     # defaults live in TrainConfig and are shown in the help.
@@ -318,7 +318,8 @@ def execute(ns: argparse.Namespace, command: str,
 
 
 def run(ns: argparse.Namespace, argv: list[str]) -> int:
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.train", *argv])
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.cli.effnas", "train",
+                                                *argv])
     result = execute(ns, command)
     if result.status == "interrupted":
         print(f"\ninterrupted in epoch {result.epoch + 1}; last.pt holds epoch {result.epoch}: "
@@ -335,6 +336,3 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(lambda ns: run(ns, argv), build_parser(), argv,
                     f"{PROG} --resume --out DIR")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -56,9 +56,9 @@ KINDS = ("search", "oneshot", "scale", "train", "fidelity", "pipeline")
 _NAMES = {"search": "search", "oneshot": "one-shot search", "scale": "scale run",
           "train": "training run", "fidelity": "fidelity run", "pipeline": "pipeline"}
 _SCRIPTS = {"search": ("search.py", "search"), "oneshot": ("search.py", "search"),
-            "scale": ("scale.py", "scale"), "train": ("python -m nas.train", "train"),
-            "fidelity": ("python -m nas.fidelity", "fidelity"),
-            "pipeline": ("python -m nas.pipeline", "pipeline")}
+            "scale": ("scale.py", "scale"), "train": ("effnas train", "train"),
+            "fidelity": ("effnas fidelity", "fidelity"),
+            "pipeline": ("effnas pipeline", "pipeline")}
 
 # The files that show a run of a kind got going (it has results or saved state to lose); a
 # folder of the kind without any of them may be started again. Folders end in "/".

@@ -162,7 +162,7 @@ def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
     runs.mark(s.out, "fidelity", run=str(s.run))
     try:
         records = train_fixed(items, s.out, s.trials, data, s.run_seed, resume,
-                              f"python -m nas.fidelity {s.run} --resume", table="trainings")
+                              f"effnas fidelity {s.run} --resume", table="trainings")
     except KeyboardInterrupt:
         partial_report(s, picked, say)
         raise

@@ -505,7 +505,7 @@ def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], 
         ckpt: Mapping[str, Any] | None = load_checkpoint(last)
         assert ckpt is not None
         saved = TrainConfig.from_dict(ckpt["config"], str(last))
-        # What may change on a resumed run (as python -m nas.train --resume allows).
+        # What may change on a resumed run (as effnas train --resume allows).
         c = replace(saved, threads=t.threads, device=t.device, export=t.export,
                     data=t.data, out=str(folder))
         spec = spec_from_dict(ckpt["spec"], source=str(last))

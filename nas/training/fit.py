@@ -24,7 +24,7 @@ after every epoch, ``train.csv`` (one row per epoch), TensorBoard scalars in
 
 The epochs are the training engine's (:class:`~nas.training.engine.Engine`), the same step
 as a proxy run's; this module adds what a long run needs around them. The command line is
-:mod:`nas.cli.train` (``python -m nas.train``).
+:mod:`nas.cli.train` (``effnas train``).
 """
 
 from __future__ import annotations
