@@ -237,7 +237,8 @@ def markdown(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: 
 
 def plot(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list[str],
          path: Path) -> None:
-    """Validation accuracy against MACs, one panel per group; bars span the seeds."""
+    """Validation accuracy against MACs, one panel per group; a bar spans the seeds (a model
+    of one seed has none)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -276,7 +277,7 @@ def plot(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("MACs in millions (as trained: narrower, 10 classes; spec resolution)")
-        ax.set_ylabel("validation accuracy (bars: range over seeds)")
+        ax.set_ylabel("validation accuracy (bar: range over seeds; none: one seed)")
         ax.set_title(group)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
