@@ -45,6 +45,23 @@ from controller.base import (
     unit_interval,
 )
 from controller.policy import LSTMPolicy
+from nas.core.errors import ConfigError
+
+# Uniform architectures that standardise the prior (and set prior_reject's threshold).
+PRIOR_SAMPLE = 2000
+# Architectures sampled per warm-start step.
+PRIOR_BATCH = 64
+# The warm start's Adam learning rate (its own optimizer, dropped after it).
+PRIOR_LR = 1e-2
+
+ADVANTAGES = ("baseline", "zscore", "rank")
+
+
+def _advantage(name: str, v: Any) -> str:
+    if v not in ADVANTAGES:
+        raise ConfigError(f"option {name!r} must be one of {', '.join(ADVANTAGES)}, got {v!r}")
+    return v
+
 
 _SHARED_OPTIONS = {
     # NASNet/MnasNet controller: one-layer LSTM of 100 units, init ±0.1.
@@ -59,6 +76,19 @@ _SHARED_OPTIONS = {
     "lr": (1e-3, positive_float),
     "entropy_weight": (1e-3, nonnegative_float),
     "normalize_advantages": (False, boolean),
+    # How a batch's rewards become advantages: "baseline" (reward - moving average, the
+    # papers'), or normalised per update so one lucky child does not steer the policy:
+    # "zscore" ((reward - batch mean) / batch std) or "rank" (the batch's ranks, centred and
+    # scaled to unit variance). See bench/bench_tabular.py.
+    "advantage": ("baseline", _advantage),
+    # The reward's known part (its MACs term, told by the driver with set_prior): before the
+    # first proposal, prior_steps policy-gradient steps tilt the policy towards
+    # exp(prior_weight * z(prior)) (maximum-entropy fit; z: the prior standardised over
+    # uniform architectures); 0: off. prior_reject q: a proposal whose prior is below the
+    # q-quantile of uniform architectures' is resampled (null: off).
+    "prior_weight": (0.0, nonnegative_float),
+    "prior_steps": (20, positive_int),
+    "prior_reject": (None, optional(unit_interval)),
     "max_grad_norm": (1.0, optional(positive_float)),
     "temperature": (1.0, positive_float),
     "tanh_constant": (None, optional(positive_float)),
@@ -84,17 +114,91 @@ class _PolicyGradient(Strategy):
         self._adv_sq: float | None = None      # moving average of squared advantages
         self._buffer: list[tuple[Proposal, float]] = []
         self._prefetched: list[Proposal] = []
+        self._prior: Any = None
+        self._prior_stats: tuple[float, float, float] | None = None   # mean, std, threshold
+        self._warmed = False
+
+    # -- the known part of the reward --------------------------------------------------------
+
+    def set_prior(self, prior: Any) -> None:
+        """``prior(tokens) -> float``: the part of the reward known before training (the
+        driver gives the reward at accuracy 1, i.e. its MACs term). Used only when
+        ``prior_weight`` > 0 or ``prior_reject`` is set; not saved with the state (the driver
+        sets it again). A policy warm-started before a save stays warm after the load."""
+        self._prior = prior
+        self._prior_stats = None
+
+    def _uses_prior(self) -> bool:
+        o = self.options
+        return self._prior is not None and (o["prior_weight"] > 0 or o["prior_reject"] is not None)
+
+    def _prior_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([float(self._prior(tuple(t))) for t in tokens.tolist()])
+
+    def _stats(self) -> tuple[float, float, float]:
+        if self._prior_stats is None:
+            # Its own generator: the policy's stream stays what it is without a prior.
+            g = torch.Generator().manual_seed(self.seed + 7919)
+            sizes = torch.tensor(self.sizes, dtype=torch.float64)
+            u = (torch.rand(PRIOR_SAMPLE, len(self.sizes), generator=g, dtype=torch.float64)
+                 * sizes).long()
+            scores = self._prior_scores(u)
+            q = self.options["prior_reject"]
+            threshold = float(torch.quantile(scores, q)) if q is not None else -math.inf
+            self._prior_stats = (float(scores.mean()), float(scores.std()) or 1.0, threshold)
+        return self._prior_stats
+
+    def _warm_start(self) -> None:
+        """Fit the policy to exp(prior_weight * z(prior)) (maximum entropy): a fresh Adam at
+        ``lr``, ``prior_steps`` steps of PRIOR_BATCH sampled architectures, the loss
+        ``-(w z(a) - mean) log pi(a) - H(pi)`` with the entropy of the whole sequence."""
+        self._warmed = True
+        w = self.options["prior_weight"]
+        if w <= 0:
+            return
+        mean, std, _ = self._stats()
+        opt = torch.optim.Adam(self.policy.parameters(), lr=PRIOR_LR)
+        for _ in range(self.options["prior_steps"]):
+            tokens, _ = self.policy.sample(PRIOR_BATCH, self._generator)
+            z = (self._prior_scores(tokens) - mean) / std
+            adv = w * z - (w * z).mean()
+            logp, entropy = self.policy.evaluate(tokens)
+            loss = -(adv[:, None] * logp).sum(1).mean() - entropy.sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
     # -- asking ------------------------------------------------------------------------------
 
     def _ask(self) -> Proposal:
+        if self._uses_prior() and not self._warmed:
+            self._warm_start()
         if not self._prefetched:
             n = self.options["prefetch"] or self.options["batch_size"]
-            tokens, logp = self.policy.sample(n, self._generator)
+            tokens, logp = self._sample(n)
             self._prefetched = [
                 Proposal(tuple(t), tuple(lp), self.version)
                 for t, lp in zip(tokens.tolist(), logp.tolist())]
         return self._prefetched.pop(0)
+
+    def _sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples of the policy; with ``prior_reject``, those under the threshold are
+        drawn again (up to 50 rounds; then the best of the rest are kept)."""
+        tokens, logp = self.policy.sample(n, self._generator)
+        if not self._uses_prior() or self.options["prior_reject"] is None:
+            return tokens, logp
+        threshold = self._stats()[2]
+        keep = self._prior_scores(tokens) >= threshold
+        for _ in range(50):
+            if bool(keep.all()):
+                break
+            t2, lp2 = self.policy.sample(n, self._generator)
+            ok2 = self._prior_scores(t2) >= threshold
+            take = (~keep).nonzero()[:, 0][:int(ok2.sum())]
+            tokens[take] = t2[ok2][:len(take)]
+            logp[take] = lp2[ok2][:len(take)]
+            keep[take] = True
+        return tokens, logp
 
     # -- telling -----------------------------------------------------------------------------
 
@@ -107,7 +211,21 @@ class _PolicyGradient(Strategy):
 
     def _advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         """``reward - baseline`` with the baseline as it was before this batch, then the moving
-        averages take in the batch's rewards in the order they were told."""
+        averages take in the batch's rewards in the order they were told; or the batch's own
+        z-scores or ranks (``advantage``; the moving averages are still kept, for the
+        diagnostics)."""
+        mode = self.options["advantage"]
+        if mode != "baseline":
+            self._track(rewards)
+            if len(rewards) < 2:
+                return torch.zeros_like(rewards)
+            if mode == "rank":
+                ranks = rewards.argsort().argsort().to(rewards.dtype)  # ties: order told
+                x = ranks
+            else:
+                x = rewards
+            std = float(x.std())
+            return (x - x.mean()) / std if std > 0 else torch.zeros_like(rewards)
         decay = self.options["baseline_decay"]
         if self._baseline is None:
             self._baseline = float(rewards.mean())
@@ -124,6 +242,13 @@ class _PolicyGradient(Strategy):
             # small push, not a division by zero.
             adv = adv / max(scale, 1e-8)
         return adv
+
+    def _track(self, rewards: torch.Tensor) -> None:
+        decay = self.options["baseline_decay"]
+        if self._baseline is None:
+            self._baseline = float(rewards.mean())
+        for r in rewards.tolist():
+            self._baseline = decay * self._baseline + (1 - decay) * r
 
     def _batch_tensors(self, batch: list[tuple[Proposal, float]]):
         tokens = torch.tensor([p.tokens for p, _ in batch], dtype=torch.long)
@@ -189,6 +314,7 @@ class _PolicyGradient(Strategy):
             "adv_sq": self._adv_sq,
             "buffer": [[p.to_dict(), r] for p, r in self._buffer],
             "prefetched": [p.to_dict() for p in self._prefetched],
+            "warmed": self._warmed,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -200,6 +326,7 @@ class _PolicyGradient(Strategy):
         self._adv_sq = None if state["adv_sq"] is None else float(state["adv_sq"])
         self._buffer = [(Proposal.from_dict(p), float(r)) for p, r in state["buffer"]]
         self._prefetched = [Proposal.from_dict(p) for p in state["prefetched"]]
+        self._warmed = bool(state.get("warmed", False))
 
     def restart_rewards(self) -> None:
         """The policy and its optimizer stay; the moving-average baseline and advantage scale

@@ -152,3 +152,40 @@ def test_bad_arguments_are_one_line(tmp_path):
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(ConfigError, match="non-empty JSON object"):
         bt.main(["--tables", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
+
+
+# ------------------------------------------------------------------ the controller's levers
+# (controller/ppo.py options the bench measures: per-update advantages, the MACs prior)
+
+def test_per_update_advantages_are_standardised_and_rank_ignores_the_scale():
+    s = make_strategy("ppo", [3, 3], seed=0, advantage="zscore")
+    r = __import__("torch").tensor([0.1, 0.5, 0.2, 0.9])
+    adv = s._advantages(r)
+    assert abs(float(adv.mean())) < 1e-6 and abs(float(adv.std()) - 1) < 1e-5
+    rank = make_strategy("ppo", [3, 3], seed=0, advantage="rank")
+    a1, a2 = rank._advantages(r), rank._advantages(r ** 3 * 100)
+    assert __import__("torch").allclose(a1, a2)
+    with pytest.raises(ConfigError, match="'advantage' must be one of baseline, zscore, rank"):
+        make_strategy("ppo", [3, 3], advantage="minmax")
+
+
+def test_the_prior_tilts_and_filters_the_proposals_and_does_nothing_unset():
+    sizes = [4, 4, 4, 4]
+    prior = lambda t: -float(sum(t))  # noqa: E731  (small networks: higher known reward)
+    plain = [make_strategy("ppo", sizes, seed=3).ask().tokens for _ in range(1)]
+    unset = make_strategy("ppo", sizes, seed=3, prior_weight=2.0, prior_reject=0.5)
+    assert unset.ask().tokens == plain[0]  # no prior told: the default's stream
+    warm = make_strategy("ppo", sizes, seed=3, prior_weight=2.0)
+    warm.set_prior(prior)
+    base = make_strategy("ppo", sizes, seed=3)
+    mean_sum = lambda s: np.mean([sum(s.ask().tokens) for _ in range(200)])  # noqa: E731
+    assert mean_sum(warm) < mean_sum(base) - 1.5
+    rej = make_strategy("ppo", sizes, seed=3, prior_reject=0.5)
+    rej.set_prior(prior)
+    threshold = rej._stats()[2]
+    assert all(prior(rej.ask().tokens) >= threshold for _ in range(50))
+    state = warm.state_dict()
+    again = make_strategy("ppo", sizes, seed=3, prior_weight=2.0)
+    again.load_state_dict(state)
+    again.set_prior(prior)
+    assert again._warmed and again.ask() == warm.ask()

@@ -3,8 +3,9 @@
 :class:`ChildDriver` turns a strategy's proposals into child jobs and results into rewards
 and records. It owns every piece of state that must survive an interruption: the strategy's
 state, the results of every child, the proposals still in flight (which are re-issued first
-after a restart) and the child counter. The Ray Tune adapter (:mod:`nas.search.tune_adapter`) only
-forwards ``suggest``/``complete`` to it and saves :meth:`state_dict` after every result.
+after a restart) and the child counter, and it writes them to its state file (``driver.pt``
+in the run folder, :func:`save_state`) whenever the Ray Tune searcher (:mod:`nas.ray.searcher`)
+has asked for a child or handed back a result; a resumed run reads it (:func:`load_state`).
 
 A proposal whose network was already evaluated in this run is not trained again: its
 recorded result is told to the strategy at once (status ``cached``). One whose network is
@@ -25,14 +26,18 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from nas.arch.blockstrings import block_string
 from nas.arch.cost import count
 from nas.arch.spec import ArchSpec, identity, spec_from_dict, spec_to_dict
+from nas.core.errors import ConfigError
+from nas.core.files import atomic_file
 from nas.search.reward import RewardConfig, compute_reward
 
 STATE_FORMAT = 1
+STATE_FILE = "driver.pt"  # the driver's state file in a run folder
 
 # Statuses of a record. "ok" children have a real accuracy; "timeout" children a partial one
 # (training was cut off by the recipe's max_seconds); "stopped" children a partial one too
@@ -175,6 +180,17 @@ class ChildDriver:
         self.spent_before = float(spent)
         self._since = clock()
         self._diagnostics: list[dict[str, float]] = []
+        if hasattr(strategy, "set_prior"):
+            # The reward's part known before training (a policy may warm-start from it).
+            strategy.set_prior(self.known_reward)
+
+    def known_reward(self, tokens: Sequence[int]) -> float:
+        """The reward a network of these tokens would get at accuracy 1: the reward's MACs
+        term, known before any training (a strategy's prior, see ``set_prior``)."""
+        spec, _ = self.decode(tuple(tokens))
+        macs = self.cost(spec).macs if self.cost is not None else count(
+            spec, self.target.resolution, self.target.num_classes, self.target.in_channels).macs
+        return compute_reward(1.0, macs, self.reward_cfg).reward
 
     # ------------------------------------------------------------------ counts
 
@@ -407,6 +423,16 @@ class ChildDriver:
         if state.get("reference") is not None:
             self.reference = spec_from_dict(state["reference"])
 
+    def save(self, path: Path) -> None:
+        """Write the state file ``path`` (:func:`save_state`)."""
+        save_state(self, path)
+
+    def restore(self, path: Path) -> None:
+        """Continue from the state file ``path``; one that cannot be read or does not fit
+        this run is a one-line :class:`ConfigError` (:func:`load_state`,
+        :func:`restore_state`)."""
+        restore_state(self, load_state(path), path)
+
 
 def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, str]:
     """(status, accuracy, error) from what a trial reported."""
@@ -422,3 +448,44 @@ def _outcome(result: Mapping[str, Any], error: str | None) -> tuple[str, float, 
     if not isinstance(acc, (int, float)) or not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
         return DIVERGED, math.nan, f"non-finite or out-of-range accuracy {acc!r}"
     return status, float(acc), str(result.get("error", "")) if status != OK else ""
+
+
+# --------------------------------------------------------------------------- the state file
+
+
+def save_state(driver: ChildDriver, path: Path) -> None:
+    """Write ``driver``'s :meth:`~ChildDriver.state_dict` to ``path`` atomically (torch's
+    format: a strategy's state may hold tensors)."""
+    import torch
+    with atomic_file(path, "wb") as f:
+        torch.save(driver.state_dict(), f)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The driver state saved in ``path``; an empty, truncated or foreign file is a one-line
+    :class:`ConfigError` (nothing in the folder is changed)."""
+    import torch
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same answer
+        first = str(e).splitlines()[0] if str(e) else ""
+        why = "it is empty" if path.is_file() and path.stat().st_size == 0 else \
+            f"{type(e).__name__}: {first}"[:200]
+        raise ConfigError(f"{path}: cannot read the saved state ({why}), so --resume cannot "
+                          f"continue this run; its finished results are in the tables of "
+                          f"{path.parent}; start afresh with another --out") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a saved driver state (a {type(state).__name__}); "
+                          "check --out")
+    return state
+
+
+def restore_state(driver: ChildDriver, state: dict[str, Any], path: Path) -> None:
+    """Load ``state`` (read from ``path``) into ``driver``; a state of another format or run
+    is a one-line error."""
+    from controller import Proposal
+    try:
+        driver.load_state_dict(state, Proposal)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        raise ConfigError(f"{path}: the saved state does not fit this run ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); check --out") from None
