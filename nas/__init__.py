@@ -70,6 +70,10 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         from nas.cli import api
         return getattr(api, name)
+    # Latency on this machine (nas/latency/): measuring imports torch, predicting does not.
+    if name in ("measure_latency", "predict_latency"):
+        from nas import latency
+        return getattr(latency, name)
     raise AttributeError(f"module 'nas' has no attribute {name!r}")
 
 
@@ -84,5 +88,6 @@ __all__ = [
     "config_path", "configs_dir", "round_filters", "round_repeats", "round_resolution",
     "scale_spec", "spec_from_dict", "spec_to_dict",
     "TimmArch", "to_timm", "timm_state_dict", "from_timm_state_dict", "build_timm_model",
+    "measure_latency", "predict_latency",
     *_API,
 ]

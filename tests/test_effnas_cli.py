@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_subcommand_is_a_command_module_with_main() -> None:
     assert list(effnas.COMMANDS) == ["search", "scale", "train", "inspect", "fidelity",
-                                    "pipeline", "space"]
+                                    "pipeline", "space", "latency"]
     for name, (module, summary) in effnas.COMMANDS.items():
         assert callable(importlib.import_module(module).main), name
         assert summary and "\n" not in summary
@@ -68,7 +68,8 @@ def test_top_level_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"\n  {name} " in out
     assert effnas.main([]) == 2
     assert capsys.readouterr().err == ("error: name a command (search, scale, train, inspect, "
-                                       "fidelity, pipeline, space); see effnas --help\n")
+                                       "fidelity, pipeline, space, latency); see effnas "
+                                       "--help\n")
     assert effnas.main(["serch"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown command 'serch'; use one of search")
 

@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas.core",),
     ("nas.arch",),
     ("nas.data",),
-    ("nas.training", "controller", "search_space", "scaler"),
+    ("nas.training", "controller", "search_space", "scaler", "nas.latency"),
     ("nas.supernet",),
     ("nas.search",),
     ("nas.cli",),
@@ -36,7 +36,7 @@ PROJECT_TOP = ("nas", "controller", "search_space", "scaler", "search", "scale")
 
 # Modules that may import torch (directly); everything else must not.
 TORCH_ALLOWED = {
-    "nas.arch.builder", "nas.arch.timm_model",
+    "nas.arch.builder", "nas.arch.timm_model", "nas.latency.measure",
     "nas.training.engine", "nas.training.feeder", "nas.training.device", "nas.training.optim",
     "nas.training.rmsprop",
     "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fidelity": ("nas.cli.fidelity", "how well the proxy ranks a search's children"),
     "pipeline": ("nas.cli.pipeline", "search, scale, train and report: data to trained models"),
     "space": ("nas.cli.space", "a search space's decisions and their resolved choices"),
+    "latency": ("nas.cli.latency", "measure inference latency here; predict it from a "
+                                   "per-device table"),
 }
 
 
