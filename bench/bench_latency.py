@@ -50,7 +50,7 @@ HEADER = ("child", "identity", "macs", "params", "measured_ms", "p25_ms", "p75_m
 def children(space: SearchSpace, n: int, seed: int, exclude: set[str]) -> list:
     rng = np.random.default_rng(seed)
     out, seen = [], set(exclude)
-    for _ in range(1000 * n):
+    for _ in range(20 * n + 1000):
         if len(out) == n:
             break
         spec = space.sample(rng)

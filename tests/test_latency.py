@@ -454,3 +454,24 @@ def test_the_command_builds_a_table(tmp_path, capsys):
     assert effnas.main([*argv, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["table"]
     assert rep["measured"] == 0 and rep["parts"] == n and rep["correction"]["networks"] == 6
+
+
+def test_the_bench_prints_its_numbers_and_writes_a_csv(tmp_path, capsys):
+    from conftest import load_bench
+    bench = load_bench("bench_latency")
+    space = tmp_path / "tiny-space.yaml"
+    space.write_text(json.dumps(TINY_SPACE))
+    out = tmp_path / "lat.csv"
+    assert bench.main(["--space", str(space), "--children", "4", "--fit-networks", "6",
+                       "--runs", "2", "--cache-dir", str(tmp_path / "c"), "--out",
+                       str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "within +-10%:" in text and "Kendall tau, MACs vs measured" in text
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("child,identity,macs") and len(lines) == 5
+    fitted = set(LatencyTable.for_device(cache=tmp_path / "c").corrections["b1"]["fitted_on"])
+    assert not fitted & {line.split(",")[1] for line in lines[1:]}  # held out
+    # More children than the space holds besides the fitted ones: one line, exit 2.
+    assert bench.main(["--space", str(space), "--children", "500", "--runs", "2",
+                       "--cache-dir", str(tmp_path / "c"), "--out", str(out)]) == 2
+    assert "distinct children" in capsys.readouterr().err

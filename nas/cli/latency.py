@@ -161,6 +161,16 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text, flush=True)
 
 
+def _part_timing(args: argparse.Namespace) -> Any:
+    """How a table's parts are timed: adaptively, unless --runs or --warmup say otherwise."""
+    if args.runs is None and args.warmup is None:
+        return None
+    import dataclasses
+
+    from nas.latency.settings import PART_TIMING
+    return dataclasses.replace(PART_TIMING, runs=args.runs, warmup=args.warmup)
+
+
 def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
     from nas.core.progress import format_duration
     from nas.latency.build import build_table
@@ -169,8 +179,8 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
 
     table = LatencyTable.for_device(args.runtime, args.threads, True, args.cache_dir,
                                     args.clock)
-    n_keys = len(space_keys(space, args.resolution, args.batch))
-    todo = len(table.missing(space_keys(space, args.resolution, args.batch)))
+    parts = space_keys(space, args.resolution, args.batch)
+    n_keys, todo = len(parts), len(table.missing(parts))
     res = args.resolution or space.fixed["resolution"]
     _say(args, f"latency table: {table.describe()}\n  file: {table.path}")
     _say(args, f"  space {space.name!r} at {res} px, batch {args.batch}: {n_keys:,} distinct "
@@ -185,16 +195,10 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
             print(f"  measured {done:,}/{total:,} parts in {format_duration(seconds)}"
                   f" (about {format_duration(left)} left)", file=sys.stderr, flush=True)
 
-    timing = None
-    if args.runs is not None or args.warmup is not None:
-        import dataclasses
-
-        from nas.latency.settings import PART_TIMING
-        timing = dataclasses.replace(PART_TIMING, runs=args.runs, warmup=args.warmup)
     report = build_table(space, resolution=args.resolution, batch=args.batch,
                          threads=args.threads, runtime=args.runtime, cache=args.cache_dir,
                          fit_networks=args.fit_networks, refit=args.refit, clock=args.clock,
-                         progress=progress, timing=timing,
+                         progress=progress, timing=_part_timing(args),
                          say=None if args.json else (lambda t: print(f"  {t}", file=sys.stderr,
                                                                       flush=True)))
     fit = report.correction
@@ -251,7 +255,7 @@ def _predict(args: argparse.Namespace, spec: ArchSpec, table: Any) -> Any:
     missing = table.missing(network_keys(spec, args.resolution, args.batch))
     if missing:
         _say(args, f"  (measuring {len(missing)} parts the table lacks)")
-        fill(table, missing)
+        fill(table, missing, timing=_part_timing(args))
     return predict_latency(spec, table, resolution=args.resolution, batch=args.batch)
 
 

@@ -121,7 +121,7 @@ def distinct_children(space: Any, n: int, seed: int) -> list[Any]:
     from nas.arch.spec import identity
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
-    for _ in range(100 * n):
+    for _ in range(20 * n + 1000):
         if len(out) == n:
             break
         spec = space.sample(rng)

@@ -49,7 +49,7 @@ from nas.latency.settings import (
 from nas.latency.stats import Summary, summarize
 
 NOISY_IQR = 0.10        # runs whose inter-quartile range is over 10 % of the median
-NOISY_CPU_SHARE = 0.85  # the measuring threads got under 85 % of their CPUs' time
+NOISY_CPU_SHARE = 0.85  # the process got under 85 % of one CPU's time while timing
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,15 @@ class Timed:
     capped: bool  # stopped by the time cap before the median was pinned down
 
 
-def time_runs(fn: Callable[[], Any], timing: Timing, threads: int) -> Timed:
-    """Warm ``fn`` up, then time single calls of it (milliseconds) as ``timing`` says."""
+def time_runs(fn: Callable[[], Any], timing: Timing, threads: int,
+              collect: bool = False) -> Timed:
+    """Warm ``fn`` up, then time single calls of it (milliseconds) as ``timing`` says, with
+    the garbage collector off (after collecting the young generations if ``collect``: the
+    last network's leftovers, in a millisecond; a full collection takes tenths of a second
+    with torch loaded)."""
     gc_was_on = gc.isenabled()
-    gc.collect()
+    if collect:
+        gc.collect(1)
     gc.disable()
     try:
         t0 = time.perf_counter()
@@ -167,7 +172,7 @@ def time_runs(fn: Callable[[], Any], timing: Timing, threads: int) -> Timed:
     return Timed(summary, wall, share, capped)
 
 
-def noise_reason(t: Timed, timing: Timing) -> str:
+def noise_reason(t: Timed, timing: Timing, threads: int = 1) -> str:
     """Why a measurement should not be trusted ('' if it can be)."""
     s = t.summary
     reasons = []
@@ -179,9 +184,11 @@ def noise_reason(t: Timed, timing: Timing) -> str:
                        f"{s.n} runs asked, over +-{timing.rel:.0%}")
     if s.rel_iqr > NOISY_IQR:
         reasons.append(f"the runs spread widely (IQR {s.rel_iqr:.0%} of the median)")
-    if t.cpu_share < NOISY_CPU_SHARE and timing.clock == "wall":
-        reasons.append(f"the measuring threads got {t.cpu_share:.0%} of their CPUs' time: "
-                       "other work is running; measure on an otherwise idle machine")
+    # The calling thread computes throughout (alone with 1 thread, with the pool's threads
+    # otherwise); less CPU time than wall time means it waited for a core.
+    if t.cpu_share * threads < NOISY_CPU_SHARE and timing.clock == "wall":
+        reasons.append(f"this process got {t.cpu_share * threads:.0%} of a CPU's time while "
+                       "timing: other work is running; measure on an otherwise idle machine")
     return "; ".join(reasons)
 
 
@@ -242,13 +249,13 @@ def _onnx_session(module: nn.Module, x: torch.Tensor, threads: int) -> Callable[
 
 
 def _timed(module: nn.Module, x: torch.Tensor, runtime: str, threads: int,
-           timing: Timing) -> Timed:
+           timing: Timing, collect: bool = False) -> Timed:
     with _Threads(threads):
         if runtime == "onnxruntime":
             run = _onnx_session(module, x, threads)
-            return time_runs(run, timing, threads)
+            return time_runs(run, timing, threads, collect)
         with torch.inference_mode():
-            return time_runs(lambda: module(x), timing, threads)
+            return time_runs(lambda: module(x), timing, threads, collect)
 
 
 def _settings_check(resolution: Any, batch: Any, threads: Any, runtime: Any,
@@ -300,14 +307,14 @@ def measure_latency(spec: ArchSpec | str | os.PathLike[str], *,
     if cl:
         model = model.to(memory_format=torch.channels_last)
     x = _input(batch, in_channels, size, cl)
-    t = _timed(model, x, runtime, threads, timing)
+    t = _timed(model, x, runtime, threads, timing, collect=True)
     return _latency(spec.name, t, timing, size, batch, threads, runtime, cl)
 
 
 def _latency(name: str, t: Timed, timing: Timing, size: int, batch: int, threads: int,
              runtime: str, cl: bool) -> Latency:
     s = t.summary
-    reason = noise_reason(t, timing)
+    reason = noise_reason(t, timing, threads)
     return Latency(name=name, median_ms=s.median, p10_ms=s.p10, p25_ms=s.p25, p75_ms=s.p75,
                    p90_ms=s.p90, low_ms=s.lo, high_ms=s.hi, runs=s.n, noisy=bool(reason),
                    reason=reason, resolution=size, batch=batch, threads=threads,
