@@ -321,6 +321,27 @@ def test_prediction_sums_the_parts_and_applies_the_fitted_correction(tmp_path):
     assert predict_latency(specs[3], LatencyTable.load(table.path)).ms == pytest.approx(p.ms)
 
 
+def test_the_fit_leaves_out_noisy_networks_and_refuses_a_negative_scale(tmp_path):
+    space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
+    rng = np.random.default_rng(8)
+    specs = [space.sample(rng) for _ in range(10)]
+    table = _fake_table(tmp_path, specs)
+    raw = [predict_latency(s, table).raw_ms for s in specs]
+    for i, (spec, r) in enumerate(zip(specs, raw)):
+        rec = {"ms": 2.0 * r} if i < 7 else {"ms": 50 * r, "noisy": True}
+        table.networks[network_record_key(spec, None, 1)] = rec
+    fit = fit_correction(table, specs)
+    assert fit["networks"] == 7 and fit["noisy_left_out"] == 3
+    assert fit["coef"] == pytest.approx([2.0, 0.0, 0.0], abs=1e-6)
+    assert set(fit["fitted_on"]) == {nas.arch.spec.identity(s) for s in specs}
+    # Latencies that fall as the parts grow (a busy machine): a plain scale, a > 0.
+    for spec, r in zip(specs, raw):
+        table.networks[network_record_key(spec, None, 1)] = {"ms": 100.0 / r}
+    fit = fit_correction(table, specs)
+    assert fit["coef"][0] > 0 and fit["coef"][1:] == [0.0, 0.0]
+    assert fit["form"].startswith("a * sum_ms (")
+
+
 def test_a_missing_part_is_one_line_naming_the_build(tmp_path):
     table = _fake_table(tmp_path, [TINY])
     with pytest.raises(ConfigError, match="effnas latency --build-table") as e:

@@ -206,8 +206,10 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
                f"the table holds {len(report.table):,}")
     if fit:
         a, b, c = fit["coef"]
-        _say(args, f"  correction: latency = {a:.3f} x sum of parts + {b:+.4f} ms x parts "
-                   f"{c:+.3f} ms, fitted on {fit['networks']} networks measured whole (rms "
+        left = fit.get("noisy_left_out", 0)
+        terms = f" {b:+.4f} ms x parts {c:+.3f} ms" if b or c else ""
+        _say(args, f"  correction: latency = {a:.3f} x sum of parts{terms}, fitted on {fit['networks']} networks measured whole"
+                   f"{f' ({left} noisy ones left out)' if left else ''} (rms "
                    f"error {fit['fit_rms_rel_error']:.1%}, max {fit['fit_max_rel_error']:.1%}; "
                    f"the plain sum was off by {fit['raw_mean_rel_error']:+.1%} on average)")
     else:
@@ -260,7 +262,10 @@ def _predict(args: argparse.Namespace, spec: ArchSpec, table: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(run, build_parser(), argv)
+    args = sys.argv[1:] if argv is None else argv
+    hint = "the same command (the table keeps every part measured so far)" \
+        if "--build-table" in args else None
+    return run_main(run, build_parser(), argv, hint)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def fit_correction(table: LatencyTable, specs: Sequence[ArchSpec], *,
                    space: Any = None) -> dict[str, Any]:
     """Fit the correction on ``specs`` whose whole-network latencies ``table.networks`` holds
     (:func:`nas.latency.table.measure_networks`); every part must be in the table."""
-    rows, ys = [], []
+    rows, ys, noisy = [], [], []
     for spec in specs:
         rec = table.networks.get(network_record_key(spec, resolution, batch))
         if rec is None:
@@ -114,15 +114,27 @@ def fit_correction(table: LatencyTable, specs: Sequence[ArchSpec], *,
                               "measure it first (measure_networks)")
         rows.append(features(_parts(spec, table, resolution, batch, 1000, 3)))
         ys.append(float(rec["ms"]))
-    if len(ys) < 2 * len(FEATURES):
-        raise ConfigError(f"the correction needs at least {2 * len(FEATURES)} measured networks; "
+        noisy.append(bool(rec.get("noisy")))
+    need = 2 * len(FEATURES)
+    if len(ys) < need:
+        raise ConfigError(f"the correction needs at least {need} measured networks; "
                           f"got {len(ys)}")
-    coef = _solve(rows, ys)
-    errors = [sum(c * x for c, x in zip(coef, row)) / y - 1 for row, y in zip(rows, ys)]
-    raw = [row[0] / y - 1 for row, y in zip(rows, ys)]
+    # Networks measured while the machine was busy are left out when enough others remain.
+    keep = [i for i in range(len(ys)) if not noisy[i]]
+    if len(keep) < need:
+        keep = list(range(len(ys)))
+    rows_k, ys_k = [rows[i] for i in keep], [ys[i] for i in keep]
+    coef = _solve(rows_k, ys_k)
+    form = "a * sum_ms + b * parts + c"
+    if coef[0] <= 0:  # nonsense from noisy measurements: a plain scale of the sum instead
+        coef = _solve([[r[0]] for r in rows_k], ys_k) + [0.0, 0.0]
+        form = "a * sum_ms (the full fit gave a <= 0)"
+    errors = [sum(c * x for c, x in zip(coef, row)) / y - 1 for row, y in zip(rows_k, ys_k)]
+    raw = [row[0] / y - 1 for row, y in zip(rows_k, ys_k)]
     return {
-        "form": "a * sum_ms + b * parts + c",
-        "features": list(FEATURES), "coef": coef, "networks": len(ys),
+        "form": form,
+        "features": list(FEATURES), "coef": coef, "networks": len(ys_k),
+        "noisy_left_out": len(ys) - len(ys_k),
         "resolution": resolution, "batch": batch,
         "space": getattr(space, "name", None), "space_hash": space.hash() if space else None,
         "fit_rms_rel_error": math.sqrt(sum(e * e for e in errors) / len(errors)),
