@@ -112,7 +112,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     torch.set_num_threads(1)
     from nas.arch.io import save_spec
-    from nas.training.fit import TrainConfig, fit, make_spec, resolve
+    from nas.training.fit import TrainSettings, fit, make_spec, resolve
 
     out = Path(job["out"])
     metrics = out / "metrics.json"
@@ -121,7 +121,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         spec_path = out / "spec.yaml"
         out.mkdir(parents=True, exist_ok=True)
         save_spec(job["spec"], spec_path)
-        c = resolve(TrainConfig(spec=str(spec_path), resolution=job["resolution"],
+        c = resolve(TrainSettings(spec=str(spec_path), resolution=job["resolution"],
                                 width_mult=job["width"], epochs=job["epochs"], seed=job["seed"],
                                 threads=1, export="none", out=str(out), **job["recipe"]))
         if (out / "last.pt").exists():  # an interrupted run: start it again from scratch
@@ -158,7 +158,7 @@ def comparisons(todo: list[dict[str, Any]], group: str) -> list[tuple[str, str]]
 
 
 def summary(rs: list[dict[str, Any]], key: str = "val") -> dict[str, Any] | None:
-    from nas.search.pipeline_report import seed_summary
+    from nas.pipeline.report import seed_summary
 
     return seed_summary(rs, key)
 
@@ -204,7 +204,7 @@ def run_jobs(jobs: list[dict[str, Any]], processes: int,
 
 def markdown(results: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list[str],
              protocol: str) -> str:
-    from nas.search.pipeline_report import compare_to
+    from nas.pipeline.report import compare_to
 
     lines = [(f"Protocol: {protocol}. MACs and parameters are those of the network as trained "
              "(the width multiplier applied, 10 classes, one input channel), MACs at the "
@@ -303,7 +303,7 @@ def main() -> None:
     p.add_argument("--gap", type=float, default=0.01,
                    help="validation accuracy gap under which a comparison gets --more-seeds")
     p.add_argument("--processes", type=int, default=2)
-    p.add_argument("--recipe", default="{}", help="JSON of TrainConfig recipe fields to set")
+    p.add_argument("--recipe", default="{}", help="JSON of TrainSettings recipe fields to set")
     p.add_argument("--out", default="runs/claims")
     args = p.parse_args()
     groups = args.groups.split(",")

@@ -251,16 +251,13 @@ def children(n: int, seed: int) -> list[dict]:
 def load(proxy: str, data_path: str | None, dataset: str, seed: int,
          val_size: int = 5000) -> tuple[Any, Any]:
     """The data (loaded once, as a search loads it) and the proxy recipe."""
-    from nas.cli.config import load_layers
-    from nas.data import DataSettings
-    from nas.training.recipe import Recipe
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
     over: dict[str, Any] = {"proxy": proxy, "seed": seed,
                             "data": {"source": dataset, "path": data_path,
-                                     "val_size": val_size}}
-    cfg = load_layers("search", None, None, over)
-    d = dict(cfg["data"])
-    d["seed"] = seed
-    return DataSettings.from_dict(d).load(), Recipe.from_dict(cfg["proxy"])
+                                     "val_size": val_size, "seed": seed}}
+    s = load(SearchSettings, overrides=over)
+    return s.data.load(), s.proxy
 
 
 def _totals(results: list[dict]) -> tuple[float, float]:
@@ -274,7 +271,7 @@ def proxy_run(label: str, configs: list[dict], data: Any, recipe: Any, device: s
     """Train ``configs`` one after another in this process, as a Tune worker would."""
     import torch
 
-    from nas.search.child import run_child
+    from nas.training.child import run_child
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
@@ -300,7 +297,8 @@ def shared_run(label: str, configs: list[dict], data: Any, recipe: Any, workers:
     ``gpus_per_trial`` of a GPU (0: on the CPU)."""
     from controller import FixedList
     from nas.arch.spec import spec_from_dict
-    from nas.search import tune_adapter as ta
+    from nas.ray.runtime import check_resources, init_ray
+    from nas.ray.searcher import run_trials
     from nas.search.driver import ChildDriver, Target
     from nas.search.reward import RewardConfig
     from nas.search.settings import TrialSettings
@@ -308,13 +306,14 @@ def shared_run(label: str, configs: list[dict], data: Any, recipe: Any, workers:
     specs = [spec_from_dict(c["spec"]) for c in configs]
     driver = ChildDriver(lambda t: (specs[t[0]], {}), FixedList(len(specs)), budget=len(specs),
                          reward=RewardConfig(), target=Target())
-    ta.init_ray(None)
-    ta.check_resources(cpus_per_trial, gpus_per_trial)
+    init_ray(None)
+    check_resources(cpus_per_trial, gpus_per_trial)
     trials = TrialSettings(recipe=recipe, workers=workers, cpus_per_trial=cpus_per_trial,
                            gpus_per_trial=gpus_per_trial, max_failures=0)
     with tempfile.TemporaryDirectory() as tmp, Sampler(read) as sampler:
         t0 = time.perf_counter()
-        ta.run_trials(driver, data, trials, Path(tmp), "bench", lambda records: None)
+        run_trials(driver, data, trials, Path(tmp), "bench", lambda records: None,
+                   state_file=Path(tmp) / "driver.pt")
         wall = time.perf_counter() - t0
     records = driver.trained_records()
     bad = [r for r in records if r.status != "ok"]
@@ -333,9 +332,9 @@ def full_training(epochs: int, resolution: int, batch_size: int, device: str, am
                   train_subset: int | None = None, val_size: int | float = 5000
                   ) -> tuple[list[dict], Run]:
     """EfficientNet-B0 trained with ``nas.training.fit``; returns its epoch rows and the run."""
-    from nas.training.fit import TrainConfig, check, fit, make_spec, resolve
+    from nas.training.fit import TrainSettings, check, fit, make_spec, resolve
     with tempfile.TemporaryDirectory() as tmp:
-        c = resolve(TrainConfig(spec="efficientnet-b0", dataset=dataset, data=data_path,
+        c = resolve(TrainSettings(spec="efficientnet-b0", dataset=dataset, data=data_path,
                                 resolution=resolution, epochs=epochs, batch_size=batch_size,
                                 device=device, amp=amp, export="none", out=tmp,
                                 train_subset=train_subset, val_size=val_size))
@@ -421,7 +420,7 @@ def measure(args: argparse.Namespace) -> int:
           "val)", flush=True)
     runs: list[Run] = []
     if not args.skip_proxy:
-        from nas.search.child import run_child
+        from nas.training.child import run_child
         warm = run_child(children(1, args.seed + 10_000)[0], data, recipe, device="cuda")
         print(f"warm-up child: {warm['status']} in {warm['seconds']:.1f} s", flush=True)
         for amp in args.amp:

@@ -77,15 +77,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def _settings(sets: list[str]) -> Any:
-    from nas.cli.config import load_layers, parse_set
-    from nas.supernet.settings import SupernetSettings
-    cfg = load_layers("search", None, None, parse_set(sets))
-    return cfg, SupernetSettings.from_dict(cfg["oneshot"])
+    """A search's settings with the ``KEY=VALUE`` items ``sets``, and its one-shot section."""
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
+    cfg = load(SearchSettings, overrides=sets)
+    return cfg, cfg.oneshot
 
 
-def _data(cfg: dict) -> Any:
-    from nas.cli.options import data_settings
-    return data_settings(cfg).load()
+def _data(cfg: Any) -> Any:
+    return cfg.data_settings().load()
 
 
 SPACE = ["mnasnet-space"]  # --space of the command
@@ -102,21 +102,23 @@ def train_supernet(folder: Path, o: Any, strategy: str, options: dict, data: Any
                    workers: int, cpus: float) -> tuple[dict, float]:
     """A supernet job exactly as the search runs it; returns its final checkpoint and the
     job's wall time (Ray Train's start included)."""
-    from nas.search import train_adapter as tra
-    from nas.search import tune_adapter as ta
+    from nas.ray import train as ray_train
+    from nas.ray.runtime import init_ray
     from nas.search.driver import Target
+    from nas.search.oneshot import path_score
     from nas.search.reward import RewardConfig
     space = _space()
     o = o.replace(supernet=o.supernet.replace(num_threads=max(1, int(cpus))))
-    ta.init_ray(None)
-    job = tra.SupernetJob(space.to_dict(), o, strategy, options, RewardConfig(), Target(), seed,
-                          workers, cpus, 0.0)
+    init_ray(None)
+    job = ray_train.SupernetJob(space.to_dict(), o, strategy, options,
+                                path_score(space, RewardConfig(), Target()), seed, workers,
+                                cpus, 0.0)
     t0 = time.time()
-    status = tra.run_supernet(job, data, folder, 0, lambda recs: print(
+    status = ray_train.run_supernet(job, data, folder, 0, lambda recs: print(
         f"  epoch {recs[-1]['epoch']}: {recs[-1]['samples']} samples, "
         f"{recs[-1]['elapsed']:.0f} s, loss {recs[-1]['train_loss']:.3f}", flush=True))
     assert status == "ok", status
-    return tra.load_checkpoint(folder), time.time() - t0
+    return ray_train.load_checkpoint(folder), time.time() - t0
 
 
 # ---------------------------------------------------------------------- layout
@@ -210,15 +212,14 @@ def train_standalone(items: list, folder: Path, trials: Any, data: Any, seed: in
 def fixed_networks(args: argparse.Namespace) -> tuple[Any, Any, list, list, Any]:
     """fidelity's and noise's setup: (supernet settings, data, tokens, items, trial
     settings) for ``--archs`` networks of the space, with Ray started."""
-    from nas.search import tune_adapter as ta
-    from nas.search.settings import TrialSettings
+    from nas.ray.runtime import init_ray
     cfg, o = _settings(args.set)
     data = _data(cfg)
     space = _space()
     archs = arch_set(space, args.archs, args.seed)
-    ta.init_ray(None)
+    init_ray(None)
     items = [(f"a{i}", space.decode(t), {}) for i, t in enumerate(archs)]
-    return o, data, archs, items, TrialSettings.from_config(cfg)
+    return o, data, archs, items, cfg.trials
 
 
 def fidelity(args: argparse.Namespace) -> None:
@@ -473,7 +474,7 @@ def strategies(args: argparse.Namespace) -> None:
         for strategy, rs in results.items():
             print(summary_line(f"{strategy} {key}", [r[key] for r in rs]))
     if "random" in results:
-        from nas.search.pipeline_report import compare_to, seed_summary
+        from nas.pipeline.report import compare_to, seed_summary
         what_of = {"best": "standalone reward of best.yaml", "retrained": "best.yaml retrained",
                    "standalone_mean": "mean standalone reward of the top-k"}
         for key, what in ((k, what_of[k]) for k in keys if k in what_of):
@@ -491,13 +492,13 @@ def retrain(out: Path, specs: list[tuple[str, Any]], seeds: int) -> dict[str, li
     standalone reward without the selection bias of a best picked among noisy runs."""
     if seeds <= 0:
         return {label: [] for label, _ in specs}
-    from nas.cli.config import load_layers
-    from nas.search import tune_adapter as ta
+    from nas.core.settings import load
+    from nas.ray.runtime import init_ray
     from nas.search.reward import RewardConfig, compute_reward
-    from nas.search.settings import TrialSettings
-    cfg = load_layers("search", None, None, {})
-    trials = TrialSettings.from_config(cfg)
-    ta.init_ray(None)
+    from nas.search.settings import SearchSettings
+    cfg = load(SearchSettings)
+    trials = cfg.trials
+    init_ray(None)
     data = _data(cfg)
     items = [(label, spec, {}) for label, spec in specs]
     retrained: dict[str, list[float]] = {label: [] for label, _ in specs}

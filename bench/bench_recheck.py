@@ -64,13 +64,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from nas.cli.config import load_layers
-    from nas.cli.options import data_settings
     from nas.core.files import config_path
-    from nas.search import tune_adapter as ta
+    from nas.core.settings import load
+    from nas.ray.runtime import init_ray
     from nas.search.reward import RewardConfig, compute_reward
     from nas.search.runner import train_fixed
-    from nas.search.settings import TrialSettings
+    from nas.search.settings import SearchSettings
     from search_space import SearchSpace
 
     runs = {}
@@ -78,11 +77,11 @@ def main() -> None:
         summary = run_search(out / f"search-{seed}", seed, args)
         runs[seed] = summary["recheck"]
 
-    cfg = load_layers("search", None, None, {})
-    trials = TrialSettings.from_config(cfg)
-    space = SearchSpace.from_yaml(config_path(cfg["space"]))
+    cfg = load(SearchSettings)
+    trials = cfg.trials
+    space = SearchSpace.from_yaml(config_path(cfg.space))
     reward = RewardConfig(target_macs=400_000_000)
-    data = data_settings(cfg).load()
+    data = cfg.data_settings().load()
     items, macs = [], {}
     for seed, d in runs.items():
         rows = {int(c["child"]): c for c in d["candidates"]}
@@ -93,7 +92,7 @@ def main() -> None:
             label = f"s{seed}-c{child}"
             items.append((label, space.decode(tuple(children[child]["tokens"])), {}))
             macs[label] = rows[child]["macs"]
-    ta.init_ray(None)
+    init_ray(None)
     evals: dict[str, list[float]] = {label: [] for label, _, _ in items}
     for k in range(args.eval_seeds):
         recs = train_fixed(items, out / f"eval-{k}", trials, data, 2000 + k, resume=True,

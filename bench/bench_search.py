@@ -45,19 +45,15 @@ def children(n: int, seed: int = 0) -> list[dict]:
 
 
 def _load(proxy_name: str):
-    from nas.cli.config import load_layers
-    from nas.data import DataSettings
-    from nas.training.recipe import Recipe
-    cfg = load_layers("search", None, None, {"proxy": proxy_name})
-    data = dict(cfg["data"])
-    if data.get("seed") is None:  # null: the run's seed, as a search resolves it
-        data["seed"] = cfg["seed"]
-    return (DataSettings.from_dict(data).load(),
-            Recipe.from_dict(cfg["proxy"]).replace(num_threads=1))
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
+    s = load(SearchSettings, overrides={"proxy": proxy_name})
+    # data.seed null: the run's seed, as a search resolves it
+    return s.data_settings().load(), s.proxy.replace(num_threads=1)
 
 
 def _worker(work, proxy_name: str, barrier, out) -> None:
-    from nas.search.child import run_child
+    from nas.training.child import run_child
     data, proxy = _load(proxy_name)
     barrier.wait()
     t0 = time.perf_counter()
@@ -97,7 +93,8 @@ def plain(configs: list[dict], processes: int, proxy_name: str) -> tuple[float, 
 def tune(configs: list[dict], workers: int, proxy_name: str) -> tuple[float, float]:
     from controller import FixedList
     from nas.arch.spec import spec_from_dict
-    from nas.search import tune_adapter as ta
+    from nas.ray.runtime import init_ray
+    from nas.ray.searcher import run_trials
     from nas.search.driver import ChildDriver, Target
     from nas.search.reward import RewardConfig
     from nas.search.settings import TrialSettings
@@ -105,11 +102,12 @@ def tune(configs: list[dict], workers: int, proxy_name: str) -> tuple[float, flo
     specs = [spec_from_dict(c["spec"]) for c in configs]
     driver = ChildDriver(lambda t: (specs[t[0]], {}), FixedList(len(specs)), budget=len(specs),
                          reward=RewardConfig(), target=Target())
-    ta.init_ray(None)
+    init_ray(None)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         trials = TrialSettings(recipe=proxy, workers=workers, cpus_per_trial=1, max_failures=0)
-        ta.run_trials(driver, data, trials, Path(tmp), "bench", lambda r: None)
+        run_trials(driver, data, trials, Path(tmp), "bench", lambda r: None,
+                   state_file=Path(tmp) / "driver.pt")
         wall = time.perf_counter() - t0
     recs = driver.trained_records()
     assert len(recs) == len(specs) and all(r.status == "ok" for r in recs), recs

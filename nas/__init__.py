@@ -18,9 +18,11 @@ Beside them: ``search_space`` and ``controller`` (the strategies) on the floor o
 pure Python. :func:`build_model` imports torch when first called.
 
 The commands are functions too (:mod:`nas.cli.api`): ``nas.run_search``, ``nas.run_scale``,
-``nas.run_train`` take the commands' settings as keyword arguments, raise the project's
-errors and return result objects; ``nas.load_run`` reads a search's run folder into a pandas
-DataFrame and specs.
+``nas.run_train``, ``nas.run_fidelity`` and ``nas.run_pipeline`` take their job's settings
+(``nas.SearchSettings``, ...: frozen dataclasses read from and written to plain mappings) or
+keyword overrides of them, raise the project's errors and return result objects;
+``nas.load_settings`` layers a job's settings as the commands do; ``nas.load_run`` reads a
+search's run folder into a pandas DataFrame and specs.
 """
 
 from __future__ import annotations
@@ -57,8 +59,14 @@ def build_timm_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int =
     return _build(spec, num_classes=num_classes, in_channels=in_channels, weights=weights)
 
 
-_API = ("run_search", "run_scale", "run_train", "load_run", "SearchResult", "ScaleResult",
-        "TrainResult", "RunData")
+_API = ("run_search", "run_scale", "run_train", "run_fidelity", "run_pipeline", "load_run",
+        "SearchResult", "ScaleResult", "TrainResult", "FidelityResult", "PipelineResult",
+        "RunData")
+# The jobs' settings (frozen dataclasses with from_mapping / to_mapping), lazily too.
+_SETTINGS = {"SearchSettings": "nas.search.settings", "ScaleSettings": "nas.search.settings",
+             "FidelitySettings": "nas.search.settings",
+             "PipelineSettings": "nas.search.settings",
+             "TrainSettings": "nas.training.settings", "load_settings": "nas.core.settings"}
 
 
 def __getattr__(name: str) -> Any:
@@ -70,6 +78,10 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         from nas.cli import api
         return getattr(api, name)
+    if name in _SETTINGS:
+        import importlib
+        return getattr(importlib.import_module(_SETTINGS[name]),
+                       "load" if name == "load_settings" else name)
     # Latency on this machine (nas/latency/): measuring imports torch, predicting does not.
     if name in ("measure_latency", "predict_latency"):
         from nas import latency
@@ -89,5 +101,5 @@ __all__ = [
     "scale_spec", "spec_from_dict", "spec_to_dict",
     "TimmArch", "to_timm", "timm_state_dict", "from_timm_state_dict", "build_timm_model",
     "measure_latency", "predict_latency",
-    *_API,
+    *_API, *_SETTINGS,
 ]

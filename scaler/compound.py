@@ -122,31 +122,31 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         if not is_number(self.step) or self.step <= 0:
-            raise ConfigError(f"--step {self.step!r}: must be a positive grid step; use e.g. 0.05")
+            raise ConfigError(f"grid.step={self.step!r}: must be a positive grid step; use e.g. 0.05")
         if self.step < 1e-6:  # grid values are decimals of _DECIMALS places
-            raise ConfigError(f"--step {self.step!r}: finer than 1e-06, the finest grid step; "
+            raise ConfigError(f"grid.step={self.step!r}: finer than 1e-06, the finest grid step; "
                               "use e.g. 0.05")
         object.__setattr__(self, "step", float(self.step))
         for key in ("alpha_range", "beta_range", "gamma_range"):
-            option = "--" + key.replace("_", "-")
+            option = f"grid.{key}"
             r = getattr(self, key)
             if (not isinstance(r, (tuple, list)) or len(r) != 2 or not all(is_number(v) for v in r)):
-                raise ConfigError(f"{option} {r!r}: expected two numbers LOW HIGH, e.g. 1.0 1.5")
+                raise ConfigError(f"{option}={r!r}: expected two numbers LOW,HIGH, e.g. [1.0, 1.5]")
             lo, hi = float(r[0]), float(r[1])
             if lo < 1.0:
-                raise ConfigError(f"{option} {lo:g} {hi:g}: compound-scaling coefficients are "
+                raise ConfigError(f"{option}={lo:g},{hi:g}: compound-scaling coefficients are "
                                   ">= 1 (scaling never shrinks a dimension); start the range at 1 "
                                   "or above")
             if lo > hi:
-                raise ConfigError(f"{option} {lo:g} {hi:g}: LOW is above HIGH; give the range "
-                                  "as LOW HIGH")
+                raise ConfigError(f"{option}={lo:g},{hi:g}: LOW is above HIGH; give the range "
+                                  "as LOW,HIGH")
             object.__setattr__(self, key, (lo, hi))
         if not is_number(self.target) or self.target < 1:
-            raise ConfigError(f"--target {self.target!r}: the MACs factor per step of phi must "
+            raise ConfigError(f"grid.target={self.target!r}: the MACs factor per step of phi must "
                               "be a number >= 1; the paper uses 2")
         object.__setattr__(self, "target", float(self.target))
         if not is_number(self.tol) or self.tol < 0:
-            raise ConfigError(f"--tol {self.tol!r}: must be a number >= 0; use e.g. 0.1")
+            raise ConfigError(f"grid.tol={self.tol!r}: must be a number >= 0; use e.g. 0.1")
         object.__setattr__(self, "tol", float(self.tol))
         if not is_int(self.recheck_top) or self.recheck_top < 1:
             raise ConfigError(f"grid.recheck_top: got {self.recheck_top!r}; use an integer >= 1 "
@@ -162,7 +162,7 @@ class GridConfig:
             lo, hi = (_dec(v) for v in getattr(self, key))      # step of 1e-9 makes 10^9
             n *= int((hi - lo) / _dec(self.step)) + 1
         if n > MAX_GRID_POINTS:
-            raise ConfigError(f"--step {self.step:g}: makes {n:,} grid points over the ranges "
+            raise ConfigError(f"grid.step={self.step:g}: makes {n:,} grid points over the ranges "
                               f"(limit {MAX_GRID_POINTS:,}); use a coarser step or narrower "
                               "ranges")
 
@@ -185,9 +185,9 @@ class GridConfig:
                         out.append(Coefficients(a, b, g))
         if not out:
             raise ConfigError(
-                f"--tol {self.tol:g}: no grid point has |alpha*beta^2*gamma^2 - "
-                f"{self.target:g}| <= {self.tol:g} (step {self.step:g}); raise --tol, use a finer "
-                "--step or widen the ranges")
+                f"grid.tol={self.tol:g}: no grid point has |alpha*beta^2*gamma^2 - "
+                f"{self.target:g}| <= {self.tol:g} (step {self.step:g}); raise grid.tol, use a "
+                "finer grid.step or widen the ranges")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def scaled_resolution(resolution: int, multiplier: float, multiple: int = 8,
     cannot land a member within tolerance (see :mod:`scaler.family`).
     """
     if rounding not in RESOLUTION_ROUNDING:
-        raise ConfigError(f"--resolution-rounding {rounding!r}: use one of "
+        raise ConfigError(f"resolution_rounding={rounding!r}: use one of "
                           f"{', '.join(RESOLUTION_ROUNDING)}")
     return round_resolution(resolution, multiplier, multiple, rounding)
 
@@ -279,7 +279,7 @@ def scale_candidate(base: ArchSpec, c: Coefficients, phi: float = 1.0,
     ``resolution_rounding`` (see :func:`scaled_resolution`).
     """
     if not is_number(phi):
-        raise ConfigError(f"--phi {phi!r}: expected a number")
+        raise ConfigError(f"phi={phi!r}: expected a number")
     _check_multiple(resolution_multiple)
     depth, width, res_mult, method = candidate_multipliers(c, phi, depth, width)
     if depth_rounding != "ceil":
@@ -305,16 +305,16 @@ def proxy_resolution(base_proxy_res: int, gamma: float, phi: float = 1.0, multip
     """The proxy training resolution of a candidate: the proxy baseline's (e.g. 32 px) scaled
     by the same ``gamma^phi`` as the full one, rounded to ``multiple`` (finer than the full
     size's 8, so small proxies still see most gammas apart)."""
-    _check_multiple(multiple, "--proxy-resolution-multiple")
+    _check_multiple(multiple, "multiple")
     if not isinstance(base_proxy_res, int) or isinstance(base_proxy_res, bool) or base_proxy_res < 1:
-        raise ConfigError(f"--proxy-resolution {base_proxy_res!r}: expected a positive integer "
+        raise ConfigError(f"base_proxy_res={base_proxy_res!r}: expected a positive integer "
                           "(pixels), e.g. 32")
     return round_resolution(base_proxy_res, gamma ** phi, multiple)
 
 
-def _check_multiple(multiple: Any, option: str = "--resolution-multiple") -> None:
+def _check_multiple(multiple: Any, option: str = "resolution_multiple") -> None:
     if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1:
-        raise ConfigError(f"{option} {multiple!r}: expected a positive integer number of "
+        raise ConfigError(f"{option}={multiple!r}: expected a positive integer number of "
                           "pixels, e.g. 8")
 
 
@@ -461,7 +461,7 @@ def select_best(results: Iterable[GridResult | tuple[Coefficients, float, int]],
         raise ConfigError(f"no grid candidate finished with a finite accuracy ({len(rs)} "
                           "results); check the trials' logs and rerun the grid")
     if not is_number(tie_tol) or tie_tol < 0:
-        raise ConfigError(f"--tie-tol {tie_tol!r}: expected a number >= 0")
+        raise ConfigError(f"tie_tol={tie_tol!r}: expected a number >= 0")
     top = max(r.accuracy for r in ok)  # type: ignore[type-var]
     tied = [r for r in ok if r.accuracy >= top - tie_tol]  # type: ignore[operator]
     return min(tied, key=lambda r: r.macs)

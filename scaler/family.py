@@ -155,9 +155,9 @@ class FamilyMember:
 def _coefficients(coefficients: Coefficients | None) -> Coefficients:
     c = PAPER_COEFFICIENTS if coefficients is None else coefficients
     if not isinstance(c, Coefficients):
-        raise ConfigError(f"--coefficients: expected Coefficients, got {type(c).__name__}")
+        raise ConfigError(f"coefficients: expected Coefficients, got {type(c).__name__}")
     if min(c.alpha, c.beta, c.gamma) < 1.0:
-        raise ConfigError(f"--coefficients {c}: compound scaling needs alpha, beta, gamma >= 1")
+        raise ConfigError(f"coefficients={c}: compound scaling needs alpha, beta, gamma >= 1")
     return c
 
 
@@ -355,7 +355,7 @@ def _bracket(at: _Evaluator, target_macs: int, lo: float,
 def solve_phi(base: ArchSpec, c: Coefficients, target_macs: int, resolution_multiple: int = 8,
               *, resolution_rounding: str = "nearest", rule: str = "budget",
               dropout: float | None = None, phi_min: float = PHI_MIN, phi_max: float = PHI_MAX,
-              option: str = "--target-flops", hold: tuple[str, float] | None = None,
+              option: str = "budgets", hold: tuple[str, float] | None = None,
               depth_rounding: str = "ceil") -> Solution:
     """The phi whose scaled spec's counted MACs are closest to ``target_macs``.
 
@@ -368,7 +368,7 @@ def solve_phi(base: ArchSpec, c: Coefficients, target_macs: int, resolution_mult
     Does not apply the 3 % tolerance (see :func:`fit_budget`).
     """
     if min(c.alpha, c.beta, c.gamma) < 1.0 or max(c.alpha, c.beta, c.gamma) == 1.0:
-        raise ConfigError(f"--coefficients {c}: need alpha, beta, gamma >= 1 and at least one "
+        raise ConfigError(f"coefficients={c}: need alpha, beta, gamma >= 1 and at least one "
                           "> 1, or phi cannot change the MACs")
     at = _evaluator(base, c, resolution_multiple, resolution_rounding, rule, dropout, hold,
                     depth_rounding)
@@ -376,13 +376,13 @@ def solve_phi(base: ArchSpec, c: Coefficients, target_macs: int, resolution_mult
     base_macs = count(base, num_classes=NUM_CLASSES).macs
     if target_macs < low.macs:
         raise ConfigError(
-            f"{option} {format_macs(target_macs)} is below the baseline's "
+            f"{option}={format_macs(target_macs)} is below the baseline's "
             f"{format_macs(base_macs)} MACs by more than compound down-scaling reaches "
             f"(phi >= {phi_min:g}: {format_macs(low.macs)}); give a budget of at least "
             f"{format_macs(low.macs)} or search a smaller baseline")
     if target_macs > high.macs:
         raise ConfigError(
-            f"{option} {format_macs(target_macs)} is above what phi <= {phi_max:g} reaches "
+            f"{option}={format_macs(target_macs)} is above what phi <= {phi_max:g} reaches "
             f"from the baseline's {format_macs(base_macs)} MACs ({format_macs(high.macs)}); "
             "give a smaller budget")
     lo, hi = _bracket(at, target_macs, phi_min, phi_max)
@@ -468,7 +468,7 @@ def _holds(base: ArchSpec, c: Coefficients, target_macs: int, multiple: int,
 def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
                  resolution_multiple: int = 8, *, tolerance: float = TOLERANCE,
                  refine: bool = True, dropout: float | None = None,
-                 option: str = "--target-flops", label: str = "",
+                 option: str = "budgets", label: str = "",
                  advice: str = "") -> Solution:
     """Solve phi for a budget, within ``tolerance``, in this order of preference:
 
@@ -508,7 +508,7 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
     lands within ``tolerance``.
     """
     if not _is_rate(tolerance):
-        raise ConfigError(f"--tolerance {tolerance!r}: expected a fraction such as 0.03")
+        raise ConfigError(f"tolerance={tolerance!r}: expected a fraction such as 0.03")
     multiples = _multiples(resolution_multiple) if refine else [resolution_multiple]
     tried: list[Solution] = []
 
@@ -549,7 +549,7 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
         return found
     best = min(tried, key=lambda t: abs(t.macs / target_macs - 1))
     error = best.macs / target_macs - 1
-    what = f"{option} {format_macs(target_macs)}{f' ({label})' if label else ''}"
+    what = f"{option}={format_macs(target_macs)}{f' ({label})' if label else ''}"
     advice = advice or "choose a budget a few percent away or other coefficients"
     if refine:
         raise ConfigError(
@@ -561,8 +561,8 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
     raise ConfigError(
         f"{what}: the closest this baseline reaches is {format_macs(best.macs)} "
         f"({error:+.1%}, phi {best.phi:g}), outside {tolerance:.0%}; use a finer "
-        f"--resolution-multiple than {resolution_multiple} (e.g. "
-        f"{max(1, resolution_multiple // 2)}) or let the solver try other multiples (refine)")
+        f"resolution_multiple than {resolution_multiple} (e.g. "
+        f"resolution_multiple={max(1, resolution_multiple // 2)}) or let the solver try other multiples (refine)")
 
 
 def _is_rate(v: Any) -> bool:
@@ -599,20 +599,20 @@ def make_family(base: ArchSpec, rule: str = "budget", coefficients: Coefficients
     and rounding used are in ``meta['scaling']``.
     """
     if rule not in RULES:
-        raise ConfigError(f"--rule {rule!r}: unknown; use one of {', '.join(RULES)}")
+        raise ConfigError(f"rule={rule!r}: unknown; use one of {', '.join(RULES)}")
     names = tuple(names)
     if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n
                                                               for n in names):
-        raise ConfigError(f"--names {list(names)!r}: give distinct, non-empty member names")
+        raise ConfigError(f"names={list(names)!r}: give distinct, non-empty member names")
     if not isinstance(resolution_multiple, int) or resolution_multiple < 1:
-        raise ConfigError(f"--resolution-multiple {resolution_multiple!r}: expected a positive "
+        raise ConfigError(f"resolution_multiple={resolution_multiple!r}: expected a positive "
                           "integer number of pixels, e.g. 8")
     if rule in ("budget", "official"):
         unknown = [n for n in names if n not in EFFICIENTNET or n == "b0"]
         if unknown:
-            raise ConfigError(f"--names {unknown[0]!r}: rule {rule!r} takes its targets from "
+            raise ConfigError(f"names={unknown[0]!r}: rule {rule!r} takes its targets from "
                               "the published table; use names among b1..b7 (or use "
-                              "fit_budgets / --target-flops for custom budgets)")
+                              "fit_budgets for custom budgets)")
     if rule == "official":
         return [_official_member(base, n) for n in names]
     c = _coefficients(coefficients)
@@ -629,9 +629,9 @@ def make_family(base: ArchSpec, rule: str = "budget", coefficients: Coefficients
     return [
         _budget_member(base, c, short, round(base_macs * budget_ratio(short)),
                        resolution_multiple, dropout, EFFICIENTNET[short], False,
-                       "--rule budget: target", tolerance, refine, short,
-                       f"member {short} cannot be made; use other coefficients (--coefficients "
-                       "or --scaling) or another rule (--rule paper or --rule official)")
+                       "rule='budget', the target", tolerance, refine, short,
+                       f"member {short} cannot be made; use other coefficients (coefficients= "
+                       "or scaling=) or another rule (rule='paper' or rule='official')")
         for short, dropout in zip(names, dropouts)]
 
 
@@ -653,7 +653,7 @@ def _official_member(base: ArchSpec, short: str) -> FamilyMember:
 def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: int | str,
                resolution_multiple: int = 4, *, name: str | None = None,
                dropout: float | None = None, tolerance: float = TOLERANCE,
-               refine: bool = True, option: str = "--target-flops") -> FamilyMember:
+               refine: bool = True, option: str = "budgets") -> FamilyMember:
     """One member whose counted MACs land within ``tolerance`` of ``target_macs``
     (``option``: the setting that gave it, for messages).
 
@@ -674,16 +674,16 @@ def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: i
 def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
                 targets: Sequence[int | str], resolution_multiple: int = 4,
                 tolerance: float = TOLERANCE, refine: bool = True,
-                option: str = "--target-flops") -> list[FamilyMember]:
+                option: str = "budgets") -> list[FamilyMember]:
     """:func:`fit_budget` for each target, in the given order (duplicates are an error;
     ``option`` names the setting that gave the targets in messages)."""
     parsed = [parse_macs(t, option) for t in targets]
     if not parsed:
-        raise ConfigError(f"{option}: give at least one budget, e.g. 600M")
+        raise ConfigError(f"{option}: give at least one budget, e.g. ['600M']")
     seen = set()
     for t in parsed:
         if t in seen:
-            raise ConfigError(f"{option} {format_macs(t)}: given twice; list each budget once")
+            raise ConfigError(f"{option}={format_macs(t)}: given twice; list each budget once")
         seen.add(t)
     return [fit_budget(base, coefficients, t, resolution_multiple, tolerance=tolerance,
                        refine=refine, option=option) for t in parsed]

@@ -19,18 +19,33 @@ from nas.core.errors import ConfigError, NoResultError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _dests(parser) -> set[str]:
-    return set(vars(parser.parse_args([])))
+@pytest.mark.parametrize("function,settings", [
+    ("run_search", "SearchSettings"), ("run_scale", "ScaleSettings"),
+    ("run_train", "TrainSettings"), ("run_fidelity", "FidelitySettings"),
+    ("run_pipeline", "PipelineSettings")])
+def test_each_function_takes_its_settings_and_keyword_overrides(function, settings):
+    params = inspect.signature(getattr(api, function)).parameters
+    assert list(params)[0] == "settings" and "overrides" in params
+    assert params["overrides"].kind is inspect.Parameter.VAR_KEYWORD
+    assert getattr(nas, settings).from_mapping({}) is not None
 
 
-@pytest.mark.parametrize("function,module,extra", [
-    ("run_search", "nas.cli.search", set()),
-    ("run_scale", "nas.cli.scale", {"say"}),
-    ("run_train", "nas.cli.train", {"say"})])
-def test_every_flag_is_a_keyword_argument_and_nothing_else(function, module, extra):
+@pytest.mark.parametrize("module,settings", [
+    ("nas.cli.search", "SearchSettings"), ("nas.cli.scale", "ScaleSettings"),
+    ("nas.cli.train", "TrainSettings"), ("nas.cli.fidelity", "FidelitySettings"),
+    ("nas.cli.pipeline", "PipelineSettings")])
+def test_every_flag_sets_a_key_of_the_settings(module, settings):
     import importlib
-    params = set(inspect.signature(getattr(api, function)).parameters)
-    assert params == _dests(importlib.import_module(module).build_parser()) | extra
+
+    from nas.core.settings import flat_keys
+    keys = set(flat_keys(getattr(nas, settings)().to_mapping())) | {
+        k for k in getattr(nas, settings)().to_mapping()}
+    table = importlib.import_module(module).KEYS
+    parser = importlib.import_module(module).build_parser()
+    dests = {a.dest for a in parser._actions}
+    for dest, key in table.items():
+        assert dest in dests, dest
+        assert key in keys or key.rsplit(".", 1)[0] in keys, (dest, key)
 
 
 def test_import_nas_gives_the_api_lazily_and_stays_torch_free():
@@ -48,15 +63,16 @@ def test_import_nas_gives_the_api_lazily_and_stays_torch_free():
 @pytest.mark.parametrize("kwargs,needle", [
     ({}, "target_flops is required, e.g. target_flops=400M"),
     ({"target_flops": "abc"}, "target_flops='abc'"),
-    ({"target_flops": "400M", "set": {"foo": 1}}, "unknown key 'foo'"),
-    ({"target_flops": "400M", "set": ["reward.bogus=1"]}, "unknown key 'reward.bogus'"),
+    ({"target_flops": "400M", "foo": 1}, "unknown key 'foo'"),
+    ({"target_flops": "400M", "reward.bogus": 1}, "unknown key 'reward.bogus'"),
     ({"target_flops": "400M", "config": {"bogus": 2}}, "config: unknown key 'bogus'"),
-    ({"target_flops": "400M", "config": {"proxy": {"epoch": 2}}}, "epoch: unknown proxy"),
+    ({"target_flops": "400M", "config": {"proxy": {"epoch": 2}}},
+     "unknown key 'proxy.epoch'; did you mean 'proxy.epochs'?"),
     ({"target_flops": "400M", "strategy": "annealing"}, "strategy='annealing'"),
     ({"target_flops": "400M", "workers": 0}, "workers"),
     ({"target_flops": "400M", "budget": "many"}, "budget"),
-    ({"target_flops": "400M", "set": {"tune.scheduler": "hyperband"}}, "tune.scheduler"),
-    ({"target_flops": "400M", "set": {"tune.scheduler": "asha", "proxy.epochs": 1}},
+    ({"target_flops": "400M", "tune.scheduler": "hyperband"}, "tune.scheduler"),
+    ({"target_flops": "400M", "tune": {"scheduler": "asha"}, "proxy.epochs": 1},
      "tune.asha.grace_period"),
     ({"resume": True}, "resume=True needs out=DIR"),
 ])
@@ -72,14 +88,15 @@ def test_bad_search_settings_raise_one_line_and_print_nothing(capsys, tmp_path, 
 
 
 def test_other_commands_raise_too(capsys, tmp_path):
-    with pytest.raises(ConfigError, match="SPEC is required"):
+    with pytest.raises(ConfigError, match="spec is required"):
         nas.run_train(epochs=1)
-    with pytest.raises(ConfigError, match="^phi sets the grid search, which runs only with grid=True; add grid=True"):
+    with pytest.raises(ConfigError, match="^phi sets the grid search, which runs only with "
+                                          "grid_search=True; add grid_search=True"):
         nas.run_scale(phi=2.0, out=tmp_path / "s")
-    with pytest.raises(ConfigError, match="^coefficients: give three numbers"):
+    with pytest.raises(ConfigError, match="^coefficients=1.2,1.1: give three numbers"):
         nas.run_scale(coefficients=[1.2, 1.1], out=tmp_path / "s")
-    with pytest.raises(TypeError):
-        nas.run_search(target_flops="400M", no_such_flag=1)  # not a setting of the command
+    with pytest.raises(ConfigError, match="unknown key 'no_such_flag'"):
+        nas.run_search(target_flops="400M", no_such_flag=1)  # not a setting of the search
     assert capsys.readouterr().err == ""
 
 
@@ -114,8 +131,8 @@ def test_search_settings_are_the_commands(monkeypatch, tmp_path, capsys):
     cfg = tmp_path / "my.yaml"
     cfg.write_text("top_k: 2\n")
     out = tmp_path / "run"
-    result = nas.run_search("0.4G", strategy="evolution", budget=7, config=cfg,
-                            set={"proxy.epochs": 3, "reward": {"w": -0.1}}, workers=3,
+    result = nas.run_search(target_flops="0.4G", strategy="evolution", budget=7, config=cfg,
+                            **{"proxy.epochs": 3}, reward={"w": -0.1}, workers=3,
                             seed=5, name="n", out=out)
     code = search.main(["--target-flops", "0.4G", "--strategy", "evolution", "--budget", "7",
                         "--config", str(cfg), "--set", "proxy.epochs=3", "--set",
@@ -131,19 +148,44 @@ def test_search_settings_are_the_commands(monkeypatch, tmp_path, capsys):
                                       best_path=None, summary=result.summary)
 
 
-def test_a_config_mapping_and_set_forms(monkeypatch, tmp_path):
+def test_a_config_mapping_and_override_forms(monkeypatch, tmp_path):
     seen = _capture_search(monkeypatch)
     nas.run_search(target_flops="400M", config={"budget": 9, "proxy": {"epochs": 5}},
-                   set=["proxy.lr=1e-3"], name="a", out=tmp_path / "a")
+                   **{"proxy.lr": 1e-3}, name="a", out=tmp_path / "a")
     s = seen[-1][0]
     assert s.budget == 9 and s.trials.recipe.epochs == 5 and s.trials.recipe.lr == 1e-3
+    # Settings built by hand, then overridden: the same settings.
+    given = nas.SearchSettings.from_mapping({"target_flops": "400M", "budget": 9,
+                                             "proxy": {"epochs": 5, "lr": 1e-3}})
+    nas.run_search(given, name="a", out=tmp_path / "b")
+    assert seen[-1][0].replace(out=s.out) == s
+    with pytest.raises(ConfigError, match="leave out preset= and config="):
+        nas.run_search(given, preset="smoke")
+
+
+def test_the_api_path_never_builds_an_argument_parser(monkeypatch, tmp_path):
+    import argparse
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("argparse on the API path")
+    monkeypatch.setattr(argparse, "ArgumentParser", refuse)
+    seen = _capture_search(monkeypatch)
+    nas.run_search(target_flops="400M", preset="smoke", budget=3, out=tmp_path / "a")
+    assert seen[-1][0].budget == 3
+    with pytest.raises(ConfigError, match="target_flops=40 is 40 MACs"):
+        nas.run_search(target_flops=40, out=tmp_path / "b")
+    lines: list[str] = []
+    nas.run_scale(coefficients=(1.2, 1.1, 1.15), rule="paper", out=tmp_path / "c",
+                  say=lines.append)
+    assert lines and (tmp_path / "c" / "config.yaml").is_file()
 
 
 def test_train_settings_are_the_commands(monkeypatch, tmp_path):
     from nas.cli import train as command
+    from nas.training import fit
     from nas.training.fit import FitResult
     seen = []
-    monkeypatch.setattr(command, "fit", lambda c, spec, ckpt, cmd, say=None:
+    monkeypatch.setattr(fit, "fit", lambda c, spec, ckpt, cmd, say=None:
                         seen.append((c, spec, cmd)) or FitResult("interrupted", None, 0))
     out = tmp_path / "t"
     result = nas.run_train("efficientnet-b0", epochs=3, lr=0.01, ema_decay=0.999,
@@ -171,7 +213,7 @@ def test_scale_without_training_prints_what_the_command_prints(tmp_path, capsys)
     assert "\n".join(lines).replace(str(tmp_path / "a"), "OUT") + "\n" == \
         printed.replace(str(tmp_path / "b"), "OUT")
     assert result.coefficients == (1.2, 1.1, 1.15) and result.scaling is None
-    assert result.source == "--coefficients" and result.compare is None
+    assert result.source == "the given coefficients" and result.compare is None
     assert len(result.family) == 7 and all(p.is_file() for p in result.family)
     assert "b7" in result.family_table and result.family_csv.is_file()
     assert nas.load_spec(result.family[0]).resolution > 224

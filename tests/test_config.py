@@ -1,4 +1,4 @@
-"""Layered configs: YAML 1.2 numbers in --set and in YAML layers, and the README's --set
+"""Layered settings: YAML 1.2 numbers in --set and in YAML layers, and the README's --set
 examples as a shell would pass them."""
 
 from __future__ import annotations
@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli import options, scale, search
-from nas.cli.config import dump, load_layers, parse_set
+from nas.cli import scale, search
+from nas.cli.jobs import dump
+from nas.cli.parser import overrides
 from nas.core.files import dump_yaml_text, load_yaml_text, read_yaml
+from nas.core.settings import layers, load
+from nas.core.settings import parse_overrides as parse_set
+from nas.search.settings import ScaleSettings, SearchSettings
+
+
+def search_settings(*argv: str) -> SearchSettings:
+    args = search.build_parser().parse_args(list(argv))
+    return load(SearchSettings, preset=args.preset, config=args.config,
+                overrides=overrides(args, search.KEYS))
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,23 +44,22 @@ def test_what_is_not_a_number_stays_text(text):
 def test_dumped_yaml_reads_back_as_it_was():
     data = {"name": "3e8", "lr": 1e-3, "big": 3e8, "text": "1E5", "n": 12, "yes": "yes"}
     assert load_yaml_text(dump_yaml_text(data)) == data
-    assert load_yaml_text(dump(data)) == data
+    s = load(SearchSettings, overrides={"name": "3e8", "proxy.lr": 1e-3, "target_flops": 3e8})
+    assert SearchSettings.from_mapping(load_yaml_text(dump(s))) == s
 
 
 def test_yaml_layers_read_yaml_1_2_numbers(tmp_path):
     cfg = tmp_path / "my.yaml"
     cfg.write_text("proxy:\n  lr: 1e-3\n  weight_decay: 4E-5\ntarget_flops: 4e8\n")
     assert read_yaml(cfg)["proxy"] == {"lr": 0.001, "weight_decay": 4e-5}
-    merged = load_layers("search", None, str(cfg), parse_set(["proxy.momentum=9e-1"]))
-    s = search.settings(merged)
+    s = load(SearchSettings, config=str(cfg), overrides=["proxy.momentum=9e-1"])
     assert (s.trials.recipe.lr, s.trials.recipe.weight_decay, s.trials.recipe.momentum) == \
         (0.001, 4e-5, 0.9)
     assert s.target_macs == 400_000_000
 
 
 def test_set_lr_in_scientific_notation_is_accepted():
-    args = search.build_parser().parse_args(["--target-flops", "400M", "--set", "proxy.lr=1e-3"])
-    s = search.settings(options.load_config(args, "search", search.FLAGS))
+    s = search_settings("--target-flops", "400M", "--set", "proxy.lr=1e-3")
     assert s.trials.recipe.lr == 0.001
 
 
@@ -99,11 +108,12 @@ def test_readme_set_examples_work_pasted_into_a_shell(snippet, raw):
         set(read_yaml(ROOT / "configs" / "search.yaml"))
     if key.split(".")[0] in scale_keys or "scale.py" in snippet:
         args = scale.build_parser().parse_args(["--set", item])
-        cfg = options.load_config(args, "scale", scale.FLAGS)
+        cfg = layers(ScaleSettings, overrides=overrides(args, scale.KEYS))
+        ScaleSettings.from_mapping(cfg)
     else:
         args = search.build_parser().parse_args(["--target-flops", "400M", "--set", item])
-        cfg = options.load_config(args, "search", search.FLAGS)
-        search.settings(cfg)
+        cfg = layers(SearchSettings, overrides=overrides(args, search.KEYS))
+        SearchSettings.from_mapping(cfg)
     node, expected = cfg, parse_set([item])
     for part in key.split("."):
         node, expected = node[part], expected[part]
@@ -129,14 +139,18 @@ def test_a_bad_time_budget_is_one_line(value):
 
 
 def test_a_time_budget_given_on_resume_replaces_the_saved_one(tmp_path):
-    import argparse
+    from nas.cli import jobs
     out = tmp_path / "run"
     out.mkdir()
-    cfg = load_layers("search", None, None, {"target_flops": "400M", "out": str(out)})
-    del cfg["time_budget"]  # a run saved before the setting existed
-    (out / "config.yaml").write_text(dump(cfg))
-    args = argparse.Namespace(resume=True, out=str(out), set=[], time_budget="20m")
-    resumed = options.load_config(args, "search", {**search.FLAGS})
-    assert resumed["time_budget"] == "20m"
-    args.time_budget = None
-    assert options.load_config(args, "search", {**search.FLAGS})["time_budget"] is None
+    s = load(SearchSettings, overrides={"target_flops": "400M", "out": str(out),
+                                        "time_budget": "1h"})
+    (out / "config.yaml").write_text(dump(s))
+    resumed = jobs.saved_settings(SearchSettings, out, ("search", "oneshot"),
+                                  {"time_budget": "20m"}, jobs.SEARCH_RESUMABLE, "search")
+    assert resumed.time_budget == 1200.0
+    again = jobs.saved_settings(SearchSettings, out, ("search", "oneshot"), {"time_budget": None},
+                                jobs.SEARCH_RESUMABLE, "search")
+    assert again.time_budget is None
+    with pytest.raises(Exception, match="'strategy' cannot change"):
+        jobs.saved_settings(SearchSettings, out, ("search", "oneshot"), {"strategy": "random"},
+                            jobs.SEARCH_RESUMABLE, "search")

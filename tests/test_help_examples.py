@@ -9,8 +9,8 @@ What "checked" means, per example, so that the fast suite starts no Ray and trai
 
 * an example that trains (search, scale --grid / --compare, train, pipeline) is parsed and
   its whole config built and validated, exactly as the command does before it writes
-  anything (``settings(load_config(...))``; for train ``config_from_args``, the recipe and
-  the spec); ``--out`` is pointed into a temp folder;
+  anything (the settings, layered as :mod:`nas.cli.jobs` layers them, and their checks; for
+  train the recipe and the spec); ``--out`` is pointed into a temp folder;
 * an example that does not train (scale with given coefficients, a rule or budgets) is run;
 * a ``--resume`` example is run against a run folder that does not exist, and must fail
   with the command's one-line error about that folder (so its flags were accepted; a usage
@@ -111,20 +111,25 @@ def check_example(command: str, argv: list[str], tmp: Path,
         assert err.startswith("error: ") and "--help" not in err, err  # not a usage error
         assert str(tmp / "runs" / "NAME") in err or "runs/" in err, err
         return
+    from nas.cli import jobs
+    from nas.cli.parser import overrides
+    from nas.search import settings as trees
     if command == "search":
         from nas.cli import search
         args = search.build_parser().parse_args(_with_out(argv, tmp))
-        s = search.settings(search.load_config(args, "search", search.FLAGS))
+        s = jobs.settings(trees.SearchSettings, preset=args.preset, config=args.config,
+                          overrides=overrides(args, search.KEYS))
+        s.check(args.force)
         assert s.target_macs > 0 and s.budget >= 1
     elif command == "scale":
         from nas.cli import scale
-        from nas.cli.config import merge
         args = scale.build_parser().parse_args(_with_out(argv, tmp))
-        scale.check_grid_flags(args)
-        if args.grid or args.compare:  # trains on Ray: its settings only
-            cfg = merge(scale.load_config(args, "scale", scale.FLAGS), scale._cli_layer(args),
-                        "command line")
-            s = scale.settings(cfg, True, args.grid)
+        over = overrides(scale._values(args), scale.KEYS, switches=("grid", "compare"))
+        s = jobs.settings(trees.ScaleSettings, preset=args.preset, config=args.config,
+                          overrides=over)
+        jobs.check_grid_keys(s, over)
+        if s.trains:  # trains on Ray: its settings only
+            s.check(args.force)
             assert s.trials.workers >= 1
         else:  # no training: run it
             said: list[str] = []
@@ -133,20 +138,25 @@ def check_example(command: str, argv: list[str], tmp: Path,
     elif command == "train":
         from nas.cli import train
         from nas.training.fit import make_spec
-        c = train.config_from_args(train.build_parser().parse_args(_with_out(argv, tmp)))
+        args = train.build_parser().parse_args(_with_out(argv, tmp))
+        c, spec = jobs.train_fresh(train.settings(args), args.force)
         c.recipe()
         assert make_spec(c).stages
     elif command == "fidelity":
         from nas.cli import fidelity
         args = fidelity.build_parser().parse_args(argv)
-        fidelity.recipe_from(args.long, "--long")
-        for text in args.proxies.split(","):
-            if text.strip() != "run":
-                fidelity.recipe_from(text.strip(), "--proxies")
+        over = overrides(args, fidelity.KEYS)
+        if isinstance(over.get("proxies"), str):
+            over["proxies"] = [t.strip() for t in over["proxies"].split(",") if t.strip()]
+        f = jobs.settings(trees.FidelitySettings, overrides=over)
+        f.long_recipe()
+        f.proxy_recipes()
     elif command == "pipeline":
         from nas.cli import pipeline
         args = pipeline.build_parser().parse_args(_with_out(argv, tmp))
-        p = pipeline.settings(pipeline.load_config(args))
+        s = jobs.settings(trees.PipelineSettings, preset=args.preset, config=args.config,
+                          overrides=pipeline.cli_overrides(args))
+        p = jobs.pipeline_plan(s, force=args.force)
         assert p.out == tmp / "out"
     else:
         raise AssertionError(f"no check for effnas {command}'s examples; add one here")

@@ -28,14 +28,14 @@ class Started(Exception):
 
 @pytest.fixture(autouse=True)
 def nothing_starts(monkeypatch):
-    from nas.cli import train as train_command
-    from nas.search import tune_adapter
+    from nas.ray import runtime
+    from nas.training import fit
 
     def refuse(*args, **kwargs):
         raise Started("the command got past its checks")
 
-    monkeypatch.setattr(tune_adapter, "init_ray", refuse)
-    monkeypatch.setattr(train_command, "fit", refuse)
+    monkeypatch.setattr(runtime, "init_ray", refuse)
+    monkeypatch.setattr(fit, "fit", refuse)
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +130,14 @@ def test_forced_tiny_budget_passes_the_check_and_names_budgets_after(capsys, tmp
 
 
 def test_forced_tiny_target_is_taken(tmp_path):
-    from nas.cli import options, search
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
 
-    args = search.build_parser().parse_args(["--target-flops", "40", "--force",
-                                             "--out", str(tmp_path / "run")])
-    s = search.settings(options.load_config(args, "search", search.FLAGS), args.force)
+    s = load(SearchSettings, overrides={"target_flops": "40", "out": tmp_path / "run"})
+    s.check(force=True)
     assert s.target_macs == 40
-    with pytest.raises(ConfigError, match="pass --force"):
-        search.settings(options.load_config(args, "search", search.FLAGS))
+    with pytest.raises(ConfigError, match="pass force=True"):
+        s.check()
 
 
 def test_pipeline_budgets_of_40_macs(capsys, tmp_path):
@@ -151,20 +151,20 @@ def test_pipeline_budgets_of_40_macs(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv,says", [
     (["search", "--target-flops", "400M", "--set", "target.resolution=100000"],
-     "target.resolution 100000: 100000 x 100000 pixels is over 4096"),
+     "target.resolution=100000: 100000 x 100000 pixels is over 4096"),
     (["search", "--target-flops", "400M", "--set", "proxy.resolution=100000"],
-     "proxy.resolution 100000: 100000 x 100000 pixels is over 4096"),
+     "proxy.resolution=100000: 100000 x 100000 pixels is over 4096"),
     (["search", "--target-flops", "400M", "--set", "target.resolution=0"],
      "target.resolution: got 0; use an integer >= 8"),
     (["search", "--target-flops", "400M", "--set", "target.resolution=-3"],
      "target.resolution: got -3"),
     (["pipeline", "--target-flops", "400M", "--budgets", "600M", "--set",
-      "train.resolution=100000"], "train.resolution 100000: 100000 x 100000 pixels"),
+      "train.resolution=100000"], "train.resolution=100000: 100000 x 100000 pixels"),
     (["train", "efficientnet-b0", "--resolution", "100000"],
      "--resolution 100000: 100000 x 100000 pixels is over 4096, almost surely a typo"),
     (["train", "efficientnet-b0", "--resolution", "5"], "--resolution"),
     (["search", "--target-flops", "400M", "--set", "data.image_size=100000"],
-     "data.image_size 100000: 100000 x 100000 pixels is over 4096"),
+     "data.image_size=100000: 100000 x 100000 pixels is over 4096"),
 ])
 def test_implausible_resolutions_are_one_line(capsys, tmp_path, argv, says):
     line = one_line(capsys, *argv, "--out", str(tmp_path / "run"))
@@ -203,12 +203,12 @@ def test_empty_values_are_one_line(capsys, tmp_path, argv):
     (["--budget", "-5"], "budget: got -5"),
     (["--workers", "-1"], "workers: got -1"),
     (["--workers", "0"], "workers: got 0"),
-    (["--cpus-per-trial", "nan"], "cpus_per_trial: got nan"),
-    (["--gpus-per-trial", "inf"], "gpus_per_trial: got inf"),
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial nan: expected a finite number"),
+    (["--gpus-per-trial", "inf"], "--gpus-per-trial inf: expected a finite number"),
     (["--seed", "-1"], "seed: got -1"),
     (["--seed", str(10**30)], "seed: got 1000000000000000000000000000000; use an integer in "
                               "[0, 4294967295]"),
-    (["--time-budget=-5m"], "time_budget"),
+    (["--time-budget=-5m"], "--time-budget: got '-5m'"),
     (["--set", "proxy.epochs=0"], "epochs"),
 ])
 def test_bad_counts_are_one_line(capsys, tmp_path, extra, says):
@@ -370,12 +370,13 @@ def api_error(call, *args, **kwargs) -> str:
     ({"target_flops": "400M", "budget": 2.5}, "budget=2.5: expected a whole number"),
     ({"target_flops": "400M", "resume": "yes"}, "resume='yes': expected True or False"),
     ({"target_flops": "400M", "out": 123}, "out=123: expected a path"),
-    ({"target_flops": "400M", "set": 5}, "set=5: give a mapping"),
+    ({"target_flops": "400M", "proxy": 5}, "proxy: expected a mapping"),
+    ({"target_flops": "400M", "preset": 5}, "preset=5: give a preset's name"),
     ({"target_flops": "400M", "config": 5}, "config=5: give a YAML file's path"),
     ({"target_flops": "400M", "space": ""}, "space='': empty; give a value, or leave space out"),
     ({"target_flops": "  "}, "target_flops='  ': empty"),
-    ({"target_flops": "400M", "set": {"target.resolution": 100000}},
-     "target.resolution 100000: 100000 x 100000 pixels is over 4096"),
+    ({"target_flops": "400M", "target.resolution": 100000},
+     "target.resolution=100000: 100000 x 100000 pixels is over 4096"),
 ])
 def test_api_search_errors_name_keywords(tmp_path, kwargs, says):
     kwargs.setdefault("out", tmp_path / "run")
@@ -384,13 +385,14 @@ def test_api_search_errors_name_keywords(tmp_path, kwargs, says):
 
 
 @pytest.mark.parametrize("kwargs,says", [
-    ({"target_flops": "1e30"}, "target_flops='1e30': implausibly large"),
-    ({"target_flops": "40"}, "target_flops=40 is 40 MACs"),
+    ({"budgets": ["1e30"]}, "budgets='1e30': implausibly large"),
+    ({"budgets": ["40"]}, "budgets=40 is 40 MACs"),
     ({"budgets": [40]}, "budgets=40 is 40 MACs"),
     ({"budgets": ["600M", "1e30"]}, "budgets='1e30': implausibly large"),
     ({"budgets": 40}, "budgets: got 40; give a list"),
-    ({"phi": "abc", "grid": True}, "phi='abc': expected a number"),
-    ({"grid": "yes"}, "grid='yes': expected True or False"),
+    ({"phi": "abc", "grid_search": True}, "phi='abc': expected a finite number"),
+    ({"grid_search": "yes"}, "grid_search='yes': expected True or False"),
+    ({"target_flops": "2G"}, "unknown key 'target_flops'"),
 ])
 def test_api_scale_errors_name_keywords(tmp_path, kwargs, says):
     assert says in api_error(nas.run_scale, out=tmp_path / "run", **kwargs)
@@ -400,11 +402,11 @@ def test_api_scale_errors_name_keywords(tmp_path, kwargs, says):
 @pytest.mark.parametrize("kwargs,says", [
     ({"epochs": "abc"}, "epochs='abc': expected a whole number"),
     ({"epochs": [1]}, "epochs=[1]: expected a whole number"),
-    ({"lr": "fast"}, "lr='fast': expected a number"),
+    ({"lr": "fast"}, "lr='fast': expected a finite number"),
     ({"out": 123}, "out=123: expected a path"),
     ({"resolution": 100000}, "resolution=100000: 100000 x 100000 pixels is over 4096, almost "
                              "surely a typo (ImageNet is 224, Fashion-MNIST 28); pass force=True"),
-    ({"optimizer": "lamb"}, "optimizer='lamb': use one of"),
+    ({"optimizer": "lamb"}, "optimizer: got 'lamb'; use one of"),
 ])
 def test_api_train_errors_name_keywords(tmp_path, kwargs, says):
     kwargs.setdefault("out", tmp_path / "run")
@@ -412,11 +414,14 @@ def test_api_train_errors_name_keywords(tmp_path, kwargs, says):
     assert not (tmp_path / "run").exists()
 
 
-def test_api_values_are_read_as_the_flags_read_text(tmp_path):
-    with pytest.raises(Started):  # "3" is 3, as --epochs 3; force=True takes 5000 px
-        nas.run_train("efficientnet-b0", epochs="3", resolution=5000, force=True,
+def test_api_values_are_typed_and_force_takes_what_looks_like_a_typo(tmp_path):
+    with pytest.raises(Started):  # force=True takes 5000 px
+        nas.run_train("efficientnet-b0", epochs=3, resolution=5000, force=True,
                       out=tmp_path / "run")
-    assert "spec=123" in api_error(nas.run_train, 123) or "123" in api_error(nas.run_train, 123)
+    # Text is not a number: the settings are typed, as a YAML file's are.
+    assert "epochs='3': expected a whole number" in api_error(nas.run_train,
+                                                                "efficientnet-b0", epochs="3")
+    assert "settings=123" in api_error(nas.run_train, 123)
 
 
 @pytest.mark.parametrize("path", [None, 5, ""])

@@ -27,7 +27,7 @@ def run_main(capsys, *argv: str) -> tuple[int, str]:
     (["--evaluator", "oneshot", "--set", "recheck.seeds=2"], "does not re-check them"),
     (["--set", "recheck.seeds=-1"], "recheck.seeds"),
     (["--set", "recheck.tops=2"], "unknown key 'recheck.tops'"),
-    (["--evaluator", "oneshot", "--gpus-per-worker", "-1"], "gpus_per_worker"),
+    (["--evaluator", "oneshot", "--gpus-per-worker", "-1"], "--gpus-per-worker: got -1.0"),
     (["--evaluator", "oneshot", "--workers", "3"], "does not split over 3 workers"),
     (["--set", "reward.form=absolute", "--set", "reward.beta=0.1"], "reward.beta"),
 ])
@@ -53,17 +53,16 @@ def test_a_space_the_supernet_cannot_hold_is_refused_before_ray(capsys, tmp_path
 
 
 def test_the_oneshot_section_merges_presets_and_flags():
-    from nas.cli.config import load_layers
-    cfg = load_layers("search", "smoke", None, {"oneshot": {"supernet": {"lr": 0.01}}})
-    o = cfg["oneshot"]
-    assert o["supernet"]["lr"] == 0.01 and o["supernet"]["epochs"] == 2  # smoke, then flag
-    assert o["supernet"]["optimizer"] == "rmsprop"  # the default's, kept under the preset
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
     from nas.supernet.settings import SupernetSettings
-    s = SupernetSettings.from_dict(o)
-    assert s.supernet.lr == 0.01 and s.bn == "batch"
-    assert SupernetSettings.from_dict(s.to_dict()) == s
+    s = load(SearchSettings, preset="smoke", overrides={"oneshot": {"supernet": {"lr": 0.01}}}).oneshot
+    assert s.supernet.lr == 0.01 and s.supernet.epochs == 2  # smoke, then the override
+    assert s.supernet.optimizer == "rmsprop"  # the default's, kept under the preset
+    assert s.bn == "batch"
+    assert SupernetSettings.from_mapping(s.to_mapping()) == s
     with pytest.raises(ConfigError):
-        load_layers("search", None, None, {"oneshot": "no-such-config"})
+        load(SearchSettings, overrides={"oneshot": "no-such-config"})
 
 
 def test_the_settings_defaults_are_the_bundled_configs():
@@ -80,6 +79,7 @@ def test_the_settings_defaults_are_the_bundled_configs():
     assert {f.name for f in fields} == set(bundled) - {"supernet"}
     for f in fields:
         assert f.default == bundled[f.name], f.name
+    assert SupernetSettings() == SupernetSettings.from_mapping(bundled)
 
 
 def test_absolute_reward_form():

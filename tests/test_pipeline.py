@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 import nas
+from nas.cli import jobs
 from nas.cli import pipeline as cli
 from nas.core.errors import ConfigError
-from nas.search.pipeline import (
-    PipelineState,
-    TrainPlan,
-    select_members,
-    train_resolution,
-)
-from nas.search.pipeline_report import compare_to
+from nas.search.settings import PipelineSettings
+from nas.pipeline.report import compare_to
+from nas.pipeline.run import select_members, train_resolution
+from nas.pipeline.settings import TrainPlan
+from nas.pipeline.state import PipelineState
 
 BASE = ["--target-flops", "400M", "--budgets", "600M,1.2G"]
 
@@ -27,8 +26,18 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
+def settings(*argv: str) -> PipelineSettings:
+    """The settings the command line asks for (layered, or the run's on --resume)."""
+    args = cli.build_parser().parse_args(list(argv))
+    over = cli.cli_overrides(args)
+    if args.resume:
+        return jobs.pipeline_resumed(over)
+    return jobs.settings(PipelineSettings, preset=args.preset, config=args.config,
+                         overrides=over)
+
+
 def config(*argv: str) -> dict:
-    return cli.load_config(cli.build_parser().parse_args(list(argv)))
+    return settings(*argv).to_mapping()
 
 
 def test_defaults_take_the_search_and_scale_keys_from_their_own_files():
@@ -64,10 +73,10 @@ def test_typed_settings_hand_each_stage_its_own(tmp_path):
     cfg = config(*BASE, "--out", str(out), "--seeds", "0,1,2", "--references",
                  "mobilenetv2,efficientnet-b0", "--compare", "--family", "paper",
                  "--members", "600M,b2")
-    p = cli.settings(cfg)
+    p = jobs.pipeline_plan(PipelineSettings.from_mapping(cfg))
     assert p.out == out and p.search.out == out / "search" and p.scale.out == out / "scale"
     assert p.search.target_macs == 400_000_000 and p.search.budget == 60
-    assert p.scale.budgets == (600_000_000, 1_200_000_000) and p.scale.rule == "paper"
+    assert p.scale.budget_macs == (600_000_000, 1_200_000_000) and p.scale.rule == "paper"
     assert p.grid and p.compare and p.family and p.scale.trials is not None
     t = p.train
     assert isinstance(t, TrainPlan) and t.seeds == (0, 1, 2) and t.resolution == 32
@@ -78,7 +87,7 @@ def test_typed_settings_hand_each_stage_its_own(tmp_path):
     assert t.template.dataset == "fashion-mnist" and t.template.val_size == 5000
     assert not out.exists()  # building settings writes nothing
     # Given coefficients skip the grid; a given baseline skips the search.
-    p = cli.settings(config(*BASE, "--coefficients", "1.2,1.1,1.15", "--baseline",
+    p = jobs.pipeline_plan(settings(*BASE, "--coefficients", "1.2,1.1,1.15", "--baseline",
                             "mnasnet-a1", "--out", str(out)))
     assert not p.grid and p.scale.coefficients == (1.2, 1.1, 1.15) and p.scale.trials is None
     assert p.search is None and p.baseline == "mnasnet-a1"
@@ -89,16 +98,17 @@ def test_typed_settings_hand_each_stage_its_own(tmp_path):
     (["--target-flops", "400M"], "nothing to scale"),
     (["--target-flops", "abc", "--budgets", "600M"], "--target-flops 'abc'"),
     ([*BASE[:2], "--budgets", "600M,zz"], "--budgets 'zz'"),
-    ([*BASE, "--coefficients", "1.2,1.1"], "scale.coefficients"),
-    ([*BASE, "--coefficients", "0.5,1,1"], "scale.coefficients"),
+    ([*BASE, "--coefficients", "1.2,1.1"], "--coefficients 1.2,1.1: give three numbers"),
+    ([*BASE, "--coefficients", "0.5,1,1"], "--coefficients 0.5,1.0,1.0: compound scaling"),
     ([*BASE, "--coefficients", "a,b,c"], "--coefficients"),
-    ([*BASE, "--family", "magic"], "--rule 'magic'"),
-    ([*BASE, "--set", "scale.grid.step=0"], "scale settings: --step 0"),
-    ([*BASE, "--set", "search.reward.w=x"], "search settings: reward.w"),
+    ([*BASE, "--family", "magic"], "--family 'magic'"),
+    ([*BASE, "--set", "scale.grid.step=0"], "scale.grid.step=0.0: must be a positive grid"),
+    ([*BASE, "--set", "search.reward.w=x"], "search.reward.w='x': expected a finite number"),
     ([*BASE, "--set", "search.proxy.epochs=0"], "epochs: got 0"),
-    ([*BASE, "--set", "search.strategy=magic"], "--strategy 'magic'"),
+    ([*BASE, "--set", "search.strategy=magic"], "search.strategy='magic'"),
     ([*BASE, "--set", "search.nope=1"], "unknown key 'search.nope'"),
-    ([*BASE, "--set", "search.workers=4"], "unknown key 'search.workers'"),
+    ([*BASE, "--set", "search.workers=4"], "search.workers is set once for the whole "
+                                           "pipeline; use workers"),
     ([*BASE, "--set", "nope=1"], "unknown key 'nope'"),
     ([*BASE, "--set", "train.lr=-1"], "train.lr: got -1.0"),
     ([*BASE, "--set", "train.optimizer=magic"], "train.optimizer"),
@@ -106,7 +116,7 @@ def test_typed_settings_hand_each_stage_its_own(tmp_path):
     ([*BASE, "--set", "train.export=gif"], "train.export"),
     ([*BASE, "--set", "train.resolution=2"], "train.resolution"),
     ([*BASE, "--set", "train.patience=0"], "train.patience"),
-    ([*BASE, "--epochs", "0"], "train.epochs"),
+    ([*BASE, "--epochs", "0"], "--epochs: got 0"),
     ([*BASE, "--seeds", "0,0"], "lists a seed twice"),
     ([*BASE, "--seeds", "a"], "--seeds"),
     ([*BASE, "--members", "b1"], "no rule family"),
@@ -144,8 +154,7 @@ def _saved_run(tmp_path: Path, *started: str) -> Path:
     """A run folder as a first session leaves it: its settings and a state file in which
     ``started`` stages have begun."""
     out = tmp_path / "run"
-    cfg = config(*BASE, "--out", str(out))
-    p = cli.settings(cfg)
+    p = jobs.pipeline_plan(settings(*BASE, "--out", str(out)))
     out.mkdir()
     (out / "config.yaml").write_text(p.configs["pipeline"])
     state = PipelineState.new(out, p.name)

@@ -11,22 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from nas.search import tune_adapter as ta
+from nas.ray import runtime, searcher
 
 
 _LOGS = """
 import logging, sys
 from pathlib import Path
-from nas.search import tune_adapter as ta
+from nas.ray import runtime
 folder = Path(sys.argv[1])
 logging.getLogger("ray").setLevel(logging.WARNING)  # as ray.init(logging_level=WARNING) sets it
-ta.quiet_ray(folder / "ray.log")
+runtime.quiet_ray(folder / "ray.log")
 token = logging.getLogger("ray._private.authentication.authentication_token_setup")
 token.warning("Token authentication is enabled for this Ray cluster.")
 logging.getLogger("ray.tune.tune").warning("Resume experiment with: Tuner.restore(...)")
 logging.getLogger("ray.tune").error("a trial crashed")
 # A second run in the same process writes its own ray.log; the filter is not doubled.
-ta.quiet_ray(folder / "second" / "ray.log")
+runtime.quiet_ray(folder / "second" / "ray.log")
 token.warning("before the folder exists")  # dropped, not a logging error
 (folder / "second").mkdir()
 token.warning("second run")
@@ -60,11 +60,11 @@ def test_a_sigterm_handler_of_the_program_survives_ray_init() -> None:
 
     previous = signal.signal(signal.SIGTERM, ours)
     try:
-        with ta._keep_sigterm_handler():
+        with runtime._keep_sigterm_handler():
             signal.signal(signal.SIGTERM, rays)  # what ray.init does
         assert signal.getsignal(signal.SIGTERM) is ours
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with ta._keep_sigterm_handler():  # none of the program's own: Ray's stays
+        with runtime._keep_sigterm_handler():  # none of the program's own: Ray's stays
             signal.signal(signal.SIGTERM, rays)
         assert signal.getsignal(signal.SIGTERM) is rays
     finally:
@@ -75,7 +75,7 @@ def test_tune_leaves_ctrl_c_to_the_command(monkeypatch) -> None:
     monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
     monkeypatch.delenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", raising=False)
     monkeypatch.setattr(os, "environ", dict(os.environ))
-    ta._quiet_tune()
+    searcher._quiet_tune()
     assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
     # A failed or diverged child's last result has no epoch accuracy: not an error of Tune's.
     assert os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] == "1"
@@ -83,7 +83,6 @@ def test_tune_leaves_ctrl_c_to_the_command(monkeypatch) -> None:
 
 def test_a_finished_driver_starts_no_ray(monkeypatch, tmp_path: Path) -> None:
     from nas.search import runner
-    from nas.search.settings import TrialSettings
 
     class Finished:
         records: list = []
@@ -101,14 +100,15 @@ def test_a_finished_driver_starts_no_ray(monkeypatch, tmp_path: Path) -> None:
     def no_ray(*a, **k):
         raise AssertionError("Ray was started for a run with nothing left to train")
 
-    monkeypatch.setattr(ta, "init_ray", no_ray)
-    monkeypatch.setattr(ta, "run_trials", no_ray)
+    monkeypatch.setattr(runtime, "init_ray", no_ray)
+    monkeypatch.setattr(runner, "run_trials", no_ray)
     written = []
-    runner.train_children(Finished(), None, TrialSettings.from_config(_search_config()),
+    runner.train_children(Finished(), None, _search_config().trials,
                           tmp_path, 4, lambda tb, final: written.append(final))
     assert written == [True]  # the outputs are still written once at the end
 
 
-def _search_config() -> dict:
-    from nas.cli.config import load_layers
-    return load_layers("search", "smoke", None, {"target_flops": "400M"})
+def _search_config():
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
+    return load(SearchSettings, preset="smoke", overrides={"target_flops": "400M"})

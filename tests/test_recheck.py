@@ -91,7 +91,7 @@ def test_done_runs_reads_every_session_by_identity(tmp_path):
 
 def test_recheck_trains_only_missing_runs_and_keeps_the_search_run_first(tmp_path, monkeypatch):
     import nas.search.driver as driver_module
-    import nas.search.runner as runner
+    import nas.search.run as search_run
 
     monkeypatch.setattr(driver_module, "identity", lambda spec: spec.name)
     trained_calls: list[list[str]] = []
@@ -108,7 +108,7 @@ def test_recheck_trains_only_missing_runs_and_keeps_the_search_run_first(tmp_pat
         _write(folder, rows)
         return {}
 
-    monkeypatch.setattr(runner, "train_fixed", fake_train_fixed)
+    monkeypatch.setattr(search_run, "train_fixed", fake_train_fixed)
 
     class Spec:
         def __init__(self, name):
@@ -122,9 +122,9 @@ def test_recheck_trains_only_missing_runs_and_keeps_the_search_run_first(tmp_pat
     lines: list[str] = []
 
     def run(seeds: int) -> RecheckDecision:
-        return rc.recheck(top, lambda r: specs[r.child], RecheckSettings(top=2, seeds=seeds),
-                          lambda acc, macs: acc, tmp_path, None, None, 11, "hint",
-                          lines.append)
+        return search_run.recheck_best(top, lambda r: specs[r.child],
+                                       RecheckSettings(top=2, seeds=seeds), lambda acc, macs: acc,
+                                       tmp_path, None, None, 11, "hint", lines.append)
 
     d = run(1)
     assert trained_calls == [["child0/seed1", "child1/seed1"]]
@@ -142,23 +142,28 @@ def test_recheck_trains_only_missing_runs_and_keeps_the_search_run_first(tmp_pat
 
 
 def test_search_config_and_resume_accept_recheck(tmp_path):
+    from nas.cli import jobs
     from nas.cli import search as command
+    from nas.cli.parser import overrides
+    from nas.core.files import dump_yaml_text
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
 
-    cfg = command.load_config(command.build_parser().parse_args(
-        ["--target-flops", "400M", "--set", "recheck.seeds=2"]), "search", command.FLAGS)
-    s = command.settings(cfg)
+    args = command.build_parser().parse_args(["--target-flops", "400M", "--set",
+                                              "recheck.seeds=2"])
+    s = load(SearchSettings, overrides=overrides(args, command.KEYS))
     assert s.recheck == RecheckSettings(top=3, seeds=2)
     with pytest.raises(ConfigError, match="recheck.top"):
-        command.settings({**cfg, "recheck": {"top": 0, "seeds": 1}})
-    # A run saved before recheck existed resumes without one; --resume may switch it on.
-    cfg.pop("recheck")
+        s.replace(recheck=RecheckSettings(top=0, seeds=1))
+    # A run saved without recheck resumes with the default; resuming may switch it on.
+    saved = s.to_mapping()
+    saved.pop("recheck")
     out = tmp_path / "run"
     out.mkdir()
-    from nas.cli.config import dump
-    (out / "config.yaml").write_text(dump(cfg))
-    args = command.build_parser().parse_args(["--resume", "--out", str(out)])
-    assert command.load_config(args, "search", command.FLAGS)["recheck"]["seeds"] == 0
-    args = command.build_parser().parse_args(["--resume", "--out", str(out), "--set",
-                                              "recheck.seeds=2"])
-    assert command.load_config(args, "search", command.FLAGS)["recheck"] == {"top": 3,
-                                                                             "seeds": 2}
+    (out / "config.yaml").write_text(dump_yaml_text(saved))
+
+    def resumed(over):
+        return jobs.saved_settings(SearchSettings, out, ("search", "oneshot"), over,
+                                   jobs.SEARCH_RESUMABLE, "search")
+    assert resumed({}).recheck.seeds == 0
+    assert resumed({"recheck.seeds": 2}).recheck == RecheckSettings(top=3, seeds=2)

@@ -44,11 +44,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def search_folder(folder: Path, marked: bool) -> Path:
     """A finished search's folder as the search writes it (the files load_run and
     --resume read), with or without the marker (a run written before it existed)."""
-    from nas.cli.config import dump, load_layers
+    from nas.cli.jobs import dump
     from nas.core.files import config_path
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(dump(load_layers(
-        "search", None, None, {"target_flops": "400M", "out": str(folder), "name": "s"})))
+    (folder / "config.yaml").write_text(dump(load(
+        SearchSettings, overrides={"target_flops": "400M", "out": str(folder), "name": "s"})))
     (folder / "driver.pt").write_bytes(b"saved driver state")
     row = {"child": 0, "status": "ok", "accuracy": 0.5, "reward": 0.4, "macs": 3.9e8,
            "params": 5e6, "blocks": "b", "tokens": [0, 1]}
@@ -263,8 +265,8 @@ def test_a_read_only_file_system_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "statvfs", lambda p: ro if Path(p) == tmp_path else real_statvfs(p))
     with pytest.raises(ConfigError) as e:
         runs.check_path(tmp_path / "run")
-    assert str(e.value) == (f"--out {tmp_path / 'run'}: cannot write in {tmp_path} (it is on a "
-                            "read-only file system); choose a new --out")
+    assert str(e.value) == (f"out={str(tmp_path / 'run')!r}: cannot write in {tmp_path} (it is "
+                            "on a read-only file system); choose a new out=")
 
 
 def test_the_python_api_names_the_keyword(tmp_path):
@@ -281,7 +283,8 @@ def test_the_python_api_names_the_keyword(tmp_path):
     with pytest.raises(ConfigError) as e:
         nas.run_search(target_flops="400M", out=run)
     assert str(e.value) == (f"{run} already holds a search ({'driver.pt'}); continue it with "
-                            f"resume=True, out={str(run)!r}, or choose a new out=")
+                            f"nas.run_search(resume=True, out={str(run)!r}), or choose a new "
+                            "out=")
 
 
 # --------------------------------------------------------------------------- a real search
@@ -362,6 +365,6 @@ def test_a_folder_that_cannot_be_made_after_the_checks_is_one_line(tmp_path):
     (tmp_path / "somefile").write_text("x")
     with pytest.raises(ConfigError) as e:
         runs.mark(tmp_path / "somefile" / "run", "train")
-    assert str(e.value).startswith(f"--out {tmp_path / 'somefile' / 'run'}: cannot create the "
-                                   "run folder (")
+    assert str(e.value).startswith(f"out={str(tmp_path / 'somefile' / 'run')!r}: cannot create "
+                                   "the run folder (")
     assert (tmp_path / "somefile").read_text() == "x"

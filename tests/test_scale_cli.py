@@ -89,7 +89,7 @@ def test_coefficients_come_from_a_scaling_file(capsys, tmp_path):
     (["--grid", "--phi", "100"], "--phi 100: the grid trains every candidate"),
     (["--grid", "--phi", "0"], "use 0 < phi <= 3"),
     (["--phi", "2"], "--phi sets the grid search, which runs only with --grid"),
-    (["--set", "phi=2"], "--set phi sets the grid search"),
+    (["--set", "phi=2"], "--phi sets the grid search"),
     (["--step", "0.1"], "--step sets the grid search"),
     (["--budgets", ",,"], "--budgets ',,': no budget given"),
     (["--budgets", "600M,,1G"], "--budgets '600M,,1G': an empty item"),
@@ -111,7 +111,7 @@ def test_coefficients_far_from_the_constraint_warn_on_one_line(capsys, tmp_path)
                               "--out", str(tmp_path))
     assert code == 0
     assert err.strip().splitlines() == [
-        "warning: coefficients alpha=2 beta=2 gamma=2 (from --coefficients): "
+        "warning: coefficients alpha=2 beta=2 gamma=2 (from the given coefficients): "
         "alpha*beta^2*gamma^2 = 32, more than the grid's tol 0.1 from 2, so each step of phi "
         "multiplies the MACs by about 32, not 2"]
     code, out, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--rule", "paper",
@@ -120,7 +120,9 @@ def test_coefficients_far_from_the_constraint_warn_on_one_line(capsys, tmp_path)
 
 
 def test_run_folders_that_cannot_be_used_are_one_line(capsys, tmp_path):
-    from nas.cli.config import dump, load_layers
+    from nas.cli.jobs import dump
+    from nas.core.settings import load
+    from nas.search.settings import ScaleSettings, SearchSettings
     (tmp_path / "somefile").write_text("x")
     code, _, err = run_main(capsys, "--out", str(tmp_path / "somefile" / "run"))
     assert code == 2 and "somefile is a file, not a folder" in err
@@ -128,8 +130,8 @@ def test_run_folders_that_cannot_be_used_are_one_line(capsys, tmp_path):
     # A search folder is continued by search.py.
     search_run = tmp_path / "search-run"
     search_run.mkdir()
-    (search_run / "config.yaml").write_text(dump(load_layers(
-        "search", None, None, {"target_flops": "400M", "out": str(search_run)})))
+    (search_run / "config.yaml").write_text(dump(load(
+        SearchSettings, overrides={"target_flops": "400M", "out": str(search_run)})))
     (search_run / "driver.pt").write_bytes(b"")
     code, _, err = run_main(capsys, "--resume", "--out", str(search_run))
     assert code == 2 and err.strip() == (
@@ -138,8 +140,9 @@ def test_run_folders_that_cannot_be_used_are_one_line(capsys, tmp_path):
     # A grid whose saved state is empty cannot be continued; nothing is written.
     scale_run = tmp_path / "scale-run"
     scale_run.mkdir()
-    (scale_run / "config.yaml").write_text(dump(load_layers(
-        "scale", None, None, {"out": str(scale_run), "baseline": "efficientnet-b0"})))
+    (scale_run / "config.yaml").write_text(dump(load(
+        ScaleSettings, overrides={"out": str(scale_run), "baseline": "efficientnet-b0",
+                                  "grid_search": True})))
     (scale_run / "grid").mkdir()
     (scale_run / "grid" / "driver.pt").write_bytes(b"")
     before = sorted(p.name for p in scale_run.rglob("*"))
@@ -171,9 +174,10 @@ def test_a_budget_family_member_that_cannot_be_made_fails_naming_it(capsys, tmp_
     code, out, err = run_main(capsys, "--coefficients", "1.2,1.1,1.15", "--out", str(tmp_path))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "warning" not in err, err
-    assert lines[0].startswith("error: --rule budget: target ") and "(b1)" in lines[0]
+    assert lines[0].startswith("error: --rule 'budget', the target=") and "(b1)" in lines[0]
     assert lines[0].endswith("member b1 cannot be made; use other coefficients (--coefficients "
-                             "or --scaling) or another rule (--rule paper or --rule official)")
+                             "or --scaling) or another rule (--rule 'paper' or --rule "
+                             "'official')")
     assert not list(tmp_path.iterdir())
 
 

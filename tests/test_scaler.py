@@ -124,11 +124,13 @@ def test_other_grids_match_brute_force():
 
 
 @pytest.mark.parametrize("kwargs, option", [
-    ({"step": 0}, "--step"), ({"step": -0.05}, "--step"), ({"step": float("nan")}, "--step"),
-    ({"tol": -0.1}, "--tol"), ({"alpha_range": (0.9, 2.0)}, "--alpha-range"),
-    ({"beta_range": (1.5, 1.0)}, "--beta-range"), ({"gamma_range": (1.0,)}, "--gamma-range"),
-    ({"target": 0.5}, "--target"), ({"tol": 0.0, "target": 2.0123}, "--tol"),  # empty
-    ({"step": 1e-5}, "--step"),  # too many points
+    ({"step": 0}, "grid.step="), ({"step": -0.05}, "grid.step="),
+    ({"step": float("nan")}, "grid.step="),
+    ({"tol": -0.1}, "grid.tol="), ({"alpha_range": (0.9, 2.0)}, "grid.alpha_range="),
+    ({"beta_range": (1.5, 1.0)}, "grid.beta_range="),
+    ({"gamma_range": (1.0,)}, "grid.gamma_range="),
+    ({"target": 0.5}, "grid.target="), ({"tol": 0.0, "target": 2.0123}, "grid.tol="),  # empty
+    ({"step": 1e-5}, "grid.step="),  # too many points
 ])
 def test_bad_grid_options_are_one_line_errors_naming_the_option(kwargs, option):
     with pytest.raises(ConfigError) as e:
@@ -292,7 +294,8 @@ def test_paper_rule_is_phi_1_to_7(b0):
 def test_bad_family_options(b0, kwargs):
     with pytest.raises(ConfigError) as e:
         make_family(b0, **kwargs)
-    assert _one_line(e).startswith("--")
+    key = next(iter(kwargs)) if len(kwargs) == 1 else "names"
+    assert _one_line(e).startswith(f"{key}=")  # the keyword, never a flag
 
 
 # --------------------------------------------------------------------------- custom budgets
@@ -394,7 +397,7 @@ def test_budget_below_the_baseline_downscales_to_a_floor(b0):
     with pytest.raises(ConfigError) as e:
         fit_budget(b0, PAPER_COEFFICIENTS, "10M")
     msg = _one_line(e)
-    assert msg.startswith("--target-flops 10.0M is below the baseline's 385.8M MACs")
+    assert msg.startswith("budgets=10.0M is below the baseline's 385.8M MACs")
 
 
 def test_impossible_budgets_are_one_line_errors(b0):
@@ -403,7 +406,7 @@ def test_impossible_budgets_are_one_line_errors(b0):
     assert "above" in _one_line(e)
     with pytest.raises(ConfigError) as e:  # no rounding gets within 0.01 % of 600M at multiple 8
         fit_budget(b0, None, "600M", resolution_multiple=8, tolerance=0.0001, refine=False)
-    assert "finer --resolution-multiple than 8" in _one_line(e)
+    assert "finer resolution_multiple than 8" in _one_line(e)
     with pytest.raises(ConfigError) as e:
         fit_budget(b0, None, "600M", tolerance=0.0001)
     assert "any resolution multiple from 1 to 32" in _one_line(e)
@@ -415,7 +418,7 @@ def test_impossible_budgets_are_one_line_errors(b0):
     _one_line(e)
     with pytest.raises(ConfigError) as e:
         fit_budget(b0, None, "abc")
-    assert _one_line(e) == ("--target-flops 'abc': expected a number of multiply-adds such as "
+    assert _one_line(e) == ("budgets='abc': expected a number of multiply-adds such as "
                             "400M, 0.4G or 4e8")
 
 
@@ -445,12 +448,12 @@ def test_parse_macs_rejects_nonsense_in_one_line(text):
     with pytest.raises(ConfigError) as e:
         parse_macs(text)
     msg = _one_line(e)
-    assert msg.startswith(f"--target-flops {text!r}: ") and "400M, 0.4G or 4e8" in msg
+    assert msg.startswith(f"target_flops={text!r}: ") and "400M, 0.4G or 4e8" in msg
 
 
 def test_parse_macs_names_the_option():
-    with pytest.raises(ConfigError, match=r"^--max-macs 'x'"):
-        parse_macs("x", option="--max-macs")
+    with pytest.raises(ConfigError, match=r"^max_macs='x'"):
+        parse_macs("x", option="max_macs")
 
 
 @pytest.mark.parametrize("n, text", [

@@ -24,9 +24,9 @@ def run_main(capsys, *argv: str) -> tuple[int, str]:
     (["--target-flops=-5M"], "--target-flops"),
     (["--target-flops", "400M", "--no-such-flag"], "unrecognized arguments"),
     (["--target-flops", "400M", "--budget", "many"], "--budget"),
-    (["--target-flops", "400M", "--time-budget", "soon"], "time_budget (--time-budget)"),
-    (["--target-flops", "400M", "--time-budget", "0m"], "time_budget (--time-budget)"),
-    (["--target-flops", "400M", "--set", "time_budget=-5"], "time_budget"),
+    (["--target-flops", "400M", "--time-budget", "soon"], "--time-budget: got 'soon'"),
+    (["--target-flops", "400M", "--time-budget", "0m"], "--time-budget: got '0m'"),
+    (["--target-flops", "400M", "--set", "time_budget=-5"], "--time-budget: got -5"),
     ([], "--target-flops is required"),
     (["--target-flops", "400M", "--set", "foo=1"], "unknown key 'foo'"),
     (["--target-flops", "400M", "--set", "reward.bogus=1"], "unknown key 'reward.bogus'"),
@@ -142,12 +142,15 @@ def test_a_search_where_every_child_failed_exits_1_on_one_line(capsys, tmp_path,
 
 def _saved_run(folder: Path, command: str) -> Path:
     """A run folder with the config.yaml that command writes (defaults resolved)."""
-    from nas.cli.config import dump, load_layers
+    from nas.cli.jobs import dump
+    from nas.core.settings import load
+    from nas.search.settings import ScaleSettings, SearchSettings
     over = {"out": str(folder), "name": "x"}
     if command == "search":
         over["target_flops"] = "400M"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(dump(load_layers(command, None, None, over)))
+    cls = SearchSettings if command == "search" else ScaleSettings
+    (folder / "config.yaml").write_text(dump(load(cls, overrides=over)))
     return folder
 
 
@@ -230,7 +233,7 @@ def test_address_of_a_dead_cluster_fails_fast_on_one_line(capsys, tmp_path):
     ("ray://127.0.0.1:{port}", "no Ray cluster answers there")])
 def test_check_address(address, says, monkeypatch):
     from nas.core.errors import ConfigError
-    from nas.search.tune_adapter import check_address
+    from nas.ray.runtime import check_address
     with pytest.raises(ConfigError, match=says):
         check_address(address.format(port=_free_port()))
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")

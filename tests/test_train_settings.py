@@ -1,6 +1,6 @@
 """``effnas train --preset NAME --config FILE --set KEY=VALUE``: the same layers as search,
 scale and pipeline (the defaults, the preset, the file, the flags, then --set; strict keys),
-read by the loader of :mod:`nas.cli.config`."""
+read by the one loader, :func:`nas.core.settings.load`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ stages:
 
 
 def config(*argv: str):
-    return train.config_from_args(train.build_parser().parse_args(list(argv)))
+    return train.settings(train.build_parser().parse_args(list(argv))).resolved()
 
 
 def test_the_layers_in_order(tmp_path: Path) -> None:
@@ -39,13 +39,13 @@ def test_the_layers_in_order(tmp_path: Path) -> None:
     c = config("mnasnet-a1", "--config", str(f), "--epochs", "4", "--set", "epochs=5",
                "--set", "optimizer=sgd")
     assert (c.spec, c.epochs, c.optimizer, c.batch_size) == ("mnasnet-a1", 5, "sgd", 32)
-    # Without any of them: TrainConfig's defaults, as before.
-    d = train.TrainConfig(spec="efficientnet-b0")
+    # Without any of them: TrainSettings's defaults, as before.
+    d = train.TrainSettings(spec="efficientnet-b0")
     assert config("efficientnet-b0").epochs == d.epochs
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["x", "--set", "epoch=2"], "--set: unknown key 'epoch'; allowed here: amp,"),
+    (["x", "--set", "epoch=2"], "--set: unknown key 'epoch'; did you mean 'epochs'?"),
     (["x", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
     (["x", "--preset", "huge"], "--preset 'huge': unknown preset; use one of smoke"),
     # train-default.yaml is the default recipe, not a preset
@@ -92,6 +92,6 @@ def test_a_run_from_a_config_file_and_its_resume(tiny_fmnist, tmp_path: Path, ca
 def test_the_api_takes_them_too(tmp_path: Path) -> None:
     import nas
     with pytest.raises(ConfigError, match="unknown key 'epoch'"):
-        nas.run_train("efficientnet-b0", set={"epoch": 2}, out=tmp_path / "x")
+        nas.run_train("efficientnet-b0", epoch=2, out=tmp_path / "x")
     with pytest.raises(ConfigError, match="unknown key 'bogus'"):
         nas.run_train("efficientnet-b0", config={"bogus": 1}, out=tmp_path / "x")

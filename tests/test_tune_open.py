@@ -38,7 +38,7 @@ def test_callbacks_by_path_with_or_without_arguments():
     ({"scheduler": "asha", "asha": {"grace_period": 4}}, "tune.asha.grace_period 4"),
     ({"scheduler": "asha", "asha": {"grace_period": 0}}, "tune.asha.grace_period: got 0"),
     ({"scheduler": "asha", "asha": {"reduction_factor": 1}}, "tune.asha.reduction_factor"),
-    ({"scheduler": "asha", "asha": {"brackets": 2}}, "unknown key 'brackets'"),
+    ({"scheduler": "asha", "asha": {"brackets": 2}}, "unknown key 'tune.asha.brackets'"),
     ("asha", "tune: got 'asha'"),
 ])
 def test_bad_sections_are_one_line_errors(section, needle):
@@ -56,13 +56,13 @@ def test_asha_rungs_sit_below_the_last_epoch():
 
 def test_the_commands_read_the_section(capsys, tmp_path):
     import search
-    from nas.cli.config import load_layers
-    from nas.cli.options import trial_settings
-    cfg = load_layers("search", None, None, {"target_flops": "400M", "tune": {
+    from nas.core.settings import load
+    from nas.search.settings import ScaleSettings, SearchSettings
+    s = load(SearchSettings, overrides={"target_flops": "400M", "tune": {
         "scheduler": "asha", "callbacks": [CSV]}, "proxy": {"epochs": 3}})
-    assert trial_settings(cfg).tune == TuneSettings(((CSV, {}),), AshaSettings())
-    scale_cfg = load_layers("scale", None, None, {})
-    assert trial_settings(scale_cfg).tune == TuneSettings()
+    assert s.trials.tune == TuneSettings(((CSV, {}),), AshaSettings())
+    assert load(ScaleSettings, overrides={"grid_search": True}).trials.tune == TuneSettings()
+    assert SearchSettings.from_mapping(s.to_mapping()) == s
     code = search.main(["--target-flops", "400M", "--set", "tune.scheduler=asha", "--set",
                         "proxy.epochs=1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
@@ -91,7 +91,7 @@ def test_a_callback_that_does_not_import_stops_the_search_before_it_starts(
 
 
 def test_the_last_reported_epoch_becomes_a_stopped_result():
-    from nas.search.tune_adapter import stopped_result
+    from nas.ray.searcher import stopped_result
     last = {"epoch": 2, "epoch_val_accuracy": 0.61, "epoch_seconds": 12.5,
             "epoch_val_loss": 1.1, "epoch_train_loss": 1.3, "val_curve": [0.4, 0.61]}
     r = stopped_result(last)
@@ -147,7 +147,8 @@ def test_summary_and_progress_count_stopped_children_apart_from_failures():
 
 
 def test_the_searcher_records_a_trial_asha_stopped_as_stopped(tmp_path):
-    from nas.search.tune_adapter import _searcher_class, make_scheduler
+    from nas.ray.searcher import _searcher_class
+    from nas.ray.tune_options import make_scheduler
     stopped: set[str] = set()
     scheduler = make_scheduler(TuneSettings(scheduler=AshaSettings(1, 2.0)), 4, stopped)
     trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(3)]
@@ -174,17 +175,16 @@ def test_the_searcher_records_a_trial_asha_stopped_as_stopped(tmp_path):
     assert (tmp_path / "driver.pt").is_file()
 
 
-def test_a_run_saved_before_the_section_resumes_without_it(tmp_path):
-    from nas.cli import search
-    from nas.cli.config import dump, load_layers
-    from nas.cli.options import load_config
-    from nas.core.files import read_yaml
-    cfg = load_layers("search", None, None, {"target_flops": "400M", "out": str(tmp_path)})
-    del cfg["tune"]
-    cfg["reward"].pop("on_stopped")
-    (tmp_path / "config.yaml").write_text(dump(cfg))
-    args = search.build_parser().parse_args(["--resume", "--out", str(tmp_path)])
-    resumed = load_config(args, "search", search.FLAGS)
-    assert resumed["tune"] == read_yaml(nas.config_path("search"))["tune"]
-    s = search.settings(resumed)
+def test_a_run_saved_without_the_section_resumes_with_its_defaults(tmp_path):
+    from nas.cli import jobs
+    from nas.core.files import dump_yaml_text
+    from nas.core.settings import load
+    from nas.search.settings import SearchSettings
+    cfg = load(SearchSettings, overrides={"target_flops": "400M", "out": str(tmp_path)})
+    saved = cfg.to_mapping()
+    del saved["tune"]
+    saved["reward"].pop("on_stopped")
+    (tmp_path / "config.yaml").write_text(dump_yaml_text(saved))
+    s = jobs.saved_settings(SearchSettings, tmp_path, ("search", "oneshot"), {},
+                            jobs.SEARCH_RESUMABLE, "search")
     assert s.trials.tune == TuneSettings() and s.reward.on_stopped == "partial"

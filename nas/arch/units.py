@@ -1,6 +1,6 @@
 """Multiply-add counts as people write them: ``400M``, ``0.4G``, ``4e8``; and back.
 
-The papers' "FLOPS" are multiply-adds (MACs), so ``--target-flops 400M`` means 400 million
+The papers' "FLOPS" are multiply-adds (MACs), so a target of ``400M`` means 400 million
 MACs, the unit :func:`nas.arch.cost.count_macs` returns. Torch-free.
 
 Accepted: a plain decimal or scientific number (``400000000``, ``4e8``, ``400e6``,
@@ -24,39 +24,39 @@ _NUMBER = re.compile(r"^(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<suf
 _EXAMPLES = "such as 400M, 0.4G or 4e8"
 
 
-def parse_macs(value: str | int | float, option: str = "--target-flops") -> int:
+def parse_macs(value: str | int | float, option: str = "target_flops") -> int:
     """Parse a count of multiply-adds; bad input raises a one-line :class:`ConfigError`.
 
-    ``option`` names the setting in the message (``--target-flops 'abc': expected ...``).
+    ``option`` names the setting in the message (``target_flops='abc': expected ...``).
     Integers and floats (e.g. from YAML) are accepted when positive and finite.
     """
     if isinstance(value, bool):
-        raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+        raise ConfigError(f"{option}={value!r}: expected a number of multiply-adds {_EXAMPLES}")
     if isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+            raise ConfigError(f"{option}={value!r}: expected a number of multiply-adds {_EXAMPLES}")
         amount = Decimal(repr(value))
     elif isinstance(value, str):
         m = _NUMBER.match(value.strip())
         if m is None:
-            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+            raise ConfigError(f"{option}={value!r}: expected a number of multiply-adds {_EXAMPLES}")
         try:
             amount = Decimal(m["num"]) * _SUFFIXES[m["suffix"]]
         except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
-            raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds "
+            raise ConfigError(f"{option}={value!r}: expected a number of multiply-adds "
                               f"{_EXAMPLES}") from None
     else:
-        raise ConfigError(f"{option} {value!r}: expected a number of multiply-adds {_EXAMPLES}")
+        raise ConfigError(f"{option}={value!r}: expected a number of multiply-adds {_EXAMPLES}")
     if amount.adjusted() >= 18:  # 10^18 MACs: a million times the largest network trained
-        raise ConfigError(f"{option} {value!r}: implausibly large (10^18 multiply-adds "
+        raise ConfigError(f"{option}={value!r}: implausibly large (10^18 multiply-adds "
                           f"or more); expected a number of multiply-adds {_EXAMPLES}")
     with localcontext() as ctx:  # the default 28 digits cannot quantize 10^28 to units
         ctx.prec = 60
         macs = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     if macs < 1:
-        raise ConfigError(f"{option} {value!r}: expected a positive number of multiply-adds "
+        raise ConfigError(f"{option}={value!r}: expected a positive number of multiply-adds "
                           f"{_EXAMPLES}")
     return macs
 
@@ -72,21 +72,21 @@ def _shown(value: Any) -> str:
     return value.strip() if isinstance(value, str) else repr(value)
 
 
-def check_plausible_macs(macs: int, value: Any, option: str = "--target-flops",
+def check_plausible_macs(macs: int, value: Any, option: str = "target_flops",
                          force: bool = False) -> int:
     """``macs`` (parsed from ``value``) when it lies in [1M, 1P] or ``force``; otherwise a
-    one-line :class:`ConfigError` with the likely fix (``--target-flops 40 is 40 MACs; did
-    you mean 40M?``) and the way to insist (``pass --force``)."""
+    one-line :class:`ConfigError` with the likely fix (``target_flops=40 is 40 MACs; did
+    you mean 40M?``) and the way to insist (``pass force=True``)."""
     if force or MIN_PLAUSIBLE_MACS <= macs <= MAX_PLAUSIBLE_MACS:
         return macs
     shown = _shown(value)
     if macs < MIN_PLAUSIBLE_MACS:
         m = _NUMBER.match(shown)
         guess = f"; did you mean {m['num']}M?" if m else ""
-        raise ConfigError(f"{option} {shown} is {macs:,} MACs, under 1M (the smallest "
-                          f"networks have about 10M){guess} pass --force to use it anyway")
-    raise ConfigError(f"{option} {shown} is {format_macs(macs)} MACs, over 1P (10^15; "
-                      "EfficientNet-B7 has 37G); check the unit (400M, 2G), or pass --force "
+        raise ConfigError(f"{option}={shown} is {macs:,} MACs, under 1M (the smallest "
+                          f"networks have about 10M){guess} pass force=True to use it anyway")
+    raise ConfigError(f"{option}={shown} is {format_macs(macs)} MACs, over 1P (10^15; "
+                      "EfficientNet-B7 has 37G); check the unit (400M, 2G), or pass force=True "
                       "to use it anyway")
 
 

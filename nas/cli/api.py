@@ -1,23 +1,32 @@
-"""The commands as Python functions, for notebooks and scripts: ``nas.run_search``,
-``nas.run_scale``, ``nas.run_train`` and ``nas.load_run``.
+"""The jobs as Python functions, for notebooks and scripts: ``nas.run_search``,
+``nas.run_scale``, ``nas.run_train``, ``nas.run_fidelity``, ``nas.run_pipeline`` and
+``nas.load_run``.
 
-Each function takes the settings its command takes: a keyword argument per flag (the flag's
-name with ``_`` for ``-``: ``--target-flops 400M`` is ``target_flops="400M"``), ``config=``
-(a YAML file's path, or a mapping of settings, as ``--config``) and ``set=`` (overrides, as
-``--set``: a mapping such as ``{"proxy.epochs": 2}`` or a list of ``"KEY=VALUE"``). It runs
-the command's own code path (the command is: parse the flags, call it, print), raises the
-project's exceptions (:class:`~nas.core.errors.ConfigError` and the other
-:class:`~nas.core.errors.NasError` subclasses, one line, before anything is written) instead
-of printing them and exiting, and returns a result object (:mod:`nas.cli.results`). Progress
-still goes to the output, as in the commands.
+Each function takes its job's settings (:class:`~nas.search.settings.SearchSettings`,
+:class:`~nas.search.settings.ScaleSettings`, :class:`~nas.training.settings.TrainSettings`,
+:class:`~nas.search.settings.FidelitySettings`, :class:`~nas.search.settings.PipelineSettings`),
+or keyword overrides of them: the settings' keys (``target_flops="400M"``, ``budget=4``), a
+section as a mapping merged into it (``proxy={"epochs": 2}``), or dotted keys
+(``**{"proxy.epochs": 2}``). They are layered as every command layers them
+(:func:`nas.core.settings.load`): the defaults (or ``settings``), the bundled ``preset``, the
+``config`` (a YAML path or a mapping), then the overrides. ``resume=True`` continues the run
+in ``out`` with its saved settings (what may change is named in the error when something
+else does); ``force=True`` takes a value that looks like a typo (a target under 1M MACs, a
+resolution over 4096 px).
 
-The names differ from the commands' (``run_search``, not ``search``): ``nas.search`` and
-``nas.train`` are the package's modules.
+The functions run the commands' own code path (:mod:`nas.cli.jobs`; the commands map their
+flags to these keys), raise the project's exceptions (one line naming the settings' keys,
+``target_flops=40 is 40 MACs``, before anything is written) instead of printing them, and
+return a result object (:mod:`nas.cli.results`). Progress still goes to the output. No
+argparse on the way.
 
     import nas
-    run = nas.run_search(target_flops="400M", preset="smoke", set={"budget": 4})
+    run = nas.run_search(target_flops="400M", preset="smoke", budget=4)
     run.best                      # the best child's spec (an ArchSpec)
     data = nas.load_run(run.out)  # data.children: a pandas DataFrame
+
+    s = nas.SearchSettings.from_mapping({"target_flops": "400M", "proxy": {"epochs": 2}})
+    nas.run_search(s, workers=4)
 
 A local Ray that a call starts is stopped when it returns; a Ray already running (your own
 ``ray.init()``, or a cluster) is used and left running. Torch-free at import (``import nas``
@@ -26,173 +35,28 @@ stays so); each function imports what it runs.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import numbers
 import os
-import re
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable
 
-from nas.cli.results import RunData, ScaleResult, SearchResult, TrainResult, load_run
-from nas.core import runs
-from nas.core.errors import ConfigError, NasError
-
-Settings = Mapping[str, Any] | Sequence[str] | None
-
-
-def _namespace(parser: argparse.ArgumentParser, given: Mapping[str, Any]) -> argparse.Namespace:
-    """The namespace the command's parser would give for these keyword arguments: its
-    defaults for the flags not given (so every flag the command has is there, as None).
-    Each value is checked against its flag's type as the parser would check the text
-    (``epochs="3"`` is 3; ``epochs="abc"`` and ``out=123`` are one-line errors naming the
-    keyword)."""
-    ns = parser.parse_args([])
-    dests = vars(ns)
-    actions = {a.dest: a for a in parser._actions}
-    for key, value in given.items():
-        if key not in dests:  # the signatures list the flags; this keeps them honest
-            raise ConfigError(f"unknown setting {key!r}; use one of {', '.join(sorted(dests))}")
-        if key == "set":
-            value = [] if value is None else value
-            if not isinstance(value, (Mapping, list, tuple)) or (
-                    not isinstance(value, Mapping)
-                    and not all(isinstance(v, str) for v in value)):
-                raise ConfigError(f"set={value!r}: give a mapping such as "
-                                  "{'proxy.epochs': 2} or a list of 'KEY=VALUE' texts")
-            value = value if isinstance(value, Mapping) else list(value)
-        elif key == "config":
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            if value is not None and not isinstance(value, (str, Mapping)):
-                raise ConfigError(f"config={value!r}: give a YAML file's path or a mapping of "
-                                  "settings")
-        else:
-            value = _typed(actions[key], key, value)
-        setattr(ns, key, value)
-    return ns
+from nas.cli import jobs
+from nas.cli.results import (
+    FidelityResult,
+    PipelineResult,
+    RunData,
+    ScaleResult,
+    SearchResult,
+    TrainResult,
+    load_run,
+)
+from nas.core.errors import ConfigError
 
 
-def _typed(action: argparse.Action, key: str, value: Any) -> Any:
-    """``value`` as the parser's ``action`` would give it from text, or a one-line
-    :class:`ConfigError` naming the keyword (``epochs='abc': expected a whole number``)."""
-    from nas.core.checks import is_int
-
-    if value is None:
-        return None
-    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}: expected True or False")
-        return value
-    kind = action.type
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str) and not value.strip():
-        raise ConfigError(f"{key}={value!r}: empty; give a value, or leave {key} out")
-    if kind is None:
-        path = action.metavar in ("DIR", "PATH", "YAML", "SPEC") or key in (
-            "out", "data", "spec", "baseline", "scaling", "config", "space")
-        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not isinstance(value, str) and (path or not number):  # target_flops=4e8 is fine
-            what = "a path (a str or os.PathLike)" if path else "a string"
-            raise ConfigError(f"{key}={value!r}: expected {what}")
-    elif isinstance(value, str):
-        try:
-            value = kind(value)
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
-            raise ConfigError(f"{key}={value!r}: {_expected(kind, e)}") from None
-    elif kind is int or getattr(kind, "__name__", "") == "positive_int":
-        if not is_int(value):
-            raise ConfigError(f"{key}={value!r}: {_expected(kind, None)}")
-        value = kind(str(int(value)))
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{key}={value!r}: {_expected(kind, None)}")
-    if action.choices is not None and value not in action.choices:
-        raise ConfigError(f"{key}={value!r}: use one of {', '.join(map(str, action.choices))}")
-    return value
-
-
-def _expected(kind: Any, error: Exception | None) -> str:
-    if kind is int or getattr(kind, "__name__", "") == "positive_int":
-        return "expected a whole number" + (" >= 1" if kind is not int else "")
-    if kind is float:
-        return "expected a number"
-    return str(error) if error is not None and str(error) else "expected a number"
-
-
-_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
-                   r"(?:[ =]('[^']*'|\"[^\"]*\"|[-+]?[.\d][^\s:;,)]*|[/~][^\s:;,)]*|(?:nan|inf|True|False|None)\b|[A-Z]{2,}\b))?")
-
-
-def keyword_message(message: str, parser: argparse.ArgumentParser) -> str:
-    """A command's message with its flags as the Python API's keywords: ``--target-flops 40``
-    is ``target_flops=40``, ``--force`` is ``force=True``, ``--ema`` is ``ema_decay``."""
-    dest_of = {opt: a for a in parser._actions for opt in a.option_strings}
-
-    def keyword(m: re.Match[str]) -> str:
-        action = dest_of.get(f"--{m[1]}")
-        name = action.dest if action is not None else m[1].replace("-", "_")
-        if m[2] is not None:
-            return f"{name}={m[2]}"
-        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
-            return f"{name}=True"
-        return name
-
-    return _FLAG.sub(keyword, message)
-
-
-@contextlib.contextmanager
-def _keywords(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """The project's errors raised in the block name the API's keywords, never flags."""
-    try:
-        yield
-    except NasError as e:
-        text = keyword_message(str(e), parser)
-        if text == str(e):
-            raise
-        try:
-            again = type(e)(text)
-        except TypeError:  # an error class with another signature: leave it as it is
-            raise e from None
-        raise again from None
-
-
-@contextlib.contextmanager
-def _ray_of_this_call() -> Iterator[None]:
-    """A local Ray that the call starts is stopped when it returns, as a command's ends with
-    its process; a Ray that was running before (``ray.init`` in the notebook, a cluster)
-    is left as it was."""
-    from nas.search import tune_adapter as ta
-    before = ta.ray_running()
-    try:
-        yield
-    finally:
-        if not before and ta.ray_running():
-            ta.shutdown_ray()
-
-
-def _joined(value: Any, name: str) -> Any:
-    """A list of numbers or budgets as the comma-separated text its flag takes."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Sequence):
-        return ",".join(str(v) for v in value)
-    raise ConfigError(f"{name}: got {value!r}; give a list such as [1.2, 1.1, 1.15] or the "
-                      "text the flag takes")
-
-
-def run_search(target_flops: str | float | None = None, *, strategy: str | None = None,
-               budget: int | None = None, time_budget: str | float | None = None,
-               space: str | None = None, preset: str | None = None,
-               config: str | os.PathLike | Mapping | None = None,
-               set: Settings = None, workers: int | None = None,
-               cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-               address: str | None = None, data: str | os.PathLike | None = None,
-               dataset: str | None = None, seed: int | None = None, name: str | None = None,
-               out: str | os.PathLike | None = None, resume: bool = False,
-               evaluator: str | None = None,
-               gpus_per_worker: float | None = None, force: bool = False) -> SearchResult:
-    """Search for a baseline network, as ``effnas search`` does (see its ``--help``).
-    ``evaluator="oneshot"`` trains a weight-sharing supernet first, then its top-k as proxies.
+def run_search(settings: Any = None, *, preset: str | None = None, config: Any = None,
+               resume: bool = False, force: bool = False, **overrides: Any) -> SearchResult:
+    """Search for a baseline network, as ``effnas search`` does. ``settings``: a
+    :class:`~nas.search.settings.SearchSettings` (else the defaults, ``preset`` and
+    ``config``); ``overrides``: its keys (``target_flops="400M"``, ``budget=60``,
+    ``evaluator="oneshot"``, ``proxy={"epochs": 2}``).
 
     Returns a :class:`SearchResult` (``finished=False`` after Ctrl-C: continue with
     ``run_search(resume=True, out=...)``). Raises :class:`~nas.core.errors.ConfigError` on
@@ -200,96 +64,134 @@ def run_search(target_flops: str | float | None = None, *, strategy: str | None 
     :class:`~nas.core.errors.NoResultError` when the search finished without a successful
     child.
     """
-    given = dict(locals())
-    from nas.arch.io import load_spec
-    from nas.cli import search as command
+    from nas.search.settings import SearchSettings
 
-    parser = command.build_parser()
-    with _keywords(parser):
-        ns = _namespace(parser, given)
-        with _ray_of_this_call(), runs.api_names():
-            outcome = command.execute(ns)
-    best_path = outcome.out / "best.yaml"
-    best_path = best_path if best_path.is_file() else None
-    return SearchResult(out=outcome.out, name=outcome.summary.get("run", ""),
-                        finished=outcome.finished,
-                        best=None if best_path is None else load_spec(best_path),
-                        best_path=best_path, summary=outcome.summary)
+    _bools(resume=resume, force=force)
+    if resume:
+        _no_layers(settings, preset, config)
+        s = jobs.saved_settings(SearchSettings, overrides.get("out"), ("search", "oneshot"),
+                                overrides, jobs.SEARCH_RESUMABLE, "search")
+    else:
+        s = jobs.settings(SearchSettings, settings, preset=preset, config=config,
+                          overrides=overrides)
+    with jobs.ray_of_this_call():
+        return jobs.search_result(jobs.search(s, resume=resume, force=force))
 
 
-def run_scale(*, baseline: str | os.PathLike | None = None, grid: bool = False,
-              phi: float | None = None, step: float | None = None, tol: float | None = None,
-              alpha_range: Sequence[float] | str | None = None,
-              beta_range: Sequence[float] | str | None = None,
-              gamma_range: Sequence[float] | str | None = None,
-              coefficients: Sequence[float] | str | None = None,
-              scaling: str | os.PathLike | None = None, rule: str | None = None,
-              target_flops: str | float | None = None,
-              budgets: Sequence[str | float] | str | None = None,
-              resolution_multiple: int | None = None, compare: bool = False,
-              preset: str | None = None, config: str | os.PathLike | Mapping | None = None,
-              set: Settings = None, workers: int | None = None,
-              cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-              address: str | None = None, data: str | os.PathLike | None = None,
-              dataset: str | None = None, seed: int | None = None, name: str | None = None,
-              out: str | os.PathLike | None = None, resume: bool = False,
-              force: bool = False,
-              say: Callable[[str], None] | None = None) -> ScaleResult:
-    """Fit alpha, beta, gamma (``grid=True``) or take them, and scale a baseline into a
-    family, as ``effnas scale`` does (see its ``--help``). Ranges and coefficients may be
-    lists (``alpha_range=(1, 2)``, ``coefficients=(1.2, 1.1, 1.15)``), budgets a list
-    (``budgets=["600M", "1.2G"]``). The lines the command prints go to ``say`` (default:
-    print). Returns a :class:`ScaleResult`."""
-    given = {k: v for k, v in locals().items() if k != "say"}
-    from nas.cli import scale as command
+def run_scale(settings: Any = None, *, preset: str | None = None, config: Any = None,
+              resume: bool = False, force: bool = False,
+              say: Callable[[str], None] | None = None, **overrides: Any) -> ScaleResult:
+    """Fit alpha, beta, gamma (``grid_search=True``) or take them (``coefficients=(1.2,
+    1.1, 1.15)``, ``scaling=PATH``), and scale a baseline into a family, as ``effnas scale``
+    does. ``settings``: a :class:`~nas.search.settings.ScaleSettings`; ``overrides``: its
+    keys (``budgets=["600M", "1.2G"]``, ``rule="paper"``, ``grid={"step": 0.1}``). The
+    lines the command prints go to ``say`` (default: print). Returns a
+    :class:`ScaleResult`."""
+    from nas.search.settings import ScaleSettings
 
-    for key in ("alpha_range", "beta_range", "gamma_range", "coefficients", "budgets"):
-        given[key] = _joined(given[key], key)
-    parser = command.build_parser()
-    with _keywords(parser):
-        ns = _namespace(parser, given)
-        with _ray_of_this_call(), runs.api_names():
-            return command.execute(ns) if say is None else command.execute(ns, say)
+    _bools(resume=resume, force=force)
+    if resume:
+        _no_layers(settings, preset, config)
+        s = jobs.saved_settings(ScaleSettings, overrides.get("out"), "scale", overrides,
+                                jobs.SCALE_RESUMABLE, "scale run")
+    else:
+        s = jobs.settings(ScaleSettings, settings, preset=preset, config=config,
+                          overrides=overrides)
+        jobs.check_grid_keys(s, overrides)
+    with jobs.ray_of_this_call():
+        return jobs.scale(s, resume=resume, force=force, say=say or jobs._print)
 
 
-def run_train(spec: str | os.PathLike | None = None, *, dataset: str | None = None,
-              data: str | os.PathLike | None = None, resolution: int | None = None,
-              val_size: int | float | None = None, train_subset: int | None = None,
-              augment: bool | None = None, auto_augment: str | None = None,
-              erasing: float | None = None, width_mult: float | None = None,
-              dropout: float | None = None, drop_path_rate: float | None = None,
-              bn_momentum: float | None = None, epochs: int | None = None,
-              batch_size: int | None = None, optimizer: str | None = None,
-              lr: float | None = None, momentum: float | None = None,
-              weight_decay: float | None = None, schedule: str | None = None,
-              decay_rate: float | None = None, decay_epochs: float | None = None,
-              warmup_epochs: float | None = None, label_smoothing: float | None = None,
-              ema_decay: float | None = None, patience: int | None = None,
-              max_epochs_time: float | None = None, seed: int | None = None,
-              threads: int | None = None, device: str | None = None,
-              export: str | None = None, out: str | os.PathLike | None = None,
-              resume: bool = False, preset: str | None = None,
-              config: str | os.PathLike | Mapping | None = None, set: Settings = None,
-              force: bool = False,
-              say: Callable[[str], None] | None = None) -> TrainResult:
-    """Train a spec (a YAML path or a bundled name) fully, test it and export it, as
-    ``effnas train`` does (see its ``--help``; ``ema_decay`` is ``--ema``,
-    ``max_epochs_time`` takes seconds; ``config`` a YAML path or a mapping of settings, ``set``
-    a mapping or ``KEY=VALUE`` items). Epoch lines go to ``say`` (default: print). Returns a
-    :class:`TrainResult` (``status="interrupted"`` after Ctrl-C: continue with
-    ``run_train(resume=True, out=...)``)."""
-    given = {k: v for k, v in locals().items() if k != "say"}
-    from nas.cli import train as command
+def run_train(settings: Any = None, /, *, preset: str | None = None, config: Any = None,
+              resume: bool = False, force: bool = False,
+              say: Callable[[str], None] | None = None, command: str | None = None,
+              **overrides: Any) -> TrainResult:
+    """Train a spec fully, test it and export it, as ``effnas train`` does. ``settings``: a
+    :class:`~nas.training.settings.TrainSettings`, or for short the spec (a YAML path or a
+    bundled name: ``run_train("efficientnet-b0", epochs=3)``); ``overrides``: its keys
+    (``epochs``, ``lr``, ``ema_decay``, ``max_epochs_time`` in seconds or ``"90m"``, ...).
+    Epoch lines go to ``say`` (default: print); ``command`` is what ``metrics.json``
+    records as the run's command (default: this call). Returns a :class:`TrainResult`
+    (``status="interrupted"`` after Ctrl-C: continue with ``run_train(resume=True,
+    out=...)``)."""
+    from nas.training.settings import TrainSettings
 
-    parser = command.build_parser()
-    with _keywords(parser):
-        ns = _namespace(parser, given)
-        shown = ", ".join([*([repr(ns.spec)] if ns.spec is not None else []),
-                           *(f"{k}={getattr(ns, k)!r}" for k, v in given.items()
-                             if k != "spec" and v is not None and v is not False)])
-        with runs.api_names():
-            return command.execute(ns, f"nas.run_train({shown})", say)
+    _bools(resume=resume, force=force)
+    if isinstance(settings, (str, os.PathLike)):
+        overrides = {"spec": settings, **overrides}
+        settings = None
+    elif settings is not None and not isinstance(settings, TrainSettings):
+        raise ConfigError(f"settings={settings!r}: give TrainSettings, or a spec's path or "
+                          "bundled name (e.g. 'efficientnet-b0')")
+    if command is None:
+        shown = ", ".join([*([repr(os.fspath(overrides["spec"]))] if "spec" in overrides
+                             else []),
+                           *(f"{k}={os.fspath(v) if isinstance(v, os.PathLike) else v!r}"
+                             for k, v in overrides.items() if k != "spec")])
+        command = f"nas.run_train({shown})"
+    if resume:
+        _no_layers(settings, preset, config)
+        c, spec, ckpt = jobs.train_resumed(overrides)
+    else:
+        s = jobs.settings(TrainSettings, settings, preset=preset, config=config,
+                          overrides=overrides)
+        (c, spec), ckpt = jobs.train_fresh(s, force), None
+    return jobs.train(c, spec, ckpt, command, say)
 
 
-__all__ = ["run_search", "run_scale", "run_train", "load_run", "SearchResult", "ScaleResult",
-           "TrainResult", "RunData"]
+def run_fidelity(settings: Any = None, /, *, resume: bool = False, report: bool = False,
+                 say: Callable[[str], None] | None = None, **overrides: Any) -> FidelityResult:
+    """Measure how well the proxy ranks a search's children, as ``effnas fidelity`` does.
+    ``settings``: a :class:`~nas.search.settings.FidelitySettings`, or for short the
+    search's run folder (``run_fidelity("runs/NAME", children=12)``); ``overrides``: its
+    keys. ``report=True`` reports what has finished and trains nothing. Returns a
+    :class:`FidelityResult`."""
+    from nas.search.settings import FidelitySettings
+
+    _bools(resume=resume, report=report)
+    if isinstance(settings, (str, os.PathLike)):
+        overrides = {"run": settings, **overrides}
+        settings = None
+    s = jobs.settings(FidelitySettings, settings, overrides=overrides)
+    with jobs.ray_of_this_call():
+        return jobs.fidelity(s, resume=resume, report=report, say=say or jobs._print)
+
+
+def run_pipeline(settings: Any = None, *, preset: str | None = None, config: Any = None,
+                 resume: bool = False, force: bool = False, command: str = "",
+                 say: Callable[[str], None] | None = None,
+                 **overrides: Any) -> PipelineResult:
+    """Search, scale, train and report in one run folder, as ``effnas pipeline`` does.
+    ``settings``: a :class:`~nas.search.settings.PipelineSettings`; ``overrides``: its keys
+    (``target_flops``, ``budgets``, ``search={"budget": 4}``, ``train={"epochs": 2}``).
+    ``resume=True`` continues the pipeline in ``out``. Returns a :class:`PipelineResult`."""
+    from nas.search.settings import PipelineSettings
+
+    _bools(resume=resume, force=force)
+    if resume:
+        _no_layers(settings, preset, config)
+        s = jobs.pipeline_resumed(overrides)
+    else:
+        s = jobs.settings(PipelineSettings, settings, preset=preset, config=config,
+                          overrides=overrides)
+    with jobs.ray_of_this_call():
+        return jobs.pipeline(s, resume=resume, force=force, command=command,
+                             say=say or jobs._print)
+
+
+def _bools(**flags: Any) -> None:
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: expected True or False")
+
+
+def _no_layers(settings: Any, preset: Any, config: Any) -> None:
+    if settings is not None:
+        raise ConfigError("resume=True continues with the run's saved settings; leave out "
+                          "settings (pass what may change as keywords)")
+    jobs.no_layers(preset, config)
+
+
+__all__ = ["run_search", "run_scale", "run_train", "run_fidelity", "run_pipeline", "load_run",
+           "SearchResult", "ScaleResult", "TrainResult", "FidelityResult", "PipelineResult",
+           "RunData"]

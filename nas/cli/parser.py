@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from nas.core.errors import NasError, NoResultError
 
@@ -110,14 +110,185 @@ class OneLineParser(argparse.ArgumentParser):
         return ns, extra
 
 
+# --------------------------------------------------------------------------- flags and keys
+
+
+def add_layer_args(p: argparse.ArgumentParser, preset_help: str | None, set_example: str) -> None:
+    """The settings' layers: ``--preset`` (where the command has presets), ``--config`` and
+    ``--set`` (every command that loads settings; :func:`nas.core.settings.load`)."""
+    if preset_help is not None:
+        p.add_argument("--preset", help=preset_help)
+    p.add_argument("--config", metavar="YAML", help="a YAML file of settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override any setting, e.g. --set {set_example} (repeatable)")
+
+
+def add_run_args(p: argparse.ArgumentParser, set_example: str = "proxy.epochs=2") -> None:
+    """Flags of every command that trains children on Ray; ``set_example`` is a ``--set``
+    item that this command takes (shown in its help)."""
+    add_layer_args(p, "a bundled preset: smoke (a whole run in about a minute)", set_example)
+    p.add_argument("--workers", type=int, help="children trained at the same time")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
+    p.add_argument("--gpus-per-trial", type=float,
+                   help="GPUs per child; fractions share a GPU (e.g. 0.25 = 4 children per GPU)")
+    p.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS); "
+                                     "default: a fresh local Ray")
+    p.add_argument("--data", metavar="PATH", help="data folder (default: the Fashion-MNIST "
+                                                  "install, or NAS_DATA_DIR)")
+    p.add_argument("--dataset", help="fashion-mnist (default) | mnist | cifar10 | cifar100 | imagefolder")
+    p.add_argument("--seed", type=int, help="the run's seed: the controller, the validation "
+                                            "split, and every child's (with its identity)")
+    p.add_argument("--name", help="run name (default: derived from the settings and the time)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+
+
+# The options every job function takes beside its settings (nas.cli.api): their flags.
+CALL_OPTIONS = {"preset": "preset", "config": "config", "resume": "resume", "force": "force"}
+# The command that runs each job function (the hints of the project's messages name them as
+# ``nas.run_scale(resume=True, out='DIR')``): its name under ``effnas`` and as a script.
+JOB_COMMANDS = {"search": "search.py", "scale": "scale.py", "train": "effnas train",
+                "fidelity": "effnas fidelity", "pipeline": "effnas pipeline"}
+
+
+def flag_table(parser: argparse.ArgumentParser, keys: Mapping[str, str]
+               ) -> tuple[dict[str, str], set[str]]:
+    """The settings' keys and the flags that set them: ``{key: flag}`` (from ``keys``, a
+    parser destination's key; a positional's flag is its metavar), and the keys of switches
+    (flags without a value)."""
+    flags: dict[str, str] = {}
+    switches: set[str] = set()
+    for action in parser._actions:
+        key = {**CALL_OPTIONS, **keys}.get(action.dest)
+        if key is None or key in flags:
+            continue
+        if action.option_strings:
+            flags[key] = next((o for o in action.option_strings if o.startswith("--")),
+                              action.option_strings[-1])
+        else:
+            flags[key] = action.metavar or action.dest.upper()
+        if action.nargs == 0:
+            switches.add(key)
+    return flags, switches
+
+
+def given_keys(ns: argparse.Namespace, keys: Mapping[str, str],
+               switches: Iterable[str] = ()) -> dict[str, Any]:
+    """The flags given on the command line as settings: ``{key: value}`` (dotted keys).
+    A flag not given is None, or False for a switch (``switches``: their destinations)."""
+    switches = set(switches)
+    out: dict[str, Any] = {}
+    for dest, key in keys.items():
+        value = getattr(ns, dest, None)
+        if value is None or (value is False and dest in switches):
+            continue
+        out[key] = value
+    return out
+
+
+def overrides(ns: argparse.Namespace, keys: Mapping[str, str],
+              switches: Iterable[str] = ()) -> dict[str, Any]:
+    """The command line as the settings' overrides: the flags (``keys``: a destination's
+    key; ``switches``: the destinations of flags without a value), then ``--set KEY=VALUE``
+    items, as one nested mapping."""
+    from nas.core.errors import ConfigError
+    from nas.core.settings import parse_overrides
+
+    over = parse_overrides(given_keys(ns, keys, switches))
+    try:
+        items = parse_overrides(list(getattr(ns, "set", None) or []), "--set")
+    except ConfigError as e:
+        raise ConfigError(f"--set {e}") from None
+    return _merged(over, items)
+
+
+def _merged(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in layer.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merged(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+_CALL = re.compile(r"nas\.run_(\w+)\(((?:'[^']*'|\"[^\"]*\"|[^()'\"])*)\)")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _call_as_command(m: re.Match[str]) -> str:
+    """``nas.run_scale(resume=True, out='x')`` as ``scale.py --resume --out x`` (``effnas
+    scale ...`` under the entry point)."""
+    import ast
+
+    job = m[1]
+    if job not in JOB_COMMANDS:
+        return m[0]
+    try:
+        call = ast.parse(f"f({m[2]})", mode="eval").body
+        assert isinstance(call, ast.Call)
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = [(k.arg, ast.literal_eval(k.value)) for k in call.keywords]
+    except (SyntaxError, ValueError, AssertionError):
+        return m[0]
+    words = [other_command(job, JOB_COMMANDS[job]), *(_value_text(a) for a in args)]
+    for key, value in kwargs:
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif value is not False and value is not None:
+            words += [flag, _value_text(value)]
+    return " ".join(words)
+
+
+def flag_message(message: str, flags: Mapping[str, str], switches: Iterable[str] = ()) -> str:
+    """A message of the project's code, which names settings by their keys, as the command
+    line says it, naming the flags that set them: ``target_flops=40`` is ``--target-flops
+    40``, ``force=True`` is ``--force``, ``seed: got`` is ``--seed: got``, a dotted key with
+    a flag is its flag (``grid.tol``: ``--tol``), and a call such as
+    ``nas.run_scale(resume=True, out='x')`` is the command ``scale.py --resume --out x``.
+    Keys without a flag stay as they are (they are what ``--set`` takes)."""
+    text = _CALL.sub(_call_as_command, message)
+    switches = set(switches)
+    for key in sorted(flags, key=len, reverse=True):
+        flag = flags[key]
+        k = re.escape(key)
+        before = r"(?<![\w.-])"
+        if key in switches:
+            text = re.sub(before + k + r"=True\b", flag, text)
+            if flag.startswith("--no-"):
+                continue
+            text = re.sub(before + k + r"=False\b", "--no-" + flag[2:], text)
+        text = re.sub(before + k + r"=(?=$|[\s,;)])", flag, text)
+        # A path's quotes go (the shell's words show none): out='/x/y' is --out /x/y.
+        text = re.sub(before + k + r"='([^'\s]*/[^'\s]*)'", lambda m: f"{flag} {m[1]}", text)
+        text = re.sub(before + k + r"=\[([^\]]*)\]", lambda m: f"{flag} " + ",".join(
+            x.strip().strip("'\"") for x in m[1].split(",")), text)
+        text = re.sub(before + k + r"=", flag + " ", text)
+        text = re.sub(before + k + r"(?=: )", flag, text)
+        text = re.sub(r"^" + k + r"(?= is required| sets )", flag, text)
+        if "." in key:
+            text = re.sub(before + k + r"(?![\w.=])", flag, text)
+    return text.replace("overrides: ", "--set: ")
+
+
 def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
-             argv: list[str] | None, resume_hint: str | None = None) -> int:
+             argv: list[str] | None, resume_hint: str | None = None,
+             keys: Mapping[str, str] | Callable[[argparse.Namespace], Mapping[str, str]]
+             | None = None) -> int:
     """Parse, run, and turn every expected failure into one line and a non-zero exit.
 
     ``resume_hint`` is the command that continues an interrupted run (printed on Ctrl-C or
     SIGTERM); its ``DIR`` is replaced by the run folder (:func:`note_run_folder`, else
     ``--out``), and a hint with ``DIR`` is left out while no run folder exists yet (nothing
-    to continue).
+    to continue). ``keys`` maps the parser's destinations to the settings' keys (or is a
+    function of the parsed flags giving them): an error's keys are said as the flags that
+    set them (:func:`flag_message`).
     """
     if resume_hint:
         resume_hint = renamed(resume_hint, getattr(parser, "default_prog", ""))
@@ -127,14 +298,19 @@ def run_main(run: Callable[[argparse.Namespace], int], parser: argparse.Argument
         return int(e.code or 0)
     _stop_on_sigint()
     token = _RUN_FOLDER.set(None)
+
+    def said(e: Exception) -> str:
+        table = keys(args) if callable(keys) else (keys or {})
+        return flag_message(str(e), *flag_table(parser, table))
+
     try:
         with _sigterm_interrupts():
             return run(args)
     except NoResultError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {said(e)}", file=sys.stderr)
         return EXIT_NO_RESULT
     except NasError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {said(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         hint = _resume_hint(resume_hint, args)
@@ -162,7 +338,7 @@ def _resume_hint(hint: str | None, args: argparse.Namespace) -> str | None:
 def _sigterm_interrupts() -> Iterator[None]:
     """Within the block, SIGTERM (``kill PID``, a scheduler's stop) stops the command as
     Ctrl-C does: a KeyboardInterrupt, so every finished result is kept and the hint printed.
-    (:func:`nas.search.tune_adapter.init_ray` puts this handler back after Ray replaced
+    (:func:`nas.ray.runtime.init_ray` puts this handler back after Ray replaced
     it with its own, which waits up to 30 s to drain the node and logs to the terminal.)"""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -93,6 +93,28 @@ class TrainResult:
         return self.out / exported["path"] if exported else None
 
 
+@dataclass(frozen=True)
+class FidelityResult:
+    """A fidelity measurement's end: ``report`` (what ``fidelity.json`` holds; None when
+    nothing had finished for a report) and its table as Markdown, in ``out``."""
+
+    out: Path
+    report: Mapping[str, Any] | None
+    markdown: str | None
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """A pipeline session's end: ``finished``, or stopped in ``stage`` (interrupted:
+    continue with ``nas.run_pipeline(resume=True, out=result.out)``); ``report`` is the
+    report's Markdown file once written."""
+
+    out: Path
+    finished: bool
+    stage: str | None
+    report: Path | None
+
+
 @dataclass(frozen=True, eq=False)
 class RunData:
     """A search's run folder as data: ``children`` (a pandas DataFrame, one row per record of

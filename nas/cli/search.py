@@ -14,36 +14,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from nas.cli.config import dump
-from nas.cli.oneshot import EVALUATOR_FLAGS, add_evaluator_args, evaluator, run_oneshot
-from nas.cli.options import (
-    TRAINING_FLAGS,
-    add_training_args,
-    check_out,
-    data_settings,
-    load_config,
-    trial_settings,
-)
+from nas.cli import jobs
 from nas.cli.parser import (
     EXIT_INTERRUPTED,
     OneLineParser,
+    add_run_args,
     command_name,
     note_run_folder,
+    overrides,
     run_main,
 )
-from nas.core import runs
-from nas.core.checks import (
-    MAX_SEED,
-    check_duration,
-    check_int,
-    check_number,
-    check_resolution,
-)
-from nas.core.errors import ConfigError, NoResultError
 
 PROG = "search.py"
 
@@ -64,110 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="take a target under 1M or over 1P MACs, or a resolution over "
                         "4096 px, that is otherwise refused as a likely typo")
-    add_training_args(p)
-    add_evaluator_args(p)
+    add_run_args(p)
+    p.add_argument("--evaluator", help="proxy (default): every child trained as a proxy on Ray "
+                                       "Tune | oneshot: a weight-sharing supernet on Ray Train, "
+                                       "then its top-k trained as proxies")
+    p.add_argument("--gpus-per-worker", type=float,
+                   help="GPUs per Ray Train worker of the supernet (--evaluator oneshot)")
     return p
 
 
-FLAGS = {**TRAINING_FLAGS, "target_flops": "target_flops", "strategy": "strategy",
-         "budget": "budget", "time_budget": "time_budget", "space": "space", **EVALUATOR_FLAGS}
-
-
-def _plan(cfg: dict[str, Any]) -> list[tuple[str, Any, None]]:
-    """What the workers will build, for a dry run: the reference and the space's extremes
-    (every decision at its first and at its last choice), at the proxy's resolution."""
-    from nas.arch.io import load_spec
-    from nas.core.files import config_path
-    from search_space import SearchSpace
-
-    space = cfg["space"]
-    if not isinstance(space, str) or not space:
-        raise ConfigError(f"space: got {space!r}; give a search-space YAML or a bundled name "
-                          "such as mnasnet-space")
-    space = SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
-    sizes = space.sizes()
-    plan = [("the space's first choices", space.decode(tuple(0 for _ in sizes)), None),
-            ("the space's last choices", space.decode(tuple(n - 1 for n in sizes)), None)]
-    if cfg.get("reference"):
-        plan.append((f"the reference {cfg['reference']}", load_spec(cfg["reference"]), None))
-    return plan
-
-
-def settings(cfg: dict[str, Any], force: bool = False) -> Any:
-    """Check every setting of a search config and build its typed settings (names and the
-    run folder filled in). ``force`` takes a target MACs or resolution that looks like a
-    typo (see :func:`nas.arch.units.check_plausible_macs`)."""
-    from controller import STRATEGIES, check_available
-    from nas.arch.units import check_plausible_macs, format_macs, parse_macs
-    from nas.search.driver import Target
-    from nas.search.recheck import RecheckSettings
-    from nas.search.reward import RewardConfig
-    from nas.search.settings import SearchSettings, check_proxy_plan
-
-    if cfg.get("target_flops") in (None, ""):
-        raise ConfigError("--target-flops is required, e.g. --target-flops 400M")
-    target_macs = check_plausible_macs(parse_macs(cfg["target_flops"], "--target-flops"),
-                                       cfg["target_flops"], "--target-flops", force)
-    if cfg["strategy"] not in STRATEGIES:
-        raise ConfigError(f"--strategy {cfg['strategy']!r}: use one of {', '.join(STRATEGIES)}")
-    check_available(cfg["strategy"])
-    if not isinstance(cfg["strategy_options"], dict):
-        raise ConfigError("strategy_options: expected a mapping")
-    r = cfg["reward"]
-    reward = RewardConfig(target_macs=target_macs, form=r["form"],
-                          w=check_number(r["w"], "reward.w"),
-                          failure_reward=check_number(r["failure_reward"], "reward.failure_reward"),
-                          on_timeout=r["on_timeout"],
-                          on_stopped=r.get("on_stopped", "partial"),
-                          beta=check_number(r.get("beta", -0.1), "reward.beta"))
-    t = cfg["target"]
-    check_resolution(t["resolution"], "target.resolution", force)
-    target = Target(*(check_int(t[k], f"target.{k}", 1)
-                      for k in ("resolution", "num_classes", "in_channels")))
-    trials = trial_settings(cfg)
-    if trials.recipe.resolution is not None:
-        check_resolution(trials.recipe.resolution, "proxy.resolution", force)
-    if isinstance(cfg.get("data"), dict) and cfg["data"].get("image_size") is not None:
-        check_resolution(cfg["data"]["image_size"], "data.image_size", force, minimum=1)
-    check_proxy_plan(trials.recipe, _plan(cfg), "the proxy settings (proxy.resolution, "
-                     "proxy.width_mult)")
-    seed = check_int(cfg["seed"], "seed", 0, MAX_SEED)
-    if not cfg.get("name"):
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        cfg["name"] = f"{cfg['strategy']}-{format_macs(target_macs)}-{stamp}"
-    out = Path(cfg["out"] or Path("runs") / cfg["name"])
-    check_out(out)
-    cfg["out"] = str(out)
-    return SearchSettings(
-        name=cfg["name"], out=out, seed=seed, target_macs=target_macs, reward=reward,
-        target=target, strategy=cfg["strategy"], strategy_options=dict(cfg["strategy_options"]),
-        space=cfg["space"], budget=check_int(cfg["budget"], "budget", 1),
-        top_k=check_int(cfg["top_k"], "top_k", 1), reference=cfg.get("reference") or None,
-        trials=trials, data=data_settings(cfg),
-        time_budget=check_duration(cfg.get("time_budget"), "time_budget (--time-budget)"),
-        recheck=RecheckSettings.from_config(cfg.get("recheck")))
+# Each flag's setting (the keys of nas.search.settings.SearchSettings; --set takes any key).
+KEYS = {"target_flops": "target_flops", "strategy": "strategy", "budget": "budget",
+        "time_budget": "time_budget", "space": "space", "workers": "workers",
+        "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
+        "address": "address", "data": "data.path", "dataset": "data.source", "seed": "seed",
+        "name": "name", "out": "out", "evaluator": "evaluator",
+        "gpus_per_worker": "oneshot.gpus_per_worker"}
 
 
 def execute(args: argparse.Namespace) -> Any:
-    """The search that flags (a parsed namespace) ask for, run to its end or to Ctrl-C: the
-    one code path of this command and of ``nas.run_search``. Returns the
-    :class:`~nas.search.run.SearchOutcome`; bad input raises a :class:`ConfigError` before
-    anything is written, a finished search with no successful child a
-    :class:`NoResultError`."""
-    from nas.search.run import no_success_line, search
+    """The search that flags (a parsed namespace) ask for, on the one code path of this
+    command and of ``nas.run_search`` (:func:`nas.cli.jobs.search`)."""
+    from nas.search.settings import SearchSettings
 
-    cfg = load_config(args, "search", FLAGS)
-    # A resumed run's settings were taken when it started (with --force, if it needed it).
-    s = settings(cfg, bool(getattr(args, "force", False) or args.resume))
-    note_run_folder(s.out)
-    runs.claim(s.out, "oneshot" if evaluator(cfg) == "oneshot" else "search", args.resume)
-    if evaluator(cfg) == "oneshot":
-        outcome = run_oneshot(args, cfg, s)
+    over = overrides(args, KEYS)
+    if args.resume:
+        jobs.no_layers(args.preset, args.config)
+        s = jobs.saved_settings(SearchSettings, args.out, ("search", "oneshot"), over,
+                                jobs.SEARCH_RESUMABLE, "search")
     else:
-        outcome = search(s, args.resume, dump(cfg))
-    if outcome.finished and outcome.summary["best"] is None:
-        raise NoResultError(no_success_line(outcome.summary, s.out))
-    return outcome
+        s = jobs.settings(SearchSettings, preset=args.preset, config=args.config,
+                          overrides=over)
+    return jobs.search(s, resume=args.resume, force=args.force, on_folder=note_run_folder)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,4 +95,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(run, build_parser(), argv, f"python {PROG} --resume --out DIR")
+    return run_main(run, build_parser(), argv, f"python {PROG} --resume --out DIR", KEYS)

@@ -19,39 +19,22 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import replace
-from pathlib import Path
-from typing import Any, Callable, Mapping
 
-from nas.arch.spec import ArchSpec, spec_from_dict
-from nas.cli import config as layers
+from nas.cli import jobs
 from nas.cli.parser import (
     EXIT_INTERRUPTED,
     OneLineParser,
     command_name,
     count_or_fraction,
     note_run_folder,
+    overrides,
     run_main,
     seconds,
 )
 from nas.cli.results import TrainResult
-from nas.core import runs
-from nas.core.checks import MAX_SEED, check_int, check_resolution
-from nas.core.errors import ConfigError
-from nas.core.files import config_path, configs_dir, read_yaml
 from nas.data import SOURCES
-from nas.training.checkpoint import EXPORTS, load_checkpoint
-from nas.training.device import DEVICES
-from nas.training.fit import (
-    TrainConfig,
-    check,
-    default_out,
-    fit,
-    make_spec,
-    resolve,
-    summary_lines,
-)
 from nas.training.recipe import OPTIMIZERS, SCHEDULES
+from nas.training.settings import DEVICES, EXPORTS, TrainSettings, default_lr, default_weight_decay
 
 PROG = "effnas train"
 # Exit status of a run that diverged (a non-finite training loss, a validation loss above 10x
@@ -60,13 +43,11 @@ PROG = "effnas train"
 EXIT_DIVERGED = 3
 
 
-def _default_lr(d: TrainConfig) -> float:
-    from nas.training.fit import default_lr
+def _default_lr(d: TrainSettings) -> float:
     return default_lr(d.optimizer, d.batch_size)
 
 
 def _default_wd(optimizer: str) -> float:
-    from nas.training.fit import default_weight_decay
     return default_weight_decay(optimizer)
 
 
@@ -79,11 +60,11 @@ def _ema(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig(spec="")
+    d = TrainSettings()
     p = OneLineParser(prog="effnas train", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Every default is None here so that --resume can tell which flags were given; the real
-    # defaults live in TrainConfig and are shown in the help.
+    # Every default is None here: a flag given is an override of the settings, whose
+    # defaults (TrainSettings's) are shown in the help.
     p.add_argument("spec", nargs="?", metavar="SPEC",
                    help="spec YAML, or a bundled name such as efficientnet-b0 (or the "
                         "setting spec in --config)")
@@ -91,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "then --set)")
     g.add_argument("--preset", help="a bundled preset: smoke (one short epoch on a subset)")
     g.add_argument("--config", metavar="YAML", help="a YAML file of settings (the flags' names "
-                                                    "with underscores: epochs, batch_size, ...)")
+                                                    "with underscores: epochs, batch_size, "
+                                                    "...; --ema is ema_decay)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set epochs=2 (repeatable)")
     g = p.add_argument_group("data")
@@ -182,142 +164,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Flags that map one-to-one onto TrainConfig fields.
-_FLAG_FIELDS = ("dataset", "data", "resolution", "width_mult", "dropout", "drop_path_rate",
-                "auto_augment", "erasing", "ema_decay",
-                "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                "schedule", "warmup_epochs", "decay_rate", "decay_epochs", "label_smoothing",
-                "bn_momentum", "augment", "val_size", "train_subset", "patience", "seed",
-                "threads", "device", "max_epochs_time", "export", "out")
-_RESUME_MAY_CHANGE = ("epochs", "patience", "max_epochs_time", "threads", "device", "export",
-                      "data")
+# Each flag's setting (the keys of nas.training.settings.TrainSettings: the flags' names, but
+# --ema, which is ema_decay; --set takes any key).
+KEYS = {"spec": "spec", **{k: k for k in (
+    "dataset", "data", "resolution", "width_mult", "dropout", "drop_path_rate", "auto_augment",
+    "erasing", "ema_decay", "epochs", "batch_size", "optimizer", "lr", "momentum",
+    "weight_decay", "schedule", "warmup_epochs", "decay_rate", "decay_epochs",
+    "label_smoothing", "bn_momentum", "augment", "val_size", "train_subset", "patience", "seed",
+    "threads", "device", "max_epochs_time", "export", "out")}}
 
 
-def _given(ns: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(ns, k) for k in _FLAG_FIELDS if getattr(ns, k) is not None}
+def settings(ns: argparse.Namespace) -> TrainSettings:
+    """The settings of a new run that flags (a parsed namespace) ask for: the layers of
+    :func:`nas.core.settings.load` (TrainSettings's defaults, ``--preset``, ``--config``,
+    the flags (SPEC among them), then ``--set``)."""
+    return jobs.settings(TrainSettings, preset=ns.preset, config=ns.config,
+                         overrides=overrides(ns, KEYS))
 
 
-def _set_layer(ns: argparse.Namespace) -> dict[str, Any]:
-    """``--set`` items, each a known setting (checked as the other commands check theirs)."""
-    items = layers.parse_set(getattr(ns, "set", None) or [])
-    layers.merge(_defaults(), items, "--set")
-    return items
-
-
-def _defaults() -> dict[str, Any]:
-    return {**TrainConfig(spec="").to_dict(), "spec": None}
-
-
-def settings_from_args(ns: argparse.Namespace) -> dict[str, Any]:
-    """The layers of a new run merged (strict, as ``search``'s and ``scale``'s; see
-    :mod:`nas.cli.config`): TrainConfig's defaults, ``--preset`` (``configs/train-NAME.yaml``),
-    ``--config``, the flags (SPEC among them), then ``--set``."""
-    cfg = _defaults()
-    if getattr(ns, "preset", None):
-        # configs/train-default.yaml is the default recipe, not a preset: it applies without
-        # --preset (TrainConfig reads it).
-        try:
-            if ns.preset == "default":
-                raise ConfigError(ns.preset)
-            path = config_path(f"train-{ns.preset}")
-        except ConfigError:
-            known = sorted(p.stem[len("train-"):] for p in configs_dir().glob("train-*.yaml")
-                           if p.stem != "train-default")
-            raise ConfigError(f"--preset {ns.preset!r}: unknown preset; use one of "
-                              f"{', '.join(known)} (the default recipe applies without "
-                              "--preset)") from None
-        cfg = layers.merge(cfg, _mapping(path), str(path))
-    if getattr(ns, "config", None):
-        cfg = layers.merge(cfg, _mapping(ns.config), "config" if isinstance(
-            ns.config, Mapping) else ns.config)
-    flags = _given(ns) | ({"spec": ns.spec} if ns.spec is not None else {})
-    return layers.merge(layers.merge(cfg, flags, "command line"), _set_layer(ns), "--set")
-
-
-def _mapping(path: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """A YAML file's settings (the Python API's ``config=`` may be a mapping)."""
-    data = dict(path) if isinstance(path, Mapping) else read_yaml(path)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
-    return data
-
-
-def config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    cfg = settings_from_args(ns)
-    if cfg["spec"] in (None, ""):
-        raise ConfigError("SPEC is required: a spec YAML or a bundled name such as "
-                          "efficientnet-b0 (or --resume --out DIR)")
-    c = resolve(TrainConfig.from_dict({**cfg, "spec": str(cfg["spec"])}, "settings"))
-    check(c)
-    if c.resolution is not None:
-        check_resolution(c.resolution, "--resolution", bool(getattr(ns, "force", False)))
-    if c.seed is not None:
-        check_int(c.seed, "--seed", 0, MAX_SEED)  # torch's generator overflows past 2^63
-    return c
-
-
-def _resume(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec, dict[str, Any]]:
-    if ns.out is None:
-        raise ConfigError("--resume needs --out DIR, the folder of the run to continue")
-    runs.claim(ns.out, "train", resume=True)
-    if getattr(ns, "preset", None) or getattr(ns, "config", None):
-        raise ConfigError("--resume continues with the run's saved settings; leave out "
-                          "--preset and --config (use --set for what may change)")
-    path = Path(ns.out) / "last.pt"
-    ckpt = load_checkpoint(path)
-    saved = TrainConfig.from_dict(ckpt["config"], str(path))
-    given = _given(ns) | {k: v for k, v in _set_layer(ns).items() if k != "spec"}
-    for key, v in given.items():
-        if key not in _RESUME_MAY_CHANGE and key != "out" and v != getattr(saved, key):
-            raise ConfigError(f"--{key.replace('_', '-')}: a resumed run keeps its settings "
-                              f"({saved.to_dict()[key]!r} in {path}); only "
-                              f"{', '.join('--' + k.replace('_', '-') for k in _RESUME_MAY_CHANGE)}"
-                              " may change")
-    spec = spec_from_dict(ckpt["spec"], source=str(path))
-    if ns.spec is not None:
-        other = make_spec(replace(saved, spec=ns.spec))
-        if other != spec:
-            raise ConfigError(f"SPEC {ns.spec!r} is not the spec of the run in {ns.out}; leave "
-                              "SPEC out with --resume")
-    c = replace(saved, **{k: v for k, v in given.items() if k in _RESUME_MAY_CHANGE},
-                out=str(ns.out))
-    check(c)
-    return c, spec, ckpt
-
-
-def _fresh(ns: argparse.Namespace) -> tuple[TrainConfig, ArchSpec]:
-    c = config_from_args(ns)
-    c.recipe()  # every option is checked before the spec or the data are read
-    spec = make_spec(c)
-    if c.out is None:
-        c = replace(c, out=default_out(spec.name))
-    runs.claim(c.out, "train", resume=False)
-    if (Path(c.out) / "last.pt").exists():
-        raise ConfigError(f"{c.out} already holds a training run (last.pt); continue it with "
-                          f"--resume --out {c.out}, or choose another --out")
-    return c, spec
-
-
-def execute(ns: argparse.Namespace, command: str,
-            say: Callable[[str], None] | None = None) -> TrainResult:
+def execute(ns: argparse.Namespace, command: str) -> TrainResult:
     """The training run that flags (a parsed namespace) ask for: the one code path of this
-    command and of ``nas.run_train``. ``command`` is recorded in the checkpoint and
-    ``metrics.json``; progress lines go to ``say`` (default: print). Bad input raises a
+    command and of ``nas.run_train`` (:mod:`nas.cli.jobs`). Bad input raises a
     :class:`ConfigError` before anything is written."""
     if ns.resume:
-        c, spec, ckpt = _resume(ns)
+        jobs.no_layers(ns.preset, ns.config)
+        c, spec, ckpt = jobs.train_resumed(overrides(ns, KEYS))
     else:
-        (c, spec), ckpt = _fresh(ns), None
-    note_run_folder(c.out)
-    result = fit(c, spec, ckpt, command, say=say)
-    out = Path(result.metrics["config"]["out"]) if result.metrics else Path(c.out)
-    return TrainResult(out=out, status=result.status, epoch=result.epoch,
-                       metrics=result.metrics)
+        (c, spec), ckpt = jobs.train_fresh(settings(ns), ns.force), None
+    return jobs.train(c, spec, ckpt, command, on_folder=note_run_folder)
 
 
 def run(ns: argparse.Namespace, argv: list[str]) -> int:
+    from nas.training.fit import summary_lines
+
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nas.cli.effnas", "train",
                                                 *argv])
     result = execute(ns, command)
@@ -334,5 +213,4 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     return run_main(lambda ns: run(ns, argv), build_parser(), argv,
-                    f"{PROG} --resume --out DIR")
-
+                    f"{PROG} --resume --out DIR", KEYS)

@@ -1,7 +1,7 @@
 """Number checks, in one place: what counts as an integer and as a finite number.
 
 ``True`` is an ``int`` in Python and ``3e8`` is a string in YAML 1.1 (PyYAML; the project's
-own files and ``--set`` read YAML 1.2 numbers, see :mod:`nas.core.files`, but a quoted value
+own files and overrides read YAML 1.2 numbers, see :mod:`nas.core.files`, but a quoted value
 or another reader still gives a string), so "is this a number" needs care everywhere a
 setting is read; every layer asks these functions.
 """
@@ -107,12 +107,12 @@ PLAUSIBLE_RESOLUTION = (8, 4096)
 
 def check_resolution(v: Any, name: str, force: bool = False, minimum: int | None = None) -> int:
     """An image size in pixels: an integer >= 8, refused above 4096 unless ``force`` (a
-    one-line error naming ``name`` and the way to insist, ``pass --force``). ``minimum``
+    one-line error naming ``name`` and the way to insist, ``pass force=True``). ``minimum``
     lowers the 8 (a data set's stored size, which a proxy may resize)."""
     lo, hi = PLAUSIBLE_RESOLUTION
     px = check_int(v, name, lo if minimum is None else minimum)  # no spec takes under 8 px
     if not force and px > hi:
-        raise ConfigError(f"{name} {px}: {px} x {px} pixels is over {hi}, almost "
-                          "surely a typo (ImageNet is 224, Fashion-MNIST 28); pass --force to "
-                          "use it anyway")
+        raise ConfigError(f"{name}={px}: {px} x {px} pixels is over {hi}, almost "
+                          "surely a typo (ImageNet is 224, Fashion-MNIST 28); pass force=True "
+                          "to use it anyway")
     return px

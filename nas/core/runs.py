@@ -7,15 +7,15 @@ file, ``.effnas-run.json``, with the kind of run, the effnas version and the tim
     {"format": 1, "kind": "search", "effnas_version": "0.1.0", "created": "2026-...Z"}
 
 Before anything is written (before Ray starts, before data loads), each command asks
-:func:`claim` whether its ``--out`` may be used:
+:func:`claim` whether its run folder (``out``) may be used:
 
 * a new or empty folder: yes (an empty folder is adopted);
 * a folder of another kind of run: no, one line naming what it is and how to continue it;
-* a folder of the same kind: only with ``--resume`` (a folder of that kind in which no run
+* a folder of the same kind: only to resume the run there (a folder of that kind in which no run
   got going, e.g. one that holds nothing but the marker and a ``config.yaml``, may be
   started again);
 * a non-empty folder that is no run folder: no (nothing is written among the user's files);
-* ``--resume`` needs a folder of the same kind.
+* resuming needs a folder of the same kind.
 
 Run folders written before the marker existed have none; :func:`detect` recognises them by
 the files each kind writes (``driver.pt`` of a search, ``scaling.yaml`` of a scale run,
@@ -27,23 +27,22 @@ A pipeline's folder holds a search, a scale run and training runs in sub-folders
 continued by its own command too; fidelity writes into its own folder (default
 ``RUN/fidelity``, a sub-folder of the search it measures) and never into the search's files.
 
-:func:`check_path` turns an ``--out`` that cannot be a folder (under a regular file, on a
+:func:`check_path` turns an ``out`` that cannot be a folder (under a regular file, on a
 read-only file system, a symlink loop, no permission) into one line. Messages name the
-command-line flag (``--out``) or, inside :func:`api_names` (the Python API), the keyword
-(``out=...``). Torch-free and Ray-free.
+settings as keys (``out='x'``, ``resume=True``) and say how to continue a run as its job
+function's call (``nas.run_search(resume=True, out='x')``); the command line says them as
+its flags and commands. Torch-free and Ray-free.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import errno
 import json
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from nas.core.errors import ConfigError
 
@@ -51,14 +50,12 @@ MARKER = ".effnas-run.json"
 MARKER_FORMAT = 1
 KINDS = ("search", "oneshot", "scale", "train", "fidelity", "pipeline")
 
-# How each kind is named in a message, and the command that continues it (as a script; under
-# the ``effnas`` entry point, ``effnas COMMAND``).
+# How each kind is named in a message, and the job function that continues it (the command
+# line says the command that runs it: ``nas.run_scale(...)`` is ``effnas scale ...``).
 _NAMES = {"search": "search", "oneshot": "one-shot search", "scale": "scale run",
           "train": "training run", "fidelity": "fidelity run", "pipeline": "pipeline"}
-_SCRIPTS = {"search": ("search.py", "search"), "oneshot": ("search.py", "search"),
-            "scale": ("scale.py", "scale"), "train": ("effnas train", "train"),
-            "fidelity": ("effnas fidelity", "fidelity"),
-            "pipeline": ("effnas pipeline", "pipeline")}
+_JOBS = {"search": "search", "oneshot": "search", "scale": "scale", "train": "train",
+         "fidelity": "fidelity", "pipeline": "pipeline"}
 
 # The files that show a run of a kind got going (it has results or saved state to lose); a
 # folder of the kind without any of them may be started again. Folders end in "/".
@@ -69,46 +66,20 @@ STATE = {"search": ("driver.pt", "children.jsonl", "best.yaml"),
          "fidelity": ("driver.pt", "fidelity.json", "trainings.jsonl"),
          "pipeline": ("pipeline.json", "search/", "scale/", "train/", "report/")}
 
-_API: contextvars.ContextVar[bool] = contextvars.ContextVar("effnas_api_names", default=False)
-
-
-@contextlib.contextmanager
-def api_names() -> Iterator[None]:
-    """Within the block (a call of the Python API), messages name keywords (``out='x'``,
-    ``resume=True``) instead of flags (``--out x``, ``--resume``)."""
-    token = _API.set(True)
-    try:
-        yield
-    finally:
-        _API.reset(token)
-
-
 def _out(out: Path | str) -> str:
-    return f"out={str(out)!r}" if _API.get() else f"--out {out}"
-
-
-def _flag() -> str:
-    return "out=" if _API.get() else "--out"
-
-
-def _resume() -> str:
-    return "resume=True" if _API.get() else "--resume"
+    return f"out={str(out)!r}"
 
 
 def _new_out() -> str:
-    return "a new out=" if _API.get() else "a new --out"
+    return "a new out="
 
 
-def continue_command(kind: str, out: Path, extra: str = "") -> str:
-    """How to continue a run of ``kind`` in ``out``: ``search.py --resume --out OUT`` (or
-    ``effnas search ...`` under the ``effnas`` entry point)."""
-    script, sub = _SCRIPTS[kind]
-    parser = sys.modules.get("nas.cli.parser")  # set only when a command runs
-    invoked = getattr(parser, "_INVOKED_AS", None)
-    name = invoked.get() if invoked is not None else None
-    if name and name.split()[0] == "effnas":
-        script = f"effnas {sub}"
-    return f"{script}{extra} --resume --out {out}"
+def continue_call(kind: str, out: Path, run: str | None = None) -> str:
+    """How to continue a run of ``kind`` in ``out``, as the job function's call:
+    ``nas.run_search(resume=True, out='OUT')`` (a fidelity run names its search's folder
+    first, ``run``); the command line says it as its command."""
+    first = f"{run!r}, " if kind == "fidelity" else ""
+    return f"nas.run_{_JOBS[kind]}({first}resume=True, out={str(out)!r})"
 
 
 # --------------------------------------------------------------------------- the marker
@@ -231,7 +202,7 @@ def _started(folder: Path, kind: str) -> str | None:
     return next((hit for f in STATE[kind] if (hit := _has(folder, f))), None)
 
 
-# --------------------------------------------------------------------------- --out checks
+# --------------------------------------------------------------------------- folder checks
 
 
 def _stat_error(path: Path) -> OSError | None:
@@ -286,7 +257,7 @@ def check_path(out: Path | str) -> None:
 
 
 def claim(out: Path | str, kinds: str | Iterable[str], resume: bool) -> None:
-    """May a command that writes runs of ``kinds`` (its kind; for ``search --resume``, search
+    """May a command that writes runs of ``kinds`` (its kind; for a resumed search, search
     or oneshot) use ``out``? ``resume``: it continues the run there. Raises a one-line
     :class:`ConfigError` naming the folder, what it is and the fix; writes nothing."""
     out = Path(out)
@@ -296,12 +267,12 @@ def claim(out: Path | str, kinds: str | Iterable[str], resume: bool) -> None:
     content = _content(out) if out.is_dir() else []
     found = detect(out) if out.is_dir() else None
     if found is None:
-        if not content:  # new or empty: adopted (a --resume finds no state there and says so)
+        if not content:  # new or empty: adopted (resuming finds no state there and says so)
             return
         shown = ", ".join(content[:3]) + (", ..." if len(content) > 3 else "")
         if resume:
-            raise ConfigError(f"{_resume()}: {out} holds no {_NAMES[want]} to continue (it is "
-                              f"no effnas run folder: {shown}); check {_flag()}")
+            raise ConfigError(f"resume=True: {out} holds no {_NAMES[want]} to continue (it is "
+                              f"no effnas run folder: {shown}); check out=")
         raise ConfigError(f"{_out(out)}: the folder is not empty ({shown}) and is no effnas "
                           f"run folder; choose {_new_out()} (or an empty folder), so that "
                           "nothing is written among those files")
@@ -310,7 +281,7 @@ def claim(out: Path | str, kinds: str | Iterable[str], resume: bool) -> None:
         raise ConfigError(f"{out / MARKER} is damaged (it names no kind of run); choose "
                           f"{_new_out()}, or repair the marker")
     if kind not in kinds:
-        how = _continue(kind, out, api=False)
+        how = _continue(kind, out)
         if resume:
             raise ConfigError(f"{out} holds a {_NAMES[kind]} ({evidence}), not a "
                               f"{_NAMES[want]}; continue it with {how}")
@@ -325,13 +296,9 @@ def claim(out: Path | str, kinds: str | Iterable[str], resume: bool) -> None:
                           f"{_continue(kind, out)}, or choose {_new_out()}")
 
 
-def _continue(kind: str, out: Path, api: bool = True) -> str:
-    """How to continue the run of ``kind`` in ``out``: the keywords in the Python API (when
-    ``api`` and it is the same command), else the command line."""
-    if api and _API.get():
-        return f"resume=True, out={str(out)!r}"
-    extra = f" {_fidelity_run(out) or 'RUN'}" if kind == "fidelity" else ""
-    return continue_command(kind, out, extra)
+def _continue(kind: str, out: Path) -> str:
+    """How to continue the run of ``kind`` in ``out`` (see :func:`continue_call`)."""
+    return continue_call(kind, out, (_fidelity_run(out) or "RUN") if kind == "fidelity" else None)
 
 
 def _fidelity_run(out: Path) -> str:

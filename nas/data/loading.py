@@ -248,7 +248,7 @@ class DataSettings:
     source: str = "fashion-mnist"
     path: str | None = None
     val_size: int | float = 5000
-    seed: int = 0
+    seed: int | None = 0  # None: a run's settings fill in the run's seed (0 when loaded as is)
     image_size: int | None = None
 
     def __post_init__(self) -> None:
@@ -260,7 +260,7 @@ class DataSettings:
         if not is_number(self.val_size) or self.val_size <= 0:
             raise ConfigError(f"data.val_size: got {self.val_size!r}; use an image count >= 1 "
                               "or a fraction in (0, 1)")
-        if not is_int(self.seed) or self.seed < 0:
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             raise ConfigError(f"data.seed: got {self.seed!r}; use an integer >= 0")
         if self.image_size is not None and (not is_int(self.image_size) or self.image_size < 4):
             raise ConfigError(f"data.image_size: got {self.image_size!r}; use an integer >= 4 "
@@ -281,5 +281,6 @@ class DataSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def load(self) -> DataSplits:
-        return load_splits(self.source, self.path, val_size=self.val_size, seed=self.seed,
+        return load_splits(self.source, self.path, val_size=self.val_size,
+                           seed=0 if self.seed is None else self.seed,
                            image_size=self.image_size)

@@ -6,16 +6,22 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
+from nas.core.settings import fields_from, fields_to, named_file
 from nas.training.recipe import Recipe
 
 BN_MODES = ("batch", "recalibrate", "running")
 SPLITS = (None, "activation")
 HANDOFFS = ("top_k", "search")
+DEFAULT = "oneshot-default"  # the bundled settings: the defaults below are its values
+
+
+def _default_supernet() -> Recipe:
+    return Recipe.from_mapping(named_file(DEFAULT, "oneshot")["supernet"], "oneshot.supernet")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class SupernetSettings:
                    the Ray Train layout (None: the top-level ``workers`` / ``cpus_per_trial``).
     """
 
-    supernet: Recipe
+    supernet: Recipe = field(default_factory=_default_supernet)
     warmup: float = 0.25
     val_batch: int = 128
     bn: str = "batch"
@@ -62,53 +68,52 @@ class SupernetSettings:
     cpus_per_worker: float | None = None
     gpus_per_worker: float = 0.0
 
+    # A job's ``oneshot`` section may name a bundled file (``oneshot: oneshot-smoke``).
+    NAMED: ClassVar[bool] = True
+
     def __post_init__(self) -> None:
+        self._check("oneshot")
+
+    def _check(self, at: str) -> None:
         if not isinstance(self.supernet, Recipe):
-            raise ConfigError("oneshot.supernet: expected a recipe")
-        check_number(self.warmup, "oneshot.warmup", 0.0, 1.0)
-        check_int(self.val_batch, "oneshot.val_batch", 2)
+            raise ConfigError(f"{at}.supernet: expected a recipe")
+        check_number(self.warmup, f"{at}.warmup", 0.0, 1.0)
+        check_int(self.val_batch, f"{at}.val_batch", 2)
         if self.bn not in BN_MODES:
-            raise ConfigError(f"oneshot.bn: got {self.bn!r}; use one of {', '.join(BN_MODES)}")
-        check_int(self.recal_batches, "oneshot.recal_batches", 1)
-        check_int(self.candidates, "oneshot.candidates", 1)
-        check_int(self.score_images, "oneshot.score_images", 1)
+            raise ConfigError(f"{at}.bn: got {self.bn!r}; use one of {', '.join(BN_MODES)}")
+        check_int(self.recal_batches, f"{at}.recal_batches", 1)
+        check_int(self.candidates, f"{at}.candidates", 1)
+        check_int(self.score_images, f"{at}.score_images", 1)
         if not isinstance(self.bn_affine, bool):
-            raise ConfigError(f"oneshot.bn_affine: got {self.bn_affine!r}; use true or false")
+            raise ConfigError(f"{at}.bn_affine: got {self.bn_affine!r}; use true or false")
         if self.split not in SPLITS:
-            raise ConfigError(f"oneshot.split: got {self.split!r}; use activation or null")
+            raise ConfigError(f"{at}.split: got {self.split!r}; use activation or null")
         if self.handoff not in HANDOFFS:
-            raise ConfigError(f"oneshot.handoff: got {self.handoff!r}; use top_k or search")
-        check_int(self.max_params, "oneshot.max_params", 1)
+            raise ConfigError(f"{at}.handoff: got {self.handoff!r}; use top_k or search")
+        check_int(self.max_params, f"{at}.max_params", 1)
         if self.workers is not None:
-            check_int(self.workers, "oneshot.workers", 1)
+            check_int(self.workers, f"{at}.workers", 1)
         if self.cpus_per_worker is not None:
-            check_number(self.cpus_per_worker, "oneshot.cpus_per_worker", 0.0, strict=True)
-        check_number(self.gpus_per_worker, "oneshot.gpus_per_worker", 0.0)
+            check_number(self.cpus_per_worker, f"{at}.cpus_per_worker", 0.0, strict=True)
+        check_number(self.gpus_per_worker, f"{at}.gpus_per_worker", 0.0)
         if self.supernet.ema_decay is not None:
-            raise ConfigError("oneshot.supernet.ema_decay: a weight average mixes paths; use null")
+            raise ConfigError(f"{at}.supernet.ema_decay: a weight average mixes paths; use null")
 
     def replace(self, **changes: Any) -> "SupernetSettings":
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["supernet"] = self.supernet.to_dict()
-        return d
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data; :meth:`from_mapping` reads it back as it was."""
+        return fields_to(self)
+
+    to_dict = to_mapping
+
+    @classmethod
+    def from_mapping(cls, d: Any, key: str = "oneshot") -> "SupernetSettings":
+        """The ``oneshot`` section of a search's settings, strictly (keys, types, ranges);
+        what it leaves out keeps its default (``configs/oneshot-default.yaml``'s)."""
+        return cls(**fields_from(cls, d, key))
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "oneshot") -> "SupernetSettings":
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{source}: expected a mapping of one-shot settings")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ConfigError(f"{source}.{unknown[0]}: unknown setting; allowed: "
-                              f"{', '.join(names)}")
-        if "supernet" not in d:
-            raise ConfigError(f"{source}.supernet: missing (the shared weights' recipe)")
-        kwargs = dict(d)
-        kwargs["supernet"] = Recipe.from_dict(d["supernet"], source=f"{source}.supernet")
-        for key in ("warmup", "cpus_per_worker", "gpus_per_worker"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = check_number(kwargs[key], f"{source}.{key}")
-        return cls(**kwargs)
+        return cls.from_mapping(d, source)

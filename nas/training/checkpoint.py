@@ -15,9 +15,9 @@ from torch import nn
 
 from nas.core.errors import ConfigError, NasError
 from nas.core.files import atomic_file
+from nas.training.settings import EXPORTS
 
 CHECKPOINT_FORMAT = "nas.train/1"
-EXPORTS = ("torchscript", "onnx", "none")
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -10,8 +10,7 @@ from torch import nn
 
 from nas.core.errors import ConfigError
 from nas.training.recipe import Recipe
-
-DEVICES = ("auto", "cpu", "cuda")
+from nas.training.settings import DEVICES
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:

@@ -65,7 +65,14 @@ from nas.training.device import (
 )
 from nas.training.engine import Engine, EpochResult
 from nas.training.feeder import Feeder
-from nas.training.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from nas.training.recipe import DEFAULT_RECIPE, load_recipe
+from nas.training.settings import (  # noqa: F401 - the settings' functions, used from here too
+    TrainSettings,
+    check,
+    default_lr,
+    default_weight_decay,
+    resolve,
+)
 
 CSV_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_accuracy", "val_loss",
                "best_val_accuracy", "train_seconds", "eval_seconds", "images_per_second")
@@ -83,150 +90,7 @@ _BN_MAX_MOMENTUM = 0.5
 _LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096 (the default lr of other optimizers)
 _PAPER_WEIGHT_DECAY = 1e-5  # the default weight decay of other optimizers
 
-# The default recipe (configs/train-default.yaml): TrainConfig's defaults (its TRAIN_KEYS).
-_DEFAULT = load_recipe(DEFAULT_RECIPE)
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The resolved settings of a run: every default filled in, written into ``last.pt`` and
-    ``metrics.json``. ``None`` means "derive it" before the run starts (see :func:`resolve`)."""
-
-    spec: str
-    dataset: str | None = None
-    data: str | None = None
-    resolution: int | None = None  # None: the data's native size
-    width_mult: float | None = None
-    dropout: float | None = None  # None: the spec's
-    drop_path_rate: float | None = None  # None: the spec's
-    # The recipe's defaults are configs/train-default.yaml's (DEFAULT_RECIPE).
-    epochs: int = _DEFAULT.epochs
-    batch_size: int = _DEFAULT.batch_size
-    optimizer: str = _DEFAULT.optimizer
-    lr: float | None = None  # None: see default_lr
-    momentum: float = _DEFAULT.momentum
-    weight_decay: float | None = None  # None: see default_weight_decay
-    schedule: str = _DEFAULT.schedule
-    warmup_epochs: float | None = None  # None: the recipe's, at most a tenth of the epochs
-    decay_rate: float = _DEFAULT.decay_rate
-    decay_epochs: float = _DEFAULT.decay_epochs
-    label_smoothing: float = _DEFAULT.label_smoothing
-    bn_momentum: float | None = None  # None: auto
-    augment: bool = _DEFAULT.augment
-    auto_augment: str = _DEFAULT.auto_augment
-    erasing: float = _DEFAULT.erasing
-    ema_decay: float | None = _DEFAULT.ema_decay  # None or 0: no weight average
-    val_size: int | float = 5000
-    train_subset: int | None = None
-    patience: int | None = None
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    amp: str = _DEFAULT.amp
-    max_epochs_time: float | None = None
-    export: str = "torchscript"
-    out: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}; the checkpoint was "
-                              "written by another version of nas.train")
-        return cls(**dict(d))
-
-    def recipe(self) -> Recipe:
-        """The recipe part as a :class:`~nas.training.recipe.Recipe` (which validates it)."""
-        return _recipe(self)
-
-
-# Recipe field -> the flag that sets it, so its one-line errors name nas.train's flags.
-FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "resolution": "--resolution",
-                "width_mult": "--width-mult", "optimizer": "--optimizer", "lr": "--lr",
-                "momentum": "--momentum", "weight_decay": "--weight-decay",
-                "schedule": "--schedule", "warmup_epochs": "--warmup-epochs",
-                "decay_rate": "--decay-rate", "decay_epochs": "--decay-epochs",
-                "label_smoothing": "--label-smoothing", "augment": "--augment", "seed": "--seed",
-                "bn_momentum": "--bn-momentum", "num_threads": "--threads",
-                "auto_augment": "--auto-augment", "erasing": "--erasing", "ema_decay": "--ema",
-                "train_subset": "--train-subset"}
-
-
-def _recipe(c: TrainConfig) -> Recipe:
-    d = {"epochs": c.epochs, "batch_size": c.batch_size, "resolution": c.resolution,
-         "width_mult": 1.0 if c.width_mult is None else c.width_mult,
-         "optimizer": c.optimizer, "lr": c.lr, "momentum": c.momentum,
-         "weight_decay": c.weight_decay, "schedule": c.schedule,
-         "warmup_epochs": c.warmup_epochs, "decay_rate": c.decay_rate,
-         "decay_epochs": c.decay_epochs, "label_smoothing": c.label_smoothing,
-         "augment": c.augment, "auto_augment": c.auto_augment, "erasing": c.erasing,
-         "ema_decay": c.ema_decay or None, "seed": c.seed, "amp": c.amp,
-         "bn_momentum": c.bn_momentum,
-         "num_threads": c.threads, "train_subset": c.train_subset, "channels_last": True}
-    try:
-        return Recipe.from_dict({k: v for k, v in d.items() if v is not None})
-    except ConfigError as e:
-        msg = str(e)
-        key = msg.split(":", 1)[0]
-        if key in FLAGS:
-            msg = FLAGS[key] + msg[len(key):]
-        raise ConfigError(msg) from None
-
-
-def default_lr(optimizer: str, batch_size: int) -> float:
-    """The learning rate when none is given: the default recipe's for its optimizer (at any
-    batch size); for the others the paper's RMSProp rate scaled to the batch, 0.016 per 256
-    images (its 0.256 at batch 4096)."""
-    if optimizer == _DEFAULT.optimizer:
-        return _DEFAULT.lr
-    return _LR_PER_256 * batch_size / 256
-
-
-def default_weight_decay(optimizer: str) -> float:
-    """The weight decay when none is given: the default recipe's for its optimizer (AdamW's
-    decoupled 0.05), else the paper's 1e-5 (an L2 penalty of 0.05 would swamp Adam's or
-    RMSProp's gradients)."""
-    return _DEFAULT.weight_decay if optimizer == _DEFAULT.optimizer else _PAPER_WEIGHT_DECAY
-
-
-def resolve(c: TrainConfig) -> TrainConfig:
-    """Fill in the defaults that derive from other settings (before any data is read)."""
-    lr = c.lr if c.lr is not None else default_lr(c.optimizer, c.batch_size)
-    wd = c.weight_decay if c.weight_decay is not None else default_weight_decay(c.optimizer)
-    warm = (c.warmup_epochs if c.warmup_epochs is not None
-            else min(_DEFAULT.warmup_epochs, c.epochs / 10))
-    return replace(c, lr=lr, weight_decay=wd, warmup_epochs=warm)
-
-
-def check(c: TrainConfig) -> None:
-    """Settings that the recipe does not know; one-line errors naming the flag."""
-    for key, flag in (("dropout", "--dropout"), ("drop_path_rate", "--drop-path-rate")):
-        v = getattr(c, key)
-        if v is not None and not 0.0 <= v < 1.0:
-            raise ConfigError(f"{flag}: got {v!r}; use a rate in [0, 1)")
-    if c.patience is not None and c.patience < 1:
-        raise ConfigError(f"--patience: got {c.patience!r}; use a number of epochs >= 1 (leave "
-                          "it out for no early stopping)")
-    if c.max_epochs_time is not None and not c.max_epochs_time > 0:
-        raise ConfigError(f"--max-epochs-time: got {c.max_epochs_time!r}; use a time > 0")
-    if isinstance(c.val_size, float) and not 0.0 < c.val_size < 1.0:
-        raise ConfigError(f"--val-size: got {c.val_size!r}; use an image count >= 1 or a "
-                          "fraction in (0, 1)")
-    if isinstance(c.val_size, int) and c.val_size < 1:
-        raise ConfigError(f"--val-size: got {c.val_size!r}; use an image count >= 1 (the "
-                          "validation set drives early stopping and the best weights)")
-    if c.export not in EXPORTS:
-        raise ConfigError(f"--export: got {c.export!r}; use one of {', '.join(EXPORTS)}")
-    if c.device not in DEVICES:
-        raise ConfigError(f"--device: got {c.device!r}; use one of {', '.join(DEVICES)}")
-
+_DEFAULT = load_recipe(DEFAULT_RECIPE)  # the default recipe (configs/train-default.yaml)
 
 
 class Diverged(NasError):
@@ -236,7 +100,7 @@ class Diverged(NasError):
 # --------------------------------------------------------------------------- the run
 
 
-def load_data(c: TrainConfig) -> DataSplits:
+def load_data(c: TrainSettings) -> DataSplits:
     image_size = None
     if (c.dataset or "").lower() in ("imagefolder", "image-folder"):
         image_size = c.resolution  # image folders are resized at load time anyway
@@ -246,7 +110,7 @@ def load_data(c: TrainConfig) -> DataSplits:
                        seed=c.seed, image_size=image_size)
 
 
-def make_spec(c: TrainConfig) -> ArchSpec:
+def make_spec(c: TrainSettings) -> ArchSpec:
     """The spec as this run trains it (width, dropout and drop path applied, named)."""
     spec = as_trained(load_spec(c.spec), width=c.width_mult, dropout=c.dropout,
                       drop_path_rate=c.drop_path_rate)
@@ -280,7 +144,7 @@ class FitResult:
 class _Session:
     """What one invocation works with, beside the engine's own state."""
 
-    c: TrainConfig
+    c: TrainSettings
     spec: ArchSpec
     splits: DataSplits
     out: Path
@@ -291,7 +155,7 @@ class _Session:
     bar: Any = None       # a progress bar over the epochs (nas.core.progress.Bar), or None
 
 
-def fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = None,
+def fit(c: TrainSettings, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = None,
         command: str = "", say: Callable[[str], None] | None = None) -> FitResult:
     """Train ``spec`` as ``c`` says (continuing ``checkpoint``, a ``last.pt``, if given).
 
@@ -309,7 +173,7 @@ def fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None = N
             bar.close()
 
 
-def _fit(c: TrainConfig, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, command: str,
+def _fit(c: TrainSettings, spec: ArchSpec, checkpoint: Mapping[str, Any] | None, command: str,
          say: Callable[[str], None], bar: Any, t_start: float) -> FitResult:
     recipe = c.recipe()
     check_export_available(c.export)
@@ -502,7 +366,7 @@ def _diverged_metrics(engine: Engine, s: _Session, reason: str) -> dict[str, Any
     return metrics
 
 
-def _preprocess(c: TrainConfig, splits: DataSplits, stats: tuple[tuple[float, ...], ...]
+def _preprocess(c: TrainSettings, splits: DataSplits, stats: tuple[tuple[float, ...], ...]
                 ) -> dict[str, Any]:
     return {"resolution": c.resolution, "in_channels": splits.in_channels,
             "mean": list(stats[0]), "std": list(stats[1]),

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from nas.arch.spec import MIN_RESOLUTION
 from nas.core.checks import is_int, is_number
 from nas.core.errors import ConfigError, where
+from nas.core.settings import join, unknown_key
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step", "exponential")
@@ -99,6 +100,9 @@ class Recipe:
     num_threads: int | None = None
     max_seconds: float | None = None
 
+    # A section of a job's settings may name a bundled recipe (``proxy: proxy-smoke``).
+    NAMED: ClassVar[bool] = True
+
     def __post_init__(self) -> None:
         _validate(self, None)
 
@@ -109,23 +113,33 @@ class Recipe:
         """Plain data (YAML/JSON-safe); ``Recipe.from_dict(cfg.to_dict()) == cfg``."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The recipe as a section of a job's settings (:mod:`nas.core.settings`)."""
+        return self.to_dict()
+
     @classmethod
-    def from_dict(cls, d: Any, source: str | None = None) -> "Recipe":
+    def from_mapping(cls, d: Any, key: str = "") -> "Recipe":
+        """A section of a job's settings at ``key`` (``proxy``): messages name
+        ``proxy.epochs``."""
+        return cls.from_dict(d, prefix=key)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str | None = None, prefix: str = "") -> "Recipe":
         """Build from plain data strictly: unknown keys, wrong types and bad ranges raise
-        :class:`~nas.core.errors.ConfigError` naming the key (and ``source``, the file)."""
+        :class:`~nas.core.errors.ConfigError` naming the key (below ``prefix``, a section's
+        path, and in ``source``, the file)."""
         if d is None:
             d = {}
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{where(source, 'top level')}: expected a mapping of proxy "
-                              f"settings, got {type(d).__name__}")
+            raise ConfigError(f"{where(source, prefix or 'top level')}: expected a mapping of "
+                              f"recipe settings, got {type(d).__name__}")
         unknown = sorted(str(k) for k in d if k not in _FIELDS)
         if unknown:
-            raise ConfigError(f"{where(source, unknown[0])}: unknown proxy setting; allowed: "
-                              f"{', '.join(_FIELDS)}")
+            raise unknown_key(join(prefix, unknown[0]), _FIELDS, source)
         kwargs = {}
         for k, v in d.items():
-            kwargs[k] = _coerce(k, v, source)
-        _validate(_Overlay(kwargs), source)  # first, so the error names the file
+            kwargs[k] = _coerce(k, v, source, prefix)
+        _validate(_Overlay(kwargs), source, prefix)  # first, so the error names the file
         return cls(**kwargs)
 
 
@@ -150,12 +164,13 @@ _KINDS = {"epochs": "int", "train_subset": "int?", "batch_size": "int", "resolut
 assert set(_KINDS) == set(_FIELDS)
 
 
-def _coerce(key: str, v: Any, source: str | None) -> Any:
+def _coerce(key: str, v: Any, source: str | None, prefix: str = "") -> Any:
     kind = _KINDS[key]
     if v is None:
         if kind.endswith("?"):
             return None
-        raise ConfigError(f"{where(source, key)}: got null; this setting needs a value")
+        raise ConfigError(f"{where(source, join(prefix, key))}: got null; this setting needs a "
+                          "value")
     kind = kind.rstrip("?")
     ok = {"int": is_int, "num": is_number, "str": lambda x: isinstance(x, str),
           "bool": lambda x: isinstance(x, bool)}[kind](v)
@@ -164,7 +179,8 @@ def _coerce(key: str, v: Any, source: str | None) -> Any:
                 "bool": "true or false"}[kind]
         hint = (" (YAML reads 3e8 as a string: write 3.0e+8)" if isinstance(v, str)
                 and kind in ("int", "num") else "")
-        raise ConfigError(f"{where(source, key)}: got {v!r}; expected {what}{hint}")
+        raise ConfigError(f"{where(source, join(prefix, key))}: got {v!r}; expected "
+                          f"{what}{hint}")
     if kind == "int":
         return int(v)
     if kind == "num":
@@ -172,9 +188,9 @@ def _coerce(key: str, v: Any, source: str | None) -> Any:
     return v
 
 
-def _validate(c: Any, source: str | None) -> None:
+def _validate(c: Any, source: str | None, prefix: str = "") -> None:
     def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"{where(source, key)}: got {getattr(c, key)!r}; {msg}")
+        raise ConfigError(f"{where(source, join(prefix, key))}: got {getattr(c, key)!r}; {msg}")
 
     for key in _FIELDS:  # types, for direct construction (from_dict has already coerced)
         v, kind = getattr(c, key), _KINDS[key]
@@ -250,7 +266,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 
 
 #: The default training recipe (configs/train-default.yaml): the defaults of ``effnas train``
-#: (:class:`nas.training.fit.TrainConfig`), of the pipeline's training stage and of the
+#: (:class:`nas.training.settings.TrainSettings`), of the pipeline's training stage and of the
 #: fidelity command's long schedule.
 DEFAULT_RECIPE = "train-default"
 #: The settings of full training that come from the default recipe (the rest are each
