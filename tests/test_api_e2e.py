@@ -19,7 +19,7 @@ TINY = {"proxy.train_subset": 256, "proxy.resolution": 16, "data.val_size": 100}
 
 
 def test_a_smoke_search_through_the_api(tiny_fmnist, tmp_path, capsys):
-    from nas.search.tune_adapter import ray_running
+    from nas.ray.runtime import ray_running
     out = tmp_path / "run"
     result = nas.run_search("400M", preset="smoke", data=tiny_fmnist, budget=3, out=out,
                             set={**TINY, "strategy_options": {"batch_size": 2}})

@@ -15,14 +15,8 @@ from nas.arch.io import load_spec
 from nas.data import DataSettings
 from nas.core.errors import ConfigError
 from nas.search.driver import OK, ChildRecord, child_key
-from nas.search.fidelity import (
-    FidelitySettings,
-    Picked,
-    finished_networks,
-    partial_report,
-    plan,
-    trained_so_far,
-)
+from nas.fidelity.run import finished_networks, partial_report, plan, trained_so_far
+from nas.fidelity.settings import FidelitySettings, Picked
 from nas.search.settings import TrialSettings
 from nas.training.recipe import Recipe
 

@@ -28,7 +28,7 @@ from nas.arch.spec import (
     spec_to_dict,
 )
 from nas.data import synthetic_splits
-from nas.search.child import run_child
+from nas.training.child import run_child
 from nas.search.driver import OK, TIMEOUT, ChildDriver, Target, child_key, child_seed
 from nas.search.reward import RewardConfig
 from nas.training.recipe import Recipe

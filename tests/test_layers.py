@@ -1,9 +1,11 @@
 """The layers of the code: each package sits on one floor and imports only from lower floors
-(or from itself); torch and Ray enter only where a layer says they may.
+(or from itself); no module takes part in an import circle; torch and Ray enter only where
+a layer says they may.
 
 The rules are read from the source (every import statement, at module level or inside a
-function), so a new module that breaks them fails here before anyone runs it.
-docs/architecture.md describes the same floors in words.
+function: an import put inside a function to dodge a circle is still part of it), so a new
+module that breaks them fails here before anyone runs it. docs/architecture.md describes
+the same floors in words.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import pytest
 
@@ -24,7 +27,10 @@ FLOORS: list[tuple[str, ...]] = [
     ("nas.data",),
     ("nas.training", "controller", "search_space", "scaler", "nas.latency"),
     ("nas.supernet",),
-    ("nas.search",),
+    ("nas.ray",),                      # the Ray adapters: told what to run, know no search
+    ("nas.search",),                   # the search, multi-trial and one-shot, on nas.ray
+    ("nas.scaling", "nas.fidelity"),   # jobs that train children as the search does
+    ("nas.pipeline",),                 # search, scale, train and report in one run
     ("nas.cli",),
     ("nas",),  # the package's own API (nas/__init__.py: names, and the commands as functions
                # from nas.cli.api, imported lazily)
@@ -42,10 +48,13 @@ TORCH_ALLOWED = {
     "nas.training.proxy", "nas.training.fit", "nas.training.checkpoint", "nas.training.augment",
     "controller.ppo", "controller.policy",
     "nas.supernet.model", "nas.supernet.score", "nas.supernet.train",
-    "nas.search.tune_adapter", "nas.search.train_adapter", "nas.search.runlog",
+    "nas.ray.train",          # the supernet on Ray Train workers
+    "nas.search.driver",      # the driver's state file (torch.save: a policy's tensors)
+    "nas.search.runlog",      # TensorBoard's writer
 }
-# Modules that may import Ray: the two adapters (Ray Tune, Ray Train).
-RAY_ALLOWED = {"nas.search.tune_adapter", "nas.search.train_adapter"}
+# Modules that may import Ray: the adapters of nas.ray (its start and stop, the Tune searcher,
+# the Tune callbacks and scheduler, Ray Train); nas.ray.leftovers reads /proc, not Ray.
+RAY_ALLOWED = {"nas.ray.runtime", "nas.ray.searcher", "nas.ray.tune_options", "nas.ray.train"}
 
 
 def _source_modules() -> dict[str, Path]:
@@ -85,9 +94,10 @@ def floor_of(package: str) -> int:
     raise AssertionError(f"{package} is on no floor; add it to FLOORS")
 
 
-def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
+def imports_of(path: Path, module: str,
+               modules: Mapping[str, Path] = MODULES) -> list[tuple[str, int]]:
     """(imported module, line) for every import in the file; ``from a import b`` yields
-    ``a.b`` when ``a.b`` is a project module (a submodule), else ``a``."""
+    ``a.b`` when ``a.b`` is one of ``modules`` (a submodule), else ``a``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     out = []
     for node in ast.walk(tree):
@@ -98,7 +108,7 @@ def imports_of(path: Path, module: str) -> list[tuple[str, int]]:
             base = node.module or ""
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                out.append((sub if sub in MODULES else base, node.lineno))
+                out.append((sub if sub in modules else base, node.lineno))
     return out
 
 
@@ -128,6 +138,87 @@ def test_imports_only_go_down(module):
             f"({package}): imports must go down a floor (see docs/architecture.md)")
 
 
+def project_module(name: str, modules: Mapping[str, Path]) -> str | None:
+    """The project module an imported name loads: the longest prefix of it that is one of
+    ``modules`` (None: not the project's)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph(modules: Mapping[str, Path]) -> dict[str, dict[str, int]]:
+    """module -> {project module it imports: first line}, every import counted (module and
+    function level; ``from pkg import sub`` is an import of the submodule ``pkg.sub``)."""
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in modules.items():
+        edges: dict[str, int] = {}
+        for imported, line in imports_of(path, module, modules):
+            target = project_module(imported, modules)
+            if target is not None and target != module:
+                edges.setdefault(target, line)
+        graph[module] = edges
+    return graph
+
+
+def circles(graph: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_takes_part_in_an_import_circle():
+    graph = import_graph(MODULES)
+    found = circles(graph)
+    lines = []
+    for component in found:
+        lines.append(" <-> ".join(component))
+        lines += [f"    {a}:{graph[a][b]} imports {b}" for a in component for b in graph[a]
+                  if b in component]
+    assert not found, "import circles (move what both need below both):\n" + "\n".join(lines)
+
+
+def test_the_circle_check_counts_imports_inside_functions(tmp_path):
+    # a imports b at the top; b imports a inside a function, as "from pkg import a".
+    (tmp_path / "a.py").write_text("import pkg.b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from pkg import a\n    return a\n")
+    (tmp_path / "c.py").write_text("from pkg.a import x\n")
+    modules = {"pkg.a": tmp_path / "a.py", "pkg.b": tmp_path / "b.py",
+               "pkg.c": tmp_path / "c.py"}
+    graph = import_graph(modules)
+    assert graph == {"pkg.a": {"pkg.b": 1}, "pkg.b": {"pkg.a": 2}, "pkg.c": {"pkg.a": 1}}
+    assert circles(graph) == [["pkg.a", "pkg.b"]]
+    assert circles({"x": {"y": 1}, "y": {}}) == []
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_torch_and_ray_enter_only_where_allowed(module):
     for imported, line in imports_of(MODULES[module], module):
@@ -136,6 +227,15 @@ def test_torch_and_ray_enter_only_where_allowed(module):
             assert module in TORCH_ALLOWED, f"{module}:{line} imports torch"
         if top == "ray":
             assert module in RAY_ALLOWED, f"{module}:{line} imports Ray (only the adapter may)"
+
+
+def test_the_allowed_lists_are_tight():
+    # Every module allowed torch or Ray imports it: a module that stops doing so leaves the list.
+    for allowed, top in ((TORCH_ALLOWED, "torch"), (RAY_ALLOWED, "ray")):
+        for module in sorted(allowed):
+            assert module in MODULES, f"{module} is listed but is no module"
+            tops = {imported.split(".")[0] for imported, _ in imports_of(MODULES[module], module)}
+            assert top in tops, f"{module} no longer imports {top}; take it off the list"
 
 
 def test_the_rules_catch_an_import_that_goes_up(tmp_path):
@@ -152,8 +252,9 @@ def test_the_torch_free_layers_import_without_torch():
     # At run time too: the model, data, space, strategies' base, scaling and settings.
     code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.data, nas.training.recipe, "
             "nas.search.settings, nas.supernet.plan, nas.supernet.settings, search_space, "
-            "scaler, controller, nas.cli.search, "
-            "nas.cli.scale, nas.cli.pipeline, nas.search.pipeline, nas.cli.api; "
+            "scaler, controller, nas.cli.search, nas.cli.scale, nas.cli.pipeline, nas.cli.api, "
+            "nas.ray.runtime, nas.ray.searcher, nas.ray.train, nas.search.run, "
+            "nas.search.oneshot, nas.scaling.grid, nas.fidelity.run, nas.pipeline.run; "
             "bad = sorted(m for m in ('torch', 'ray', 'optuna', 'pandas') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

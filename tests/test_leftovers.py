@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.search import leftovers
+from nas.ray import leftovers
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 

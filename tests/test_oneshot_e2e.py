@@ -134,8 +134,8 @@ def test_a_handoff_search_goes_on_from_the_supernets_strategy(tiny_fmnist, tmp_p
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ppo goes on for 2 children" in proc.stdout and "best child" in proc.stdout
-    from nas.search import train_adapter as tra
-    state = tra.load_checkpoint(out / "supernet")
+    from nas.ray import train as ray_train
+    state = ray_train.load_checkpoint(out / "supernet")
     version = state["strategy"]["state"]["version"]
     assert version > 0  # the supernet's samples updated the policy
     children = trained(out)

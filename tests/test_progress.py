@@ -170,8 +170,9 @@ def test_nas_train_in_a_log_keeps_its_epoch_lines(tmp_path, tiny_fmnist, capsys)
 
 @needs_tqdm
 def test_the_pipeline_draws_a_bar_over_its_models(monkeypatch, tmp_path):
-    from nas.search import pipeline
-    state = pipeline.PipelineState.new(tmp_path, "p")
+    from nas.pipeline import run as pipeline
+    from nas.pipeline.state import PipelineState
+    state = PipelineState.new(tmp_path, "p")
     state.stage("scale")["models"] = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
     p = SimpleNamespace(train=SimpleNamespace(seeds=(0,)), out=tmp_path)
     monkeypatch.setattr(pipeline, "_train_one", lambda *a: True)

@@ -119,7 +119,7 @@ def killed_and_resumed(tiny_fmnist, tmp_path_factory):
     fresh local start stops the leftovers of every dead session under its temp folder, so
     with the shared one, a search of a test running beside this one stopped them first
     (two CI runs on two pytest workers, one run on three)."""
-    from nas.search import leftovers
+    from nas.ray import leftovers
     out = tmp_path_factory.mktemp("killed") / "run"
     # Short: Ray's socket paths under it must fit the 107 bytes of a Unix socket's name.
     ray_tmp = Path(tempfile.mkdtemp(prefix="effnas-", dir="/tmp"))

@@ -233,6 +233,17 @@ def build_model(spec: ArchSpec, num_classes: int = 1000, in_channels: int = 3) -
     return Model(spec, num_classes=num_classes, in_channels=in_channels)
 
 
+def make_activation(name: str, inplace: bool = False) -> nn.Module:
+    """The activation module a spec names (``relu``, ``relu6`` or ``silu``)."""
+    return _ACTIVATIONS[name](inplace=inplace)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Initialise ``model``'s convolutions, batch norms and linear layers as the builder
+    initialises a built model (a model built of the same parts, such as a supernet)."""
+    _init_weights(model)
+
+
 def count_model_params(model: nn.Module) -> int:
     """Number of parameters (trainable or not; batch-norm running statistics excluded)."""
     return sum(p.numel() for p in model.parameters())

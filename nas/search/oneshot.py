@@ -2,7 +2,7 @@
 
 1. The supernet (:mod:`nas.supernet`) trains as a Ray Train job: shared weights on training
    batches of paths the strategy samples, the strategy on validation batches of those paths
-   (:mod:`nas.search.train_adapter`). At the end, distinct networks drawn from the
+   (:mod:`nas.ray.train`). At the end, distinct networks drawn from the
    strategy's final policy are scored on the supernet and ranked.
 2. The ``top_k`` of that ranking (and the reference network) are trained standalone by the
    proxy evaluator on Ray Tune workers (:func:`nas.search.runner.train_fixed`), and the best
@@ -25,18 +25,41 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from controller import make_strategy
+from nas.arch.cost import count, count_macs
+from nas.arch.io import load_spec, save_spec
+from nas.arch.units import format_macs
 from nas.core import runs
 from nas.core.errors import ConfigError
-from nas.search.run import SearchOutcome
+from nas.core.files import json_text, write_text_atomic
+from nas.ray import runtime
+from nas.ray import train as ray_train
+from nas.search.driver import OK, REFERENCE, STATE_FILE, Target, scored_by_accuracy
+from nas.search.reward import RewardConfig, compute_reward
+from nas.search.run import SearchOutcome, load_space, search
+from nas.search.run import summary_lines as search_lines
+from nas.search.runlog import (
+    Progress,
+    TensorBoardLog,
+    pareto_front,
+    plot_front,
+    record_metrics,
+    save_specs,
+    write_tables,
+)
+from nas.search.runner import train_fixed
 from nas.search.settings import SearchSettings
+from nas.search.stats import kendall_tau
+from nas.supernet.plan import check_shareable, sharing_warnings
 from nas.supernet.settings import SupernetSettings
+from search_space import SearchSpace
 
 
 def check_oneshot_folder(out: Path, resume: bool) -> None:
     """A new one-shot search needs a folder without a run; ``--resume`` needs its supernet."""
-    holds = (out / "supernet" / "supernet.pt").is_file() or (out / "driver.pt").exists()
+    holds = (out / "supernet" / "supernet.pt").is_file() or (out / STATE_FILE).exists()
     if resume and not (out / "supernet").is_dir():
         raise ConfigError(f"--resume: {out} holds no one-shot search to continue (no supernet/); "
                           "check --out")
@@ -50,6 +73,21 @@ def layout(s: SearchSettings, o: SupernetSettings) -> tuple[int, float, float]:
     workers = o.workers if o.workers is not None else s.trials.workers
     cpus = o.cpus_per_worker if o.cpus_per_worker is not None else s.trials.cpus_per_trial
     return workers, cpus, o.gpus_per_worker
+
+
+def path_score(space: SearchSpace, reward: RewardConfig, target: Target
+               ) -> Callable[[float, Sequence[int]], tuple[float, int]]:
+    """The search's reward of a supernet path, ``score(accuracy, tokens) -> (reward, MACs)``:
+    its accuracy and its MACs at the target setting (the supernet's workers call it)."""
+    macs_of: dict[tuple[int, ...], int] = {}
+
+    def score(accuracy: float, tokens: Sequence[int]) -> tuple[float, int]:
+        key = tuple(tokens)
+        if key not in macs_of:
+            macs_of[key] = count_macs(space.decode(key), target.resolution, target.num_classes,
+                                      target.in_channels)
+        return compute_reward(accuracy, macs_of[key], reward).reward, macs_of[key]
+    return score
 
 
 def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_text: str,
@@ -72,25 +110,16 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     if o.supernet.num_threads is None:
         o = o.replace(supernet=o.supernet.replace(num_threads=max(1, int(cpus))))
 
-    from controller import make_strategy
-    from nas.arch.io import load_spec
-    from nas.arch.units import format_macs
-    from nas.core.files import config_path, write_text_atomic
-    from nas.search import train_adapter as tra
-    from nas.search import tune_adapter as ta
-    from nas.supernet.plan import check_shareable, sharing_warnings
-    from search_space import SearchSpace
-
     out = s.out
-    space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
+    space = load_space(s.space)
     reference = load_spec(s.reference) if s.reference else None
     make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))  # options
     data = s.data.load()
     _, n_shared = check_shareable(space, o.supernet.width_mult, data.num_classes,
                                   data.in_channels, o.max_params, o.split)
-    ta.init_ray(s.trials.address)
-    tra.check_train_resources(workers, cpus, gpus)
-    ta.check_resources(s.trials.cpus_per_trial, s.trials.gpus_per_trial)
+    runtime.init_ray(s.trials.address)
+    ray_train.check_train_resources(workers, cpus, gpus)
+    runtime.check_resources(s.trials.cpus_per_trial, s.trials.gpus_per_trial)
     runs.mark(out, "oneshot")
     write_text_atomic(out / "config.yaml", config_text)
     for line in sharing_warnings(space):
@@ -109,17 +138,17 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
         f"{data.name} ({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
     t0 = time.time()
-    job = tra.SupernetJob(space=space.to_dict(), settings=o, strategy=s.strategy,
-                          strategy_options=dict(s.strategy_options), reward=s.reward,
-                          target=s.target, seed=s.seed, workers=workers, cpus_per_worker=cpus,
-                          gpus_per_worker=gpus)
+    job = ray_train.SupernetJob(space=space.to_dict(), settings=o, strategy=s.strategy,
+                                strategy_options=dict(s.strategy_options),
+                                score=path_score(space, s.reward, s.target), seed=s.seed,
+                                workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
     # The second stage of a handoff has begun only once the supernet finished.
-    if not (o.handoff == "search" and (out / "driver.pt").is_file()):
+    if not (o.handoff == "search" and (out / STATE_FILE).is_file()):
         status = _supernet_phase(job, data, out, s, r.epochs)
         if status != "ok":
             raise ConfigError(f"the supernet's training loss became non-finite; lower "
                               f"oneshot.supernet.lr (now {r.lr:g}) and start a new run")
-    state = tra.load_checkpoint(out / "supernet")
+    state = ray_train.load_checkpoint(out / "supernet")
     assert state is not None and state["ranking"] is not None
     if o.handoff == "search":
         return _handoff(s, state, space.sizes(), config_text, say, t0, workers)
@@ -127,7 +156,6 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     say(f"supernet done: {len(state['samples'])} samples in {state['seconds']:.0f} s; "
         f"{len(state['ranking'])} candidates ranked, the top {len(ranking)} go to the proxy")
 
-    from nas.search.runner import train_fixed
     items = [(f"rank{i}", space.decode(c["tokens"]), {}) for i, c in enumerate(ranking)]
     if reference is not None:
         items.append(("reference", reference, {}))
@@ -142,11 +170,7 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
 def _handoff(s: SearchSettings, state: dict[str, Any], sizes: Any, config_text: str,
              say: Callable[[str], None], t0: float, workers: int) -> SearchOutcome:
     """The second stage as a multi-trial search from the strategy the supernet trained."""
-    from controller import make_strategy
-    from nas.core.files import json_text, write_text_atomic
-    from nas.search.run import search
-
-    resume = (s.out / "driver.pt").is_file()  # the search continues its own saved strategy
+    resume = (s.out / STATE_FILE).is_file()  # the search continues its own saved strategy
     strategy = None
     if not resume:
         strategy = make_strategy(s.strategy, sizes, seed=s.seed, **dict(s.strategy_options))
@@ -173,9 +197,6 @@ def _supernet_summary(state: dict[str, Any], workers: int) -> dict[str, Any]:
 
 
 def _supernet_phase(job: Any, data: Any, out: Path, s: SearchSettings, epochs: int) -> str:
-    from nas.search import train_adapter as tra
-    from nas.search.runlog import Progress, TensorBoardLog
-
     tb = TensorBoardLog(out / "tensorboard")
     progress = Progress(epochs, 1, noun="supernet epochs", metric="sample reward")
 
@@ -199,7 +220,7 @@ def _supernet_phase(job: Any, data: Any, out: Path, s: SearchSettings, epochs: i
                         last["elapsed"] / max(1, int(last["epoch"])))
 
     try:
-        return tra.run_supernet(job, data, out / "supernet", s.trials.max_failures, on_progress)
+        return ray_train.run_supernet(job, data, out / "supernet", s.trials.max_failures, on_progress)
     finally:
         progress.close()
         tb.close()
@@ -209,10 +230,6 @@ def _records(trained: dict[str, Any], specs: dict[str, Any], ranking: list[dict[
              s: SearchSettings) -> list[tuple[Any, dict[str, Any]]]:
     """Standalone records with the search's reward at the target setting, each with its
     supernet score (none for the reference)."""
-    from nas.arch.cost import count
-    from nas.search.driver import REFERENCE, scored_by_accuracy
-    from nas.search.reward import compute_reward
-
     out = []
     for label, rec in trained.items():
         if label == "reference":
@@ -241,19 +258,6 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
                    state: dict[str, Any], s: SearchSettings, o: SupernetSettings, space: Any,
                    data: Any, out: Path, seconds: float, workers: int) -> dict[str, Any]:
     import matplotlib.pyplot as plt
-
-    from nas.arch.io import save_spec
-    from nas.core.files import write_text_atomic
-    from nas.search.driver import OK, REFERENCE
-    from nas.search.runlog import (
-        TensorBoardLog,
-        pareto_front,
-        plot_front,
-        record_metrics,
-        save_specs,
-        write_tables,
-    )
-    from nas.search.stats import kendall_tau
 
     write_tables([rec for rec, _ in records], out, "children",
                  [extra for _, extra in records])
@@ -311,7 +315,6 @@ def _write_outputs(records: list[tuple[Any, dict[str, Any]]], ranking: list[dict
 
 def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
     """What a finished one-shot search prints."""
-    from nas.search.run import summary_lines as search_lines
     sn = summary["supernet"]
     rate = f" ({sn['samples_per_hour']:.0f} samples/hour)" if sn["samples_per_hour"] else ""
     head = (f"supernet: {sn['samples']} samples in {sn['seconds']:.0f} s{rate} on "

@@ -11,7 +11,8 @@ above every other's (``separated``) or whether the seeds could not tell them apa
 
 The runs are kept by identity in ``recheck/session*/``, so a search resumed
 after Ctrl-C, or with another ``top`` or ``seeds``, or after more children, trains only the
-runs it does not have yet. Pure apart from :func:`recheck`, which trains on Ray.
+runs it does not have yet. Nothing here trains: the search trains the runs this module
+plans and reads (:func:`nas.search.run.recheck_best`) and this module decides.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from nas.core.checks import check_int
 from nas.core.errors import ConfigError
+from nas.search.driver import STATE_FILE, ChildRecord, load_state
 
 FOLDER = "recheck"
 
@@ -137,55 +139,16 @@ def run_label(child: int, seed: int) -> str:
     return f"child{child}/seed{seed}"
 
 
-def done_runs(folder: Path) -> dict[str, Any]:
+def done_runs(folder: Path) -> dict[str, ChildRecord]:
     """The re-check runs saved in ``folder/session*/driver.pt`` (each session's driver
     state, saved after every result), by identity; a later session's record of the same
     run wins."""
-    from nas.search import tune_adapter as ta
-    from nas.search.driver import ChildRecord
-
-    found: dict[str, Any] = {}
+    found: dict[str, ChildRecord] = {}
     sessions = [p for p in folder.glob("session*") if p.name[len("session"):].isdigit()]
     for session in sorted(sessions, key=lambda p: int(p.name[len("session"):])):
-        if (session / "driver.pt").is_file():
-            for d in ta.load_state(session / "driver.pt")["records"]:
+        if (session / STATE_FILE).is_file():
+            for d in load_state(session / STATE_FILE)["records"]:
                 rec = ChildRecord.from_dict(d)
                 if rec.identity:
                     found[rec.identity] = rec
     return found
-
-
-def recheck(top: Sequence[Any], spec_of: Callable[[Any], Any], settings: RecheckSettings,
-            reward_of: Callable[[float, int], float], out: Path, trials: Any, data: Any,
-            run_seed: int, resume_hint: str,
-            say: Callable[[str], None]) -> RecheckDecision:
-    """Train the missing runs of the ``top`` records (the search's best, best first) on Ray
-    and decide. ``reward_of(accuracy, macs)`` is the search's reward. A Ctrl-C raises
-    KeyboardInterrupt with every finished run kept for the next call."""
-    from nas.search.driver import OK, child_key
-    from nas.search.runner import train_fixed
-
-    folder = out / FOLDER
-    wanted = [(r, seed, spec_of(r)) for r in top for seed in range(1, settings.seeds + 1)]
-    keys = {run_label(r.child, seed): child_key(spec, {"seed": seed})
-            for r, seed, spec in wanted}
-    done = done_runs(folder)
-    items = [(run_label(r.child, seed), spec, {"seed": seed}) for r, seed, spec in wanted
-             if keys[run_label(r.child, seed)] not in done]
-    say(f"re-checking the best {len(top)} children with {settings.seeds} more seed(s) each "
-        f"before choosing best.yaml ({len(items)} runs to train)")
-    if items:
-        n = len(list(folder.glob("session*"))) if folder.is_dir() else 0
-        try:
-            train_fixed(items, folder / f"session{n}", trials, data, run_seed, resume=False,
-                        resume_hint=resume_hint, table="children")
-        finally:
-            done = done_runs(folder)
-    rows = []
-    for r in top:
-        runs = [done.get(keys[run_label(r.child, seed)]) for seed in range(1, settings.seeds + 1)]
-        ok = [x for x in runs if x is not None and x.status == OK]
-        rows.append(Rechecked(r.child, r.macs,
-                              (r.reward, *(reward_of(x.accuracy, r.macs) for x in ok)),
-                              failed=len(runs) - len(ok)))
-    return decide(rows)

@@ -1,18 +1,60 @@
 """One search, start to end: the space, the strategy, the driver, the reference, children on
-Ray, and every output of the run folder (docs/search.md has the table of outputs)."""
+Ray, the re-check of the best, and every output of the run folder (docs/search.md has the
+table of outputs).
+
+:func:`search` is a sequence of named stages: check what is asked, restore or build the
+driver, load the data, open the run folder, train the children, re-check the best, write the
+summary. :class:`SearchOutputs` writes ``best.yaml``, ``top/``, ``pareto/`` and the
+accuracy-versus-MACs plot as results come in.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
+from controller import Strategy, make_strategy
+from nas.arch.io import load_spec, save_spec
+from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs
 from nas.core import runs
 from nas.core.errors import ConfigError
-from nas.search.settings import SearchSettings
+from nas.core.files import config_path, json_text, write_text_atomic
+from nas.data import DataSplits
+from nas.ray.runtime import check_address
+from nas.ray.tune_options import check_tune
+from nas.search.driver import (
+    OK,
+    STATE_FILE,
+    ChildDriver,
+    ChildRecord,
+    child_key,
+    load_state,
+    restore_state,
+)
+from nas.search.recheck import (
+    FOLDER,
+    RecheckDecision,
+    Rechecked,
+    RecheckSettings,
+    decide,
+    done_runs,
+    run_label,
+)
+from nas.search.reward import compute_reward
+from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
+from nas.search.runner import train_children, train_fixed
+from nas.search.settings import SearchSettings, TrialSettings
+from search_space import SearchSpace
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 @dataclass(frozen=True)
@@ -26,17 +68,16 @@ class SearchOutcome:
 
 def check_run_folder(out: Path, resume: bool) -> None:
     """A new search needs a folder without one; ``--resume`` needs one to continue."""
-    if resume and not (out / "driver.pt").is_file():
+    if resume and not (out / STATE_FILE).is_file():
         raise ConfigError(f"--resume: {out} holds no search to continue (no driver.pt); check --out")
-    if not resume and (out / "driver.pt").exists():
+    if not resume and (out / STATE_FILE).exists():
         raise ConfigError(f"{out} already holds a search; continue it with --resume --out {out}, "
                           "or choose another --out")
 
 
 def search(s: SearchSettings, resume: bool, config_text: str,
-           say: Callable[[str], None] = lambda line: print(line, flush=True),
-           start: Any = None, evaluator: str | None = None, spent: float = 0.0
-           ) -> SearchOutcome:
+           say: Callable[[str], None] = _print, start: Strategy | None = None,
+           evaluator: str | None = None, spent: float = 0.0) -> SearchOutcome:
     """Run (or continue) the search ``s`` in ``s.out``; ``config_text`` is written there as
     ``config.yaml`` once everything is known to be good.
 
@@ -46,120 +87,217 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     ``spent``: seconds a new search has already used of ``s.time_budget`` (a one-shot
     search's supernet phase); a resumed search counts its own saved seconds."""
     check_run_folder(s.out, resume)
-
-    # Everything below is heavy: load it only once the settings are known to be good.
-    from controller import make_strategy
-    from nas.arch.io import load_spec, save_spec
-    from nas.arch.units import format_macs
-    from nas.core.files import config_path, json_text, write_text_atomic
-    from nas.search import tune_adapter as ta
-    from nas.search.driver import ChildDriver
-    from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
-    from nas.search.runner import train_children
-    from search_space import SearchSpace
-
-    out = s.out
-    ta.check_address(s.trials.address)  # a dead cluster: one line now, not a silent hang later
-    ta.check_tune(s.trials.tune)        # callbacks that do not import: one line now
-    state = ta.load_state(out / "driver.pt") if resume else None
-    space = SearchSpace.from_yaml(s.space if Path(s.space).is_file() else config_path(s.space))
+    check_address(s.trials.address)  # a dead cluster: one line now, not a silent hang later
+    check_tune(s.trials.tune)        # callbacks that do not import: one line now
+    space = load_space(s.space)
     reference = load_spec(s.reference) if s.reference else None
-
-    def make_driver() -> ChildDriver:
-        strategy = (start if start is not None and state is None else
-                    make_strategy(s.strategy, space.sizes(), seed=s.seed,
-                                  **dict(s.strategy_options)))
-        d = ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
-                        reward=s.reward, target=s.target, reference=reference, seed=s.seed,
-                        time_budget=s.time_budget, spent=spent)
-        if state is not None:
-            ta.restore_state(d, state, out / "driver.pt")
-            d.budget = s.budget
-            d.time_budget = s.time_budget
-        return d
-
-    # A saved state that does not fit is found before the data loads; a new search finds a
-    # missing data set before the strategy's torch import.
-    driver = make_driver() if resume else None
-    if driver is not None:
+    driver = None
+    if resume:  # a saved state that does not fit is found before the data loads
+        driver = resumed_driver(s, space, reference)
         done = finished_summary(s, driver)
         if done is not None:  # nothing left to do: its summary, without data or Ray
-            say(f"search {s.name} in {out} is finished; nothing left to resume")
-            return SearchOutcome(out, True, done)
-    data = s.data.load()
-    driver = driver or make_driver()
-    runs.mark(out, "search")  # creates the folder (a one-shot search's keeps its own mark)
+            say(f"search {s.name} in {s.out} is finished; nothing left to resume")
+            return SearchOutcome(s.out, True, done)
+    data = s.data.load()  # a new search finds a missing data set before the strategy's torch
+    driver = driver or new_driver(s, space, reference, start, spent)
+    open_run_folder(s.out, config_text)
+    say(opening_line(s, space, data))
+    outputs = SearchOutputs(s, driver, provenance(s, space, data, evaluator))
+    t0 = time.time()
+    interrupted = train(driver, data, s, outputs)
+    decision, chosen = None, None
+    if not interrupted and s.recheck.on and driver.finished():
+        decision, chosen, interrupted = recheck_stage(s, driver, data, outputs, say)
+    summary = final_summary(s, driver, time.time() - t0, decision, chosen, interrupted)
+    write_text_atomic(s.out / "summary.json", json_text(summary, indent=2) + "\n")
+    return SearchOutcome(s.out, summary["finished"], summary)
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+def load_space(space: str) -> SearchSpace:
+    """The space of ``space``: a YAML file, else a bundled space's name."""
+    return SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
+
+
+def driver_for(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None,
+               strategy: Strategy, spent: float = 0.0) -> ChildDriver:
+    """A driver of the search ``s`` over ``space`` that asks ``strategy``."""
+    return ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
+                       reward=s.reward, target=s.target, reference=reference, seed=s.seed,
+                       time_budget=s.time_budget, spent=spent)
+
+
+def new_driver(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None,
+               start: Strategy | None, spent: float) -> ChildDriver:
+    """The driver of a new search: ``start``'s strategy, or a fresh one of ``s.strategy``."""
+    strategy = start if start is not None else make_strategy(
+        s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
+    return driver_for(s, space, reference, strategy, spent)
+
+
+def resumed_driver(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None
+                   ) -> ChildDriver:
+    """The driver saved in ``s.out``, with the budget and time budget of ``s`` (a resume may
+    raise either)."""
+    path = s.out / STATE_FILE
+    state = load_state(path)
+    fresh = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
+    driver = driver_for(s, space, reference, fresh)
+    restore_state(driver, state, path)
+    driver.budget = s.budget
+    driver.time_budget = s.time_budget
+    return driver
+
+
+def open_run_folder(out: Path, config_text: str) -> None:
+    """Mark the folder as a search's (a one-shot search's keeps its own mark) and write the
+    resolved config."""
+    runs.mark(out, "search")  # creates the folder
     write_text_atomic(out / "config.yaml", config_text)
 
-    provenance = {
-        "search": {"run": s.name, "strategy": s.strategy,
-                   **({"evaluator": evaluator} if evaluator else {}),
-                   "space": space.name, "space_hash": space.hash(),
-                   "reward": s.reward.to_dict(),
-                   "target": {"resolution": s.target.resolution,
-                              "num_classes": s.target.num_classes,
-                              "in_channels": s.target.in_channels},
-                   "data": data.name, "proxy": s.trials.recipe.to_dict()}}
-    until = "" if s.time_budget is None else f" or {format_seconds(s.time_budget)}"
-    say(f"search {s.name}: {s.strategy} over {space.name} "
-        f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} MACs, "
-        f"{s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
-        f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {out}")
 
-    def save_best(rec: Any, decision: Any = None) -> None:
+def provenance(s: SearchSettings, space: SearchSpace, data: DataSplits,
+               evaluator: str | None) -> dict[str, Any]:
+    """What every spec the search writes records of where it came from."""
+    return {"search": {"run": s.name, "strategy": s.strategy,
+                       **({"evaluator": evaluator} if evaluator else {}),
+                       "space": space.name, "space_hash": space.hash(),
+                       "reward": s.reward.to_dict(),
+                       "target": {"resolution": s.target.resolution,
+                                  "num_classes": s.target.num_classes,
+                                  "in_channels": s.target.in_channels},
+                       "data": data.name, "proxy": s.trials.recipe.to_dict()}}
+
+
+def opening_line(s: SearchSettings, space: SearchSpace, data: DataSplits) -> str:
+    """What a search prints when it starts: what it searches, for how long, and where."""
+    until = "" if s.time_budget is None else f" or {format_seconds(s.time_budget)}"
+    return (f"search {s.name}: {s.strategy} over {space.name} "
+            f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} "
+            f"MACs, {s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
+            f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {s.out}")
+
+
+@dataclass(frozen=True)
+class SearchOutputs:
+    """The specs and the plot a search keeps up to date in its run folder."""
+
+    s: SearchSettings
+    driver: ChildDriver
+    provenance: Mapping[str, Any]
+
+    def save_best(self, rec: ChildRecord, decision: RecheckDecision | None = None) -> None:
+        """``best.yaml``: ``rec``'s spec with its metrics (and the re-check's, if any)."""
         metrics = record_metrics(rec)
         if decision is not None:
             row = next(r for r in decision.table if r.child == rec.child)
             metrics["recheck"] = {"rewards": list(row.rewards), "mean": row.mean,
                                   "separated": decision.separated}
-        save_spec(driver.spec_of(rec).replace(name=f"{s.name}-best").with_meta(
-            **provenance, metrics=metrics), out / "best.yaml")
+        spec = self.driver.spec_of(rec).replace(name=f"{self.s.name}-best")
+        save_spec(spec.with_meta(**self.provenance, metrics=metrics), self.s.out / "best.yaml")
 
-    def write_outputs(tb: Any, final: bool) -> None:
-        best = driver.best(s.top_k)
+    def write(self, tb: Any, final: bool) -> None:
+        """After results: the best, ``top/`` and ``pareto/``; every tenth child and at the end,
+        the plot (to TensorBoard, and at the end to ``accuracy_vs_macs.png``)."""
+        driver, out = self.driver, self.s.out
+        best = driver.best(self.s.top_k)
         if best:
-            top = [(r, driver.spec_of(r)) for r in best]
-            save_best(best[0])
-            save_specs(top, out / "top", provenance)
+            self.save_best(best[0])
+            save_specs([(r, driver.spec_of(r)) for r in best], out / "top", self.provenance)
             front = pareto_front(driver.trained_records())
-            save_specs([(r, driver.spec_of(r)) for r in front], out / "pareto", provenance)
+            save_specs([(r, driver.spec_of(r)) for r in front], out / "pareto", self.provenance)
         trained = driver.trained_records()
         if final or (trained and len(trained) % 10 == 0):
-            import matplotlib.pyplot as plt
-            fig = plot_front(trained, driver.reference_record(), s.target_macs, s.name)
-            tb.figure(fig, len(trained))
-            if final:
-                fig.savefig(out / "accuracy_vs_macs.png")
-            plt.close(fig)
+            self.plot(tb, trained, final)
 
-    t0 = time.time()
-    decision, chosen, interrupted = None, None, False
+    def plot(self, tb: Any, trained: Sequence[ChildRecord], final: bool) -> None:
+        import matplotlib.pyplot as plt
+        fig = plot_front(trained, self.driver.reference_record(), self.s.target_macs,
+                         self.s.name)
+        tb.figure(fig, len(trained))
+        if final:
+            fig.savefig(self.s.out / "accuracy_vs_macs.png")
+        plt.close(fig)
+
+
+def train(driver: ChildDriver, data: DataSplits, s: SearchSettings,
+          outputs: SearchOutputs) -> bool:
+    """Train the children on Ray; True when Ctrl-C or SIGTERM stopped it (what finished is
+    saved, and ``--resume`` goes on)."""
     try:
-        train_children(driver, data, s.trials, out, s.budget, write_outputs)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what finished is saved; --resume goes on
-        interrupted = True
-    top = driver.best(s.recheck.top) if s.recheck.on and driver.finished() and \
-        not interrupted else []
-    if top:
-        from nas.search.recheck import recheck
-        from nas.search.reward import compute_reward
+        train_children(driver, data, s.trials, s.out, s.budget, outputs.write)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def recheck_stage(s: SearchSettings, driver: ChildDriver, data: DataSplits,
+                  outputs: SearchOutputs, say: Callable[[str], None]
+                  ) -> tuple[RecheckDecision | None, ChildRecord | None, bool]:
+    """Re-check the best ``s.recheck.top`` children and make the chosen one ``best.yaml``:
+    (decision, chosen, interrupted). Interrupted, ``best.yaml`` stays the best single run
+    until a resume decides."""
+    top = driver.best(s.recheck.top)
+    if not top:
+        return None, None, False
+    try:
+        decision = recheck_best(top, driver.spec_of, s.recheck,
+                                lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
+                                s.out, s.trials, data, s.seed,
+                                f"python search.py --resume --out {s.out}", say)
+    except KeyboardInterrupt:
+        return None, None, True
+    chosen = next(r for r in top if r.child == decision.chosen)
+    outputs.save_best(chosen, decision)
+    return decision, chosen, False
+
+
+def recheck_best(top: Sequence[ChildRecord], spec_of: Callable[[ChildRecord], ArchSpec],
+                 settings: RecheckSettings, reward_of: Callable[[float, int], float],
+                 out: Path, trials: TrialSettings, data: DataSplits, run_seed: int,
+                 resume_hint: str, say: Callable[[str], None]) -> RecheckDecision:
+    """Train the missing re-check runs of the ``top`` records (the search's best, best
+    first) on Ray and decide (:mod:`nas.search.recheck`). ``reward_of(accuracy, macs)`` is
+    the search's reward. A Ctrl-C raises KeyboardInterrupt with every finished run kept for
+    the next call."""
+    folder = out / FOLDER
+    wanted = [(r, seed, spec_of(r)) for r in top for seed in range(1, settings.seeds + 1)]
+    keys = {run_label(r.child, seed): child_key(spec, {"seed": seed})
+            for r, seed, spec in wanted}
+    done = done_runs(folder)
+    items = [(run_label(r.child, seed), spec, {"seed": seed}) for r, seed, spec in wanted
+             if keys[run_label(r.child, seed)] not in done]
+    say(f"re-checking the best {len(top)} children with {settings.seeds} more seed(s) each "
+        f"before choosing best.yaml ({len(items)} runs to train)")
+    if items:
+        n = len(list(folder.glob("session*"))) if folder.is_dir() else 0
         try:
-            decision = recheck(top, driver.spec_of, s.recheck,
-                               lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
-                               out, s.trials, data, s.seed,
-                               f"python search.py --resume --out {out}", say)
-        except KeyboardInterrupt:
-            interrupted = True  # best.yaml stays the best single run until a resume decides
-        else:
-            chosen = next(r for r in top if r.child == decision.chosen)
-            save_best(chosen, decision)
-    summary = summarize(driver, s.name, time.time() - t0, decision, chosen)
+            train_fixed(items, folder / f"session{n}", trials, data, run_seed, resume=False,
+                        resume_hint=resume_hint, table="children")
+        finally:
+            done = done_runs(folder)
+    rows = []
+    for r in top:
+        runs = [done.get(keys[run_label(r.child, seed)]) for seed in range(1, settings.seeds + 1)]
+        ok = [x for x in runs if x is not None and x.status == OK]
+        rows.append(Rechecked(r.child, r.macs,
+                              (r.reward, *(reward_of(x.accuracy, r.macs) for x in ok)),
+                              failed=len(runs) - len(ok)))
+    return decide(rows)
+
+def final_summary(s: SearchSettings, driver: ChildDriver, seconds: float,
+                  decision: RecheckDecision | None, chosen: ChildRecord | None,
+                  interrupted: bool) -> dict[str, Any]:
+    """``summary.json`` of this session (:func:`summarize`), not finished when interrupted,
+    with the time budget's use when there is one."""
+    summary = summarize(driver, s.name, seconds, decision, chosen)
     summary["finished"] = summary["finished"] and not interrupted
     if s.time_budget is not None:
         summary["time_budget"] = {"seconds": s.time_budget, "spent": round(driver.seconds(), 1),
                                   "reached": driver.out_of_time()}
-    write_text_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
-    return SearchOutcome(out, summary["finished"], summary)
+    return summary
 
 
 def finished_summary(s: SearchSettings, driver: Any) -> dict[str, Any] | None:
@@ -168,8 +306,6 @@ def finished_summary(s: SearchSettings, driver: Any) -> dict[str, Any] | None:
     summary says so and counts the same children, and the re-check the resume asks for (if
     any) is recorded in it, with as many children and runs. The saved summary is what is
     compared, not the saved config: a one-shot search writes its config before this check."""
-    import json
-
     path = s.out / "summary.json"
     if not driver.finished() or not path.is_file():
         return None
@@ -235,7 +371,6 @@ def summarize(driver: Any, name: str, seconds: float, decision: Any = None,
 
 def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     """What a finished search prints."""
-    from nas.arch.units import format_macs
     timeouts = f", {s['children_timeout']} timed out" if s.get("children_timeout") else ""
     if s.get("children_stopped"):
         timeouts += f", {s['children_stopped']} stopped early by the scheduler"

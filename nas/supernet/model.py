@@ -33,9 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.arch.builder import _ACTIVATIONS, LayerPlan, Model, _init_weights, build_model, plan_layers
+from nas.arch.builder import (
+    LayerPlan,
+    Model,
+    build_model,
+    init_weights,
+    make_activation,
+    plan_layers,
+)
 from nas.arch.rounding import as_trained
-from nas.arch.spec import ArchSpec
+from nas.arch.spec import ACTIVATIONS, ArchSpec
 from nas.supernet.plan import Slot, SupernetPlan, plan_supernet
 
 
@@ -232,8 +239,8 @@ class Supernet(nn.Module):
         last = pl.slots[-1][0].max_out
         self.head = SuperConvBN(last, pl.head, 1, eps, momentum) if pl.head else None
         self.classifier = nn.Linear(pl.features, num_classes)
-        _init_weights(self)
-        self.activations = {name: cls() for name, cls in _ACTIVATIONS.items()}
+        init_weights(self)
+        self.activations = {name: make_activation(name) for name in ACTIVATIONS}
         self.tokens: tuple[int, ...] | None = None
         self.spec: ArchSpec | None = None
         self.plans: tuple[LayerPlan, ...] = ()

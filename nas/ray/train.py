@@ -23,13 +23,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from nas.core.errors import ConfigError
 from nas.core.files import atomic_file, write_text_atomic
 from nas.data import DataSplits
-from nas.search.driver import Target
-from nas.search.reward import RewardConfig, compute_reward
 from nas.supernet.settings import SupernetSettings
 
 CHECKPOINT = "supernet.pt"
@@ -38,14 +36,14 @@ SAMPLE_COLUMNS = ("step", "rank", "accuracy", "reward", "macs", "policy_version"
 
 @dataclass(frozen=True)
 class SupernetJob:
-    """Everything a Ray Train worker needs, as plain data."""
+    """Everything a Ray Train worker needs: plain data, and ``score``, the search's reward of
+    a path (``score(accuracy, tokens) -> (reward, MACs)``, pickled to the workers)."""
 
     space: Mapping[str, Any]          # the space's definition (SearchSpace.to_dict())
     settings: SupernetSettings
     strategy: str
     strategy_options: Mapping[str, Any]
-    reward: RewardConfig
-    target: Target
+    score: Callable[[float, Sequence[int]], tuple[float, int]]
     seed: int
     workers: int
     cpus_per_worker: float
@@ -64,20 +62,6 @@ class FolderWriter:
             f.write(blob)
         for name, text in texts.items():
             write_text_atomic(self.folder / name, text)
-
-
-def reward_fn(space: Any, reward: RewardConfig, target: Target) -> Callable[[float, Any], tuple[float, int]]:
-    """The search's reward of a path: its accuracy and its MACs at the target setting."""
-    from nas.arch.cost import count_macs
-    macs_of: dict[tuple[int, ...], int] = {}
-
-    def score(accuracy: float, tokens: Any) -> tuple[float, int]:
-        key = tuple(tokens)
-        if key not in macs_of:
-            macs_of[key] = count_macs(space.decode(key), target.resolution, target.num_classes,
-                                      target.in_channels)
-        return compute_reward(accuracy, macs_of[key], reward).reward, macs_of[key]
-    return score
 
 
 def samples_csv(samples: list[dict[str, Any]]) -> str:
@@ -124,7 +108,7 @@ def _train_worker(config: dict[str, Any]) -> None:
                               **dict(job.strategy_options)) if rank == 0 else None)
     jt = JointTraining(supernet, model, space, job.settings, shard(data.train, rank, world),
                        data.val, data.train.channel_stats(), strategy,
-                       reward_fn(space, job.reward, job.target), device, job.seed, comm)
+                       job.score, device, job.seed, comm)
     state = None if resume is None else torch.load(io.BytesIO(resume), map_location="cpu",
                                                     weights_only=False)
 

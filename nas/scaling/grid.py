@@ -1,6 +1,7 @@
 """Scaling runs that train on Ray: the coefficient grid (step 1 of compound scaling) and the
-single-dimension comparison, both as fixed lists of candidates through the search's driver
-and Tune adapter (reward = proxy accuracy)."""
+single-dimension comparison, both as fixed lists of candidates trained like a search's
+children (:func:`nas.search.runner.train_fixed`, reward = proxy accuracy). The scaling
+itself (the grid's points, the choice, the family) is :mod:`scaler`, pure Python."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import scaler
 from nas.arch.cost import count_macs, count_params
+from nas.arch.io import save_spec
 from nas.arch.spec import ArchSpec
+from nas.arch.units import format_macs
 from nas.core.errors import NoResultError
+from nas.core.files import write_csv, write_text_atomic
 from nas.data import DataSplits
 from nas.search.driver import ChildRecord
+from nas.search.runner import train_fixed
 from nas.search.settings import ScaleSettings
+from scaler import compare as cmp
+from scaler.recheck import Rechecked, decide
 
 
 def proxy_base_resolution(s: ScaleSettings, data: DataSplits) -> int:
@@ -27,7 +35,6 @@ def proxy_base_resolution(s: ScaleSettings, data: DataSplits) -> int:
 def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSettings,
                data: DataSplits, resume: bool) -> dict[str, ChildRecord]:
     """Train a fixed list of (label, spec, proxy overrides) on Ray; returns label -> record."""
-    from nas.search.runner import train_fixed
     assert s.trials is not None
     return train_fixed(items, folder, s.trials, data, s.seed, resume,
                        f"--resume --out {s.out}")
@@ -37,9 +44,6 @@ def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSpli
                 resume: bool, say: Callable[[str], None]) -> Any:
     """Train every distinct grid candidate once, re-train the best few with more seeds,
     choose (``scaler.recheck``), write ``scaling.yaml`` and return the coefficients."""
-    import scaler
-    from scaler.recheck import Rechecked, decide
-
     started = datetime.now(timezone.utc)
     t0 = time.time()
     grid = s.grid.candidates()
@@ -96,11 +100,6 @@ def compare(base: ArchSpec, c: Any, s: ScaleSettings, data: DataSplits, resume: 
             say: Callable[[str], None]) -> str:
     """Train the width-, depth- and resolution-only scalings at the compound model's MACs;
     write ``compare/compare.md`` and ``compare.csv``; return the Markdown table."""
-    from nas.arch.io import save_spec
-    from nas.arch.units import format_macs
-    from nas.core.files import write_csv, write_text_atomic
-    from scaler import compare as cmp
-
     assert s.trials is not None
     models = cmp.single_dimension_models(base, c, s.resolution_multiple or 8,
                                          proxy_base_resolution(s, data))

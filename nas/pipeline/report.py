@@ -17,9 +17,13 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import scaler
+from nas.arch.cost import count_macs
+from nas.arch.io import load_spec
 from nas.arch.units import format_macs
 from nas.core.files import write_csv, write_text_atomic
-from nas.search.pipeline import PipelineSettings, PipelineState, model_key
+from nas.pipeline.settings import PipelineSettings
+from nas.pipeline.state import PipelineState, model_key
 
 MIN_SEEDS_FOR_A_CLAIM = 3
 GROUP_LABELS = {"baseline": "baseline", "budget": "budget member",
@@ -104,9 +108,6 @@ def _fmt(s: Mapping[str, Any] | None) -> str:
 
 def _compare_points(folder: Path) -> list[dict[str, Any]]:
     """The single-dimension scalings' proxy accuracies (``scale/compare``)."""
-    from nas.arch.cost import count_macs
-    from nas.arch.io import load_spec
-
     table = folder / "compare.csv"
     if not table.is_file():
         return []
@@ -351,6 +352,5 @@ def _recheck_line(scale: Mapping[str, Any]) -> str | None:
     path = scale.get("coefficients_from")
     if not path or not str(path).endswith("scaling.yaml") or not Path(path).is_file():
         return None
-    import scaler
     record = scaler.load_scaling(path)
     return None if record.recheck is None else record.recheck.explain()

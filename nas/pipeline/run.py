@@ -8,89 +8,54 @@ family, train the chosen models fully, write a report.
     OUT/train/M/seedS/   one ``nas.training.fit`` run per model and seed (last.pt, best.pt,
                          metrics.json, model.pt)
     OUT/report/          report.md, accuracy_vs_macs.png, results.csv, report.json
+                         (:mod:`nas.pipeline.report`)
 
 Each stage runs the project's own code (:func:`nas.search.run.search`,
-:func:`nas.search.scaling.grid_search` and ``compare``, :func:`scaler.fit_budgets` /
+:func:`nas.scaling.grid.grid_search` and ``compare``, :func:`scaler.fit_budgets` /
 :func:`scaler.make_family`, :func:`nas.training.fit.fit`) with typed settings built by the
-command line (:mod:`nas.cli.pipeline`). The state file is written atomically whenever a
-stage or a model starts or finishes, so an interruption anywhere loses at most the work in
-progress: a finished stage is skipped, the search and the grid continue from their driver
+command line (:mod:`nas.cli.pipeline`). The state file (:mod:`nas.pipeline.state`) is
+written atomically whenever a stage or a model starts or finishes, so an interruption
+anywhere loses at most the work in progress: a finished stage is skipped, the search and the grid continue from their driver
 state, and a model whose training was cut off continues from its ``last.pt``, exactly.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import yaml
+
+import scaler
+from nas.arch.cost import count
+from nas.arch.io import load_spec
+from nas.arch.rounding import round_resolution
+from nas.arch.spec import spec_from_dict
+from nas.arch.units import format_macs
 from nas.core import runs
 from nas.core.errors import ConfigError, NasError
-from nas.core.files import write_text_atomic
+from nas.core.files import config_path, write_text_atomic
 from nas.core.progress import Bar, format_duration
-from nas.search.settings import ScaleSettings, SearchSettings
-
-STAGES = ("search", "scale", "train", "report")
-STATE_FILE = "pipeline.json"
-STATE_FORMAT = 1
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-# What a finished model's training ended with (nas.training.fit's statuses); every other
-# outcome leaves the model to be trained (or continued) by the next --resume.
-FINISHED = ("completed", "early_stopped", "diverged", "failed")
+from nas.pipeline.report import write_report
+from nas.pipeline.settings import PipelineSettings, TrainPlan
+from nas.pipeline.state import (
+    DONE,
+    FINISHED,
+    RUNNING,
+    STATE_FILE,
+    PipelineState,
+    model_key,
+)
+from nas.ray.runtime import shutdown_ray
+from nas.scaling.grid import compare, grid_search
+from nas.search.driver import STATE_FILE as SEARCH_STATE_FILE
+from nas.search.run import search, summary_lines
+from nas.search.settings import ScaleSettings
 
 Say = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """Which models the training stage trains and how.
-
-    ``template`` is a :class:`nas.training.fit.TrainConfig` holding the recipe and the data
-    of every model; each model's spec, seed, resolution and folder are filled in per run.
-    A model is trained at ``round(resolution * its spec resolution / the baseline's spec
-    resolution)`` pixels (a multiple of ``resolution_multiple``), so the family's resolution
-    scaling carries over to small images. ``members`` selects from the emitted family
-    (None: every budget member): budget names (``600.0M``), ``b1``..``b7``, ``budgets`` or
-    ``family``. ``references`` are (name, spec path) pairs trained the same way.
-    """
-
-    template: Any
-    resolution: int
-    seeds: tuple[int, ...]
-    members: tuple[str, ...] | None
-    baseline: bool
-    references: tuple[tuple[str, str], ...]
-    resolution_multiple: int = 4
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Everything a pipeline run needs, checked before anything runs.
-
-    ``search`` is None when a ``baseline`` spec is given instead. ``scale.baseline`` is a
-    placeholder until the search has written its best child. ``configs`` holds the resolved
-    YAML of the pipeline and of the search and scale stages (written into their folders).
-    """
-
-    name: str
-    out: Path
-    search: SearchSettings | None
-    baseline: str | None
-    scale: ScaleSettings
-    grid: bool
-    compare: bool
-    family: bool
-    train: TrainPlan
-    configs: Mapping[str, str]
-    command: str = ""
-    on_miss: str = "closest"     # a budget no phi lands within 3 % of: closest | error
 
 
 @dataclass(frozen=True)
@@ -101,90 +66,6 @@ class PipelineOutcome:
     finished: bool
     stage: str | None
     report: Path | None
-
-
-# --------------------------------------------------------------------------- state
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class PipelineState:
-    """``pipeline.json``: each stage's status and outputs, and every trained model's."""
-
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
-
-    @classmethod
-    def new(cls, out: Path, name: str) -> "PipelineState":
-        stages = {s: {"status": PENDING} for s in STAGES}
-        stages["train"]["models"] = {}
-        return cls(out / STATE_FILE, {"format": STATE_FORMAT, "name": name, "created": _now(),
-                                      "stages": stages})
-
-    @classmethod
-    def load(cls, out: Path) -> "PipelineState":
-        path = out / STATE_FILE
-        if not path.is_file():
-            raise ConfigError(f"--resume: {out} holds no pipeline to continue (no {STATE_FILE}); "
-                              "check --out")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot be read ({type(e).__name__}); is the run folder "
-                              "complete?") from None
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            raise ConfigError(f"{path}: not a pipeline state file (format "
-                              f"{data.get('format') if isinstance(data, dict) else '?'!r})")
-        return cls(path, data)
-
-    def stage(self, name: str) -> dict[str, Any]:
-        return self.data["stages"][name]
-
-    def status(self, name: str) -> str:
-        return str(self.stage(name)["status"])
-
-    def save(self) -> None:
-        write_text_atomic(self.path, json.dumps(self.data, indent=2) + "\n")
-
-    def start(self, name: str) -> None:
-        st = self.stage(name)
-        st["status"] = RUNNING
-        st.setdefault("started", _now())
-        st["sessions"] = int(st.get("sessions", 0)) + 1
-        st.pop("error", None)
-        self.save()
-
-    def finish(self, name: str, seconds: float, **info: Any) -> None:
-        st = self.stage(name)
-        st.update(info)
-        st["status"] = DONE
-        st["finished"] = _now()
-        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
-        self.save()
-
-    def fail(self, name: str, error: str, seconds: float) -> None:
-        st = self.stage(name)
-        st["status"] = FAILED
-        st["error"] = error
-        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
-        self.save()
-
-    def pause(self, name: str, seconds: float) -> None:
-        """An interrupted stage: still to finish, its seconds so far kept."""
-        st = self.stage(name)
-        st["seconds"] = round(float(st.get("seconds", 0.0)) + seconds, 1)
-        self.save()
-
-    @property
-    def models(self) -> dict[str, Any]:
-        return self.stage("train").setdefault("models", {})
-
-
-def started(state: PipelineState, stage: str) -> bool:
-    return state.status(stage) != PENDING
 
 
 # --------------------------------------------------------------------------- the run
@@ -261,14 +142,11 @@ def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: 
     was interrupted."""
     if p.search is None:
         assert p.baseline is not None
-        from nas.core.files import config_path
         given = p.baseline if Path(p.baseline).is_file() else str(config_path(p.baseline))
         say(f"search: not run; the baseline is {given}")
         return {"baseline": given, "searched": False}
-    from nas.search.run import search, summary_lines
-
     s = p.search
-    continuing = (s.out / "driver.pt").is_file()
+    continuing = (s.out / SEARCH_STATE_FILE).is_file()
     if continuing:
         say(f"search: continuing the search in {s.out}")
     outcome = search(s, continuing, p.configs["search"], say)
@@ -295,13 +173,6 @@ def baseline_path(state: PipelineState) -> str:
 
 def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
                  ) -> dict[str, Any] | None:
-    import yaml
-
-    import scaler
-    from nas.arch.cost import count
-    from nas.arch.io import load_spec
-    from nas.arch.units import format_macs
-
     base_file = baseline_path(state)
     base = load_spec(base_file)
     base_name = base.name or Path(base_file).stem
@@ -317,7 +188,6 @@ def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
 
     data = s.data.load() if (p.grid or p.compare) else None
     if p.grid:
-        from nas.search.scaling import grid_search
         coefficients = grid_search(base, base_name, s, data, resume, say)
         source = str(s.out / "scaling.yaml")
     else:
@@ -327,20 +197,19 @@ def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
     say(f"scale: coefficients {coefficients} (product {coefficients.product():.3f}) from "
         f"{source}")
     if p.compare:
-        from nas.search.scaling import compare
         say("\n" + compare(base, coefficients, s, data, resume, say))
 
     families: dict[str, str] = {}
     emitted: dict[str, list[tuple[str, str]]] = {"budget": [], "family": []}
     if s.budgets:
-        members = _budget_members(scaler, base, s, coefficients, p.on_miss, say)
+        members = _budget_members(base, s, coefficients, p.on_miss, say)
         folder = s.out / "family-budgets"
         files = scaler.write_family(members, folder, base_name, base=base)
         families["budgets"] = str(folder)
         emitted["budget"] = [(m.name, str(path)) for m, path in zip(members, files.specs)]
         say(f"\n{files.markdown.read_text()}")
     if p.family:
-        members = _rule_family(scaler, base, s, coefficients, say)
+        members = _rule_family(base, s, coefficients, say)
         folder = s.out / f"family-{s.rule}"
         files = scaler.write_family(members, folder, base_name, base=base)
         families[s.rule] = str(folder)
@@ -355,7 +224,7 @@ def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
             "compare": str(s.out / "compare") if p.compare else None}
 
 
-def _budget_members(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any, on_miss: str,
+def _budget_members(base: Any, s: ScaleSettings, coefficients: Any, on_miss: str,
                     say: Say) -> list:
     """One member per budget (as ``scale.py --budgets`` fits them); a budget that no phi
     lands within 3 % of (it falls in a jump of the MACs) is an error with ``on_miss:
@@ -380,7 +249,7 @@ def _budget_members(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any,
     return members
 
 
-def _rule_family(scaler: Any, base: Any, s: ScaleSettings, coefficients: Any, say: Say) -> list:
+def _rule_family(base: Any, s: ScaleSettings, coefficients: Any, say: Say) -> list:
     """B1-B7 by ``s.rule`` (as ``scale.py`` emits them)."""
     try:
         return scaler.make_family(base, s.rule, coefficients,
@@ -417,16 +286,12 @@ def select_members(wanted: tuple[str, ...] | None, budget_ids: list[str],
 
 
 def train_resolution(plan: TrainPlan, spec_resolution: int, base_resolution: int) -> int:
-    from nas.arch.rounding import round_resolution
     return round_resolution(plan.resolution, spec_resolution / base_resolution,
                             plan.resolution_multiple)
 
 
 def _models_to_train(p: PipelineSettings, base_file: str, base: Any,
                      emitted: Mapping[str, list[tuple[str, str]]]) -> list[dict[str, Any]]:
-    from nas.arch.cost import count
-    from nas.arch.io import load_spec
-
     entries: list[tuple[str, str, str]] = []
     if p.train.baseline:
         entries.append(("baseline", "baseline", base_file))
@@ -452,15 +317,10 @@ def _models_to_train(p: PipelineSettings, base_file: str, base: Any,
 # --------------------------------------------------------------------------- 4. train
 
 
-def model_key(model_id: str, seed: int) -> str:
-    return f"{model_id}/seed{seed}"
-
-
 def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
                  ) -> dict[str, Any] | None:
     if "ray" in sys.modules:  # the proxy stages' local cluster is idle from here on
-        from nas.search import tune_adapter as ta
-        ta.shutdown_ray()
+        shutdown_ray()
     models = state.stage("scale")["models"]
     total = len(models) * len(p.train.seeds)
     bar = Bar(total, "models") if say is _print else None
@@ -495,16 +355,15 @@ def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
 def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], seed: int,
                key: str, folder: Path, count_text: str, say: Say) -> bool:
     """Train (or continue) one model; False when interrupted."""
-    from nas.arch.spec import spec_from_dict
-    from nas.training.checkpoint import load_checkpoint
-    from nas.training.fit import TrainConfig, check, fit, make_spec, resolve
+    from nas.training.checkpoint import load_checkpoint  # these import torch
+    from nas.training.fit import TrainSettings, check, fit, make_spec, resolve
 
     t = p.train.template
     last = folder / "last.pt"
     if last.is_file():
         ckpt: Mapping[str, Any] | None = load_checkpoint(last)
         assert ckpt is not None
-        saved = TrainConfig.from_dict(ckpt["config"], str(last))
+        saved = TrainSettings.from_mapping(ckpt["config"])
         # What may change on a resumed run (as effnas train --resume allows).
         c = replace(saved, threads=t.threads, device=t.device, export=t.export,
                     data=t.data, out=str(folder))
@@ -561,8 +420,6 @@ def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], 
 
 def _report_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
                   ) -> dict[str, Any] | None:
-    from nas.search.pipeline_report import write_report
-
     path = write_report(p, state)
     say(f"report: {path}")
     return {"report": str(path)}
