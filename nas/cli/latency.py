@@ -208,7 +208,8 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
         a, b, c = fit["coef"]
         left = fit.get("noisy_left_out", 0)
         terms = f" {b:+.4f} ms x parts {c:+.3f} ms" if b or c else ""
-        _say(args, f"  correction: latency = {a:.3f} x sum of parts{terms}, fitted on {fit['networks']} networks measured whole"
+        _say(args, f"  correction: latency = {a:.3f} x sum of parts{terms}, fitted on "
+                   f"{fit['networks']} networks measured whole"
                    f"{f' ({left} noisy ones left out)' if left else ''} (rms "
                    f"error {fit['fit_rms_rel_error']:.1%}, max {fit['fit_max_rel_error']:.1%}; "
                    f"the plain sum was off by {fit['raw_mean_rel_error']:+.1%} on average)")

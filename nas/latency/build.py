@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from nas.core.checks import check_int
-from nas.latency.keys import PartKey, space_keys
+from nas.latency.keys import PartKey, network_keys, space_keys
 from nas.latency.predict import fit_correction
 from nas.latency.settings import (
     Timing,
@@ -82,26 +82,33 @@ def build_table(space: Any, *, resolution: int | None = None, batch: int = 1,
                 fit_networks: int = FIT_NETWORKS, fit_seed: int = FIT_SEED,
                 progress: Progress | None = None, say: Callable[[str], None] | None = None,
                 timing: Timing | None = None, refit: bool = False,
-                clock: str = "wall") -> BuildReport:
+                clock: str = "wall", only_for: Sequence[Any] | None = None) -> BuildReport:
     """Measure every part ``space`` (a :class:`search_space.space.SearchSpace`) can produce
     at ``resolution`` (None: its own) that this device's cached table lacks, then fit the
     correction on ``fit_networks`` random children (seed ``fit_seed``) measured whole,
     unless the table has one for this batch already (or ``refit``). Resumable: everything
-    measured is saved as it goes."""
+    measured is saved as it goes. With ``only_for`` (specs), only their parts (and those of
+    the fit's children) are measured, not the whole space's: a quick look at a few networks.
+    """
     resolution = check_resolution(resolution)
     batch = check_batch(batch)
     threads = check_threads(threads)
     runtime = check_runtime(runtime)
     check_int(fit_networks, "fit_networks", 0, 10_000)
     table = LatencyTable.for_device(runtime, threads, channels_last, cache, clock)
-    keys = space_keys(space, resolution, batch)
+    tag = f"b{batch}"
+    refit = bool(fit_networks) and (refit or tag not in table.corrections)
+    children = distinct_children(space, fit_networks, fit_seed) if refit else []
+    if only_for is None:
+        keys = space_keys(space, resolution, batch)
+    else:
+        keys = list(dict.fromkeys(k for spec in [*only_for, *children]
+                                  for k in network_keys(spec, resolution, batch)))
     start = time.perf_counter()
     measured = fill(table, keys, timing=timing, progress=progress)
     seconds = time.perf_counter() - start
-    tag = f"b{batch}"
     n_nets = 0
-    if fit_networks and (refit or tag not in table.corrections):
-        children = distinct_children(space, fit_networks, fit_seed)
+    if refit:
         n_nets = measure_networks(table, children, resolution=resolution, batch=batch,
                                   say=say, runs=timing.runs if timing else None,
                                   warmup=timing.warmup if timing else None)
