@@ -132,7 +132,7 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch):
         load_splits("fashion-mnist", path=str(tmp_path / "nowhere"))
     msg = str(e.value)
     assert "\n" not in msg and "nowhere" in msg
-    assert "apt-get install dataset-fashion-mnist" in msg and "--data DIR" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "as the data path" in msg
     assert "train-images-idx3-ubyte" in msg and "zalandoresearch" in msg
     monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"fashion-mnist \(from \$NAS_DATA_DIR\)"):
@@ -241,7 +241,7 @@ def test_cifar_corrupt_and_missing(tmp_path):
         load_splits("cifar10", path=str(folder))
     with pytest.raises(DataError, match="cifar-10-python.tar.gz"):
         load_splits("cifar10", path=str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="--data DIR"):
+    with pytest.raises(DataError, match="as the data path"):
         load_splits("cifar100")
 
 

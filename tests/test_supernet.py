@@ -175,7 +175,7 @@ def test_choices_a_supernet_trains_badly_under_are_named_and_the_shared_space_ha
     lines = sharing_warnings(mnasnet())
     assert len(lines) == 2 and all("\n" not in line for line in lines)
     assert "op kinds" in lines[0] and "blocks 1, 2, 3, 4, 5, 6, 7" in lines[0]
-    assert "skips" in lines[1] and "--space shared-space" in lines[1]
+    assert "skips" in lines[1] and "space='shared-space'" in lines[1]
     assert sharing_warnings(SearchSpace.from_yaml(config_path("shared-space"))) == []
 
 

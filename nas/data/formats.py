@@ -112,8 +112,8 @@ def _idx_missing_message(name: str, folder: Path, tried: str) -> str:
     else:
         how = "download the four IDX files of MNIST (e.g. the copies torchvision fetches)"
     title = "Fashion-MNIST" if name == "fashion-mnist" else "MNIST"
-    return (f"{title} not found in {folder}{tried} (need {need}): {how} and pass --data DIR "
-            "or set NAS_DATA_DIR")
+    return (f"{title} not found in {folder}{tried} (need {need}): {how} and give their folder "
+            "as the data path, or set NAS_DATA_DIR")
 
 
 def load_idx_folder(folder: Path, name: str, class_names: tuple[str, ...] = ()
@@ -250,7 +250,7 @@ def _cifar_missing_message(name: str, folder: Path | None, tried: str) -> str:
     at = f" in {folder}{tried}" if folder else tried
     return (f"{name.upper().replace('CIFAR', 'CIFAR-')} not found{at} (need the folder {inner}): "
             f"download {archive} from https://www.cs.toronto.edu/~kriz/cifar.html, extract it, "
-            f"and pass --data DIR (the folder or its parent) or set {env}")
+            f"and give the folder (or its parent) as the data path, or set {env}")
 
 
 # --------------------------------------------------------------------------- ImageFolder

@@ -158,7 +158,7 @@ def _cifar_folder(name: str, path: str | None) -> Path:
     elif _env_dir("NAS_DATA_DIR"):
         folder, tried = _env_dir("NAS_DATA_DIR"), " (from $NAS_DATA_DIR)"
     else:
-        raise DataError(_cifar_missing_message(name, None, " (no --data DIR given)"))
+        raise DataError(_cifar_missing_message(name, None, " (no data path given)"))
     found = _cifar_dir(folder, name)
     if found is None:
         raise DataError(_cifar_missing_message(name, folder, tried))
@@ -222,8 +222,8 @@ def load_splits(source: str = "fashion-mnist", path: str | None = None,
     else:
         root = path or _env_dir("NAS_IMAGEFOLDER_DIR") or _env_dir("NAS_DATA_DIR")
         if root is None:
-            raise DataError("imagefolder needs a folder: pass --data DIR (root/<class>/<images>, "
-                            "optionally under root/train and root/test)")
+            raise DataError("imagefolder needs a folder: give it as the data path "
+                            "(root/<class>/<images>, optionally under root/train and root/test)")
         train, test = load_image_folder(Path(root).expanduser(), image_size or 32)
     present = np.unique(train.labels)
     if len(present) < MIN_CLASSES:

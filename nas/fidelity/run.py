@@ -110,7 +110,8 @@ def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
     runs.mark(s.out, "fidelity", run=str(s.run))
     try:
         records = train_fixed(items, s.out, s.trials, data, s.run_seed, resume,
-                              f"effnas fidelity {s.run} --resume", table="trainings")
+                              f"nas.run_fidelity({str(s.run)!r}, resume=True, "
+                              f"out={str(s.out)!r})", table="trainings")
     except KeyboardInterrupt:
         partial_report(s, picked, say)
         raise

@@ -331,7 +331,7 @@ def _markdown(p: PipelineSettings, state: PipelineState, rows: Sequence[Mapping[
               "per model and ranges that do not overlap.", ""]
 
     if compare:
-        lines += ["## Single-dimension scalings (proxy training, `--compare`)", "",
+        lines += ["## Single-dimension scalings (proxy training, `scale.compare`)", "",
                   "One proxy run each (the grid's proxy), at about the compound phi=1 model's "
                   "MACs; these models were not trained fully and have no checkpoint.", "",
                   "| model | MACs | proxy resolution | proxy val accuracy | spec |",

@@ -72,15 +72,16 @@ class PipelineOutcome:
 
 
 def check_run_folder(out: Path, resume: bool) -> None:
-    """A new pipeline needs an empty (or new) folder; ``--resume`` needs one to continue."""
+    """A new pipeline needs an empty (or new) folder; resuming needs one to continue."""
     if resume:
         PipelineState.load(out)
         return
     if (out / STATE_FILE).exists():
-        raise ConfigError(f"{out} already holds a pipeline; continue it with --resume --out "
-                          f"{out}, or choose another --out")
+        raise ConfigError(f"{out} already holds a pipeline; continue it with "
+                          f"nas.run_pipeline(resume=True, out={str(out)!r}), or choose another "
+                          "out=")
     if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; choose another --out (a new pipeline starts "
+        raise ConfigError(f"{out} is not empty; choose another out= (a new pipeline starts "
                           "in an empty folder)")
 
 

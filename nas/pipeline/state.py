@@ -45,8 +45,8 @@ class PipelineState:
     def load(cls, out: Path) -> "PipelineState":
         path = out / STATE_FILE
         if not path.is_file():
-            raise ConfigError(f"--resume: {out} holds no pipeline to continue (no {STATE_FILE}); "
-                              "check --out")
+            raise ConfigError(f"resume=True: {out} holds no pipeline to continue (no "
+                              f"{STATE_FILE}); check out=")
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:

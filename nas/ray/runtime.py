@@ -45,12 +45,12 @@ def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None
     address = ray_address(address)
     if not address or address in ("local", "auto"):
         return
-    option = "--address" if given else "RAY_ADDRESS"
+    option = "address=" if given else "RAY_ADDRESS "
     target = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = target.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{option} {address!r}: expected HOST:PORT of a Ray cluster's head "
+        raise ConfigError(f"{option}{address!r}: expected HOST:PORT of a Ray cluster's head "
                           "(e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001), or leave it unset "
                           "for a local Ray")
     try:
@@ -58,7 +58,7 @@ def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None
             pass
     except OSError as e:
         why = e.strerror or str(e) or type(e).__name__
-        raise ConfigError(f"{option} {address}: no Ray cluster answers there ({why}, within "
+        raise ConfigError(f"{option}{address}: no Ray cluster answers there ({why}, within "
                           f"{timeout:g} s); start it (ray start --head) or check the address, "
                           "or leave it unset for a local Ray") from None
 
@@ -93,7 +93,7 @@ def init_ray(address: str | None, num_cpus: int | None = None,
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local cluster"
         raise ConfigError(f"could not start or join Ray at {where}: {str(e).splitlines()[0]}; "
-                          "check --address (or RAY_ADDRESS), or leave it unset for a local run") from None
+                          "check address= (or RAY_ADDRESS), or leave it unset for a local run") from None
 
 
 @contextmanager
@@ -181,9 +181,9 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, f
     res = ray.cluster_resources()
     cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
     if gpus_per_trial > 0 and gpus < gpus_per_trial:
-        raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has "
-                          f"{gpus:g} GPUs; use --gpus-per-trial 0 or join a cluster with GPUs")
+        raise ConfigError(f"gpus_per_trial={gpus_per_trial:g} but the Ray cluster has "
+                          f"{gpus:g} GPUs; use gpus_per_trial=0 or join a cluster with GPUs")
     if cpus_per_trial > cpus:
-        raise ConfigError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has "
+        raise ConfigError(f"cpus_per_trial={cpus_per_trial:g} but the Ray cluster has "
                           f"{cpus:g} CPUs; ask for fewer")
     return {"CPU": cpus, "GPU": gpus}

@@ -128,13 +128,14 @@ def check_train_resources(workers: int, cpus_per_worker: float, gpus_per_worker:
     res = ray.cluster_resources()
     cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
     if workers * cpus_per_worker > cpus:
-        raise ConfigError(f"--workers {workers} x {cpus_per_worker:g} CPUs per worker needs "
+        raise ConfigError(f"workers={workers} x {cpus_per_worker:g} CPUs per worker needs "
                           f"{workers * cpus_per_worker:g} CPUs but the Ray cluster has {cpus:g}; "
-                          "use fewer --workers or fewer CPUs per worker")
+                          "use fewer workers= or fewer CPUs per worker")
     if gpus_per_worker > 0 and workers * gpus_per_worker > gpus:
-        raise ConfigError(f"--workers {workers} x --gpus-per-worker {gpus_per_worker:g} needs "
-                          f"{workers * gpus_per_worker:g} GPUs but the Ray cluster has {gpus:g}; "
-                          "use fewer --workers, --gpus-per-worker 0, or a cluster with GPUs")
+        raise ConfigError(f"workers={workers} x oneshot.gpus_per_worker={gpus_per_worker:g} "
+                          f"needs {workers * gpus_per_worker:g} GPUs but the Ray cluster has "
+                          f"{gpus:g}; use fewer workers=, oneshot.gpus_per_worker=0, or a "
+                          "cluster with GPUs")
 
 
 def run_supernet(job: SupernetJob, data: DataSplits, folder: Path, max_failures: int,

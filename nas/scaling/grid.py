@@ -37,7 +37,7 @@ def train_list(items: list[tuple[str, ArchSpec, dict]], folder: Path, s: ScaleSe
     """Train a fixed list of (label, spec, proxy overrides) on Ray; returns label -> record."""
     assert s.trials is not None
     return train_fixed(items, folder, s.trials, data, s.seed, resume,
-                       f"--resume --out {s.out}")
+                       f"nas.run_scale(resume=True, out={str(s.out)!r})")
 
 
 def grid_search(base: ArchSpec, base_name: str, s: ScaleSettings, data: DataSplits,

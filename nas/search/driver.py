@@ -471,12 +471,12 @@ def load_state(path: Path) -> dict[str, Any]:
         first = str(e).splitlines()[0] if str(e) else ""
         why = "it is empty" if path.is_file() and path.stat().st_size == 0 else \
             f"{type(e).__name__}: {first}"[:200]
-        raise ConfigError(f"{path}: cannot read the saved state ({why}), so --resume cannot "
+        raise ConfigError(f"{path}: cannot read the saved state ({why}), so resume=True cannot "
                           f"continue this run; its finished results are in the tables of "
-                          f"{path.parent}; start afresh with another --out") from None
+                          f"{path.parent}; start afresh with another out=") from None
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: not a saved driver state (a {type(state).__name__}); "
-                          "check --out")
+                          "check out=")
     return state
 
 
@@ -488,4 +488,4 @@ def restore_state(driver: ChildDriver, state: dict[str, Any], path: Path) -> Non
         driver.load_state_dict(state, Proposal)
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         raise ConfigError(f"{path}: the saved state does not fit this run ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); check --out") from None
+                          f"{str(e).splitlines()[0] if str(e) else ''}); check out=") from None

@@ -58,14 +58,14 @@ from search_space import SearchSpace
 
 
 def check_oneshot_folder(out: Path, resume: bool) -> None:
-    """A new one-shot search needs a folder without a run; ``--resume`` needs its supernet."""
+    """A new one-shot search needs a folder without a run; resuming needs its supernet."""
     holds = (out / "supernet" / "supernet.pt").is_file() or (out / STATE_FILE).exists()
     if resume and not (out / "supernet").is_dir():
-        raise ConfigError(f"--resume: {out} holds no one-shot search to continue (no supernet/); "
-                          "check --out")
+        raise ConfigError(f"resume=True: {out} holds no one-shot search to continue (no "
+                          "supernet/); check out=")
     if not resume and holds:
-        raise ConfigError(f"{out} already holds a search; continue it with --resume --out {out}, "
-                          "or choose another --out")
+        raise ConfigError(f"{out} already holds a search; continue it with "
+                          f"nas.run_search(resume=True, out={str(out)!r}), or choose another out=")
 
 
 def layout(s: SearchSettings, o: SupernetSettings) -> tuple[int, float, float]:
@@ -98,7 +98,7 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     if s.time_budget is not None and o.handoff != "search":
         raise ConfigError("time_budget: a one-shot search with oneshot.handoff: top_k is sized "
                           "by oneshot.supernet.epochs and top_k; set oneshot.handoff=search "
-                          "to stop at a wall time, or drop --time-budget")
+                          "to stop at a wall time, or drop time_budget")
     if s.recheck.on and o.handoff != "search":
         raise ConfigError("recheck: a one-shot search with oneshot.handoff: top_k chooses "
                           "best.yaml among its top_k standalone networks and does not "
@@ -160,7 +160,8 @@ def oneshot_search(s: SearchSettings, o: SupernetSettings, resume: bool, config_
     if reference is not None:
         items.append(("reference", reference, {}))
     trained = train_fixed(items, out / "standalone", s.trials, data, s.seed, resume=resume,
-                          resume_hint=f"python search.py --resume --out {out}", table="children")
+                          resume_hint=f"nas.run_search(resume=True, out={str(out)!r})",
+                          table="children")
     records = _records(trained, {label: spec for label, spec, _ in items}, ranking, s)
     summary = _write_outputs(records, ranking, state, s, o, space, data, out,
                              time.time() - t0, workers)

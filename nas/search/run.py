@@ -67,12 +67,13 @@ class SearchOutcome:
 
 
 def check_run_folder(out: Path, resume: bool) -> None:
-    """A new search needs a folder without one; ``--resume`` needs one to continue."""
+    """A new search needs a folder without one; resuming needs one to continue."""
     if resume and not (out / STATE_FILE).is_file():
-        raise ConfigError(f"--resume: {out} holds no search to continue (no driver.pt); check --out")
+        raise ConfigError(f"resume=True: {out} holds no search to continue (no driver.pt); "
+                          "check out=")
     if not resume and (out / STATE_FILE).exists():
-        raise ConfigError(f"{out} already holds a search; continue it with --resume --out {out}, "
-                          "or choose another --out")
+        raise ConfigError(f"{out} already holds a search; continue it with "
+                          f"nas.run_search(resume=True, out={str(out)!r}), or choose another out=")
 
 
 def search(s: SearchSettings, resume: bool, config_text: str,
@@ -246,7 +247,7 @@ def recheck_stage(s: SearchSettings, driver: ChildDriver, data: DataSplits,
         decision = recheck_best(top, driver.spec_of, s.recheck,
                                 lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
                                 s.out, s.trials, data, s.seed,
-                                f"python search.py --resume --out {s.out}", say)
+                                f"nas.run_search(resume=True, out={str(s.out)!r})", say)
     except KeyboardInterrupt:
         return None, None, True
     chosen = next(r for r in top if r.child == decision.chosen)

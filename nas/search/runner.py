@@ -103,7 +103,7 @@ def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialS
     if state.is_file():
         if not resume:
             raise ConfigError(f"{folder} already holds trained {table}; continue with "
-                              f"{resume_hint}, or choose another --out")
+                              f"{resume_hint}, or choose another out=")
         driver.restore(state)
     folder.mkdir(parents=True, exist_ok=True)
     train_children(driver, data, trials, folder, len(items), table=table, metric="accuracy")

@@ -159,7 +159,7 @@ def check_shareable(space: Any, width: float, num_classes: int, in_channels: int
         raise SpaceError(
             f"space {space.name!r}: its supernet at width {width:g} holds {n / 1e6:.1f}M shared "
             f"parameters, over oneshot.max_params ({max_params / 1e6:.1f}M); lower "
-            "oneshot.supernet.width_mult, raise oneshot.max_params, or use --evaluator proxy")
+            "oneshot.supernet.width_mult, raise oneshot.max_params, or use evaluator='proxy'")
     return plan, n
 
 
@@ -178,6 +178,6 @@ def sharing_warnings(space: Any) -> list[str]:
         if blocks:
             out.append(f"space {space.name!r} samples {what} in blocks "
                        f"{', '.join(str(b + 1) for b in blocks)}; a supernet trains poorly under "
-                       "that choice (docs/benchmarks.md): consider --space shared-space")
+                       "that choice (docs/benchmarks.md): consider space='shared-space'")
     return out
 

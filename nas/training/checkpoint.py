@@ -29,7 +29,7 @@ def save_atomic(obj: Any, path: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no checkpoint to continue from; start the run without "
-                          "--resume (or pass the run's --out)")
+                          "resume=True (or give the run's out=)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
@@ -47,8 +47,8 @@ def check_export_available(kind: str) -> None:
     if kind == "onnx":
         import importlib.util
         if importlib.util.find_spec("onnx") is None:
-            raise ConfigError("--export onnx needs the onnx package: pip install onnx (or use "
-                              "--export torchscript)")
+            raise ConfigError("export='onnx' needs the onnx package: pip install onnx (or use "
+                              "export='torchscript')")
 
 
 def export_model(model: nn.Module, example: torch.Tensor, kind: str, out: Path,
@@ -93,7 +93,7 @@ def export_model(model: nn.Module, example: torch.Tensor, kind: str, out: Path,
     tol = 1e-4 * max(1.0, float(want.abs().max()))
     if not diff <= tol:
         raise NasError(f"{path}: the exported model's outputs differ from the trained model's "
-                       f"by {diff:.3g} (tolerance {tol:.3g}); use --export none and report it")
+                       f"by {diff:.3g} (tolerance {tol:.3g}); use export='none' and report it")
     return {"format": kind, "path": path.name, "checked": "loaded and compared",
             "max_abs_diff": diff}
 

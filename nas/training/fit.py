@@ -195,9 +195,9 @@ def _fit(c: TrainSettings, spec: ArchSpec, checkpoint: Mapping[str, Any] | None,
         if checkpoint is not None:
             if checkpoint["data"] != splits.describe():
                 raise ConfigError(f"the data set differs from the one {c.out}/last.pt was "
-                                  f"trained on ({checkpoint['data']}); pass the same --data")
+                                  f"trained on ({checkpoint['data']}); pass the same data=")
             if checkpoint["epochs_planned"] != c.epochs and c.schedule == "cosine":
-                say(f"note: --epochs {checkpoint['epochs_planned']} -> {c.epochs} changes the "
+                say(f"note: epochs {checkpoint['epochs_planned']} -> {c.epochs} changes the "
                     "cosine schedule from here on")
             engine.load_state_dict(checkpoint)
             prior_seconds = float(checkpoint["seconds"])
