@@ -7,7 +7,11 @@ The package is built in layers; each imports only the ones below it (``docs/arch
 ``nas.arch``       specs, units, block strings, rounding, cost model, spec files, builder
 ``nas.data``       image data sets as numpy arrays
 ``nas.training``   one training engine: proxy runs and full training (torch, no Ray)
-``nas.search``     reward, driver, child runner, run log, the Ray Tune adapter
+``nas.supernet``   weight sharing: one supernet holds every path of a space (no Ray)
+``nas.ray``        the Ray adapters: Ray's start and stop, Tune's searcher, Ray Train
+``nas.search``     the search: reward, driver, runner, run log, multi-trial and one-shot
+``nas.scaling``    the scaling grid on Ray (and ``nas.fidelity``, the proxy's fidelity)
+``nas.pipeline``   search, scale, train and report in one run folder
 ``nas.cli``        the commands (``effnas search``, ``effnas scale``, ``effnas train``, ...)
 =================  ==============================================================
 

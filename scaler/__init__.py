@@ -1,8 +1,8 @@
 """Compound scaling (EfficientNet section 3.3): the coefficient grid, the family, the reports.
 
-Pure Python: neither torch nor Ray is imported here. The grid's trials are trained by the
-Ray Tune adapter (``scale.py``), which takes :func:`distinct_candidates` as its trial list
-and hands the results to :func:`select_best` and :func:`write_scaling`.
+Pure Python: neither torch nor Ray is imported here. The grid's trials are trained on Ray
+by :mod:`nas.scaling.grid`, which takes :func:`distinct_candidates` as its trial list and
+hands the results to :func:`select_best` and :func:`write_scaling`.
 """
 
 from __future__ import annotations
