@@ -15,8 +15,9 @@ Each stage runs the project's own code (:func:`nas.search.run.search`,
 :func:`scaler.make_family`, :func:`nas.training.fit.fit`) with typed settings built by the
 command line (:mod:`nas.cli.pipeline`). The state file (:mod:`nas.pipeline.state`) is
 written atomically whenever a stage or a model starts or finishes, so an interruption
-anywhere loses at most the work in progress: a finished stage is skipped, the search and the grid continue from their driver
-state, and a model whose training was cut off continues from its ``last.pt``, exactly.
+anywhere loses at most the work in progress: a finished stage is skipped, the search and
+the grid continue from their driver state, and a model whose training was cut off
+continues from its ``last.pt``, exactly.
 """
 
 from __future__ import annotations
