@@ -378,25 +378,34 @@ def plot(summary: list[dict], labels: Sequence[str], budgets: Sequence[int], pat
         return "matplotlib is not installed: no plot (pip install matplotlib)"
     groups = sorted({(s["space"], s["noise"]) for s in summary})
     by = {(s["space"], s["noise"], s["strategy"], s["budget"]): s for s in summary}
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), squeeze=False)
-    for ax, (space, noise) in zip(axes[0], groups):
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.2 * len(groups), 7.0), squeeze=False,
+                             sharex=True)
+    colors = plt.get_cmap("tab20").colors
+    styles = ("-", "--", ":", "-.")
+    for col, (space, noise) in enumerate(groups):
         for k, label in enumerate(labels):
             cells = [(n, by[(space, noise, label, n)]) for n in budgets
                      if (space, noise, label, n) in by]
             if not cells:
                 continue
-            x = np.array([n for n, _ in cells], dtype=float) * (1 + 0.025 * (k - len(labels) / 2))
-            y = np.array([c["percentile"] for _, c in cells])
-            err = np.array([[c["percentile"] - c["percentile_lo"] for _, c in cells],
-                            [c["percentile_hi"] - c["percentile"] for _, c in cells]])
-            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=label)
-        ax.set_xscale("log")
-        ax.set_xticks(list(budgets), [str(n) for n in budgets])
-        ax.minorticks_off()
-        ax.set_title(f"{space}, noise {noise:g} points", fontsize=9)
-        ax.set_xlabel("children")
-        ax.grid(alpha=0.3)
+            x = np.array([n for n, _ in cells], dtype=float) * (1 + 0.02 * (k - len(labels) / 2))
+            for row, key in enumerate(("percentile", "regret")):
+                y = np.array([c[key] for _, c in cells])
+                err = np.array([[c[key] - c[f"{key}_lo"] for _, c in cells],
+                                [c[f"{key}_hi"] - c[key] for _, c in cells]])
+                axes[row][col].errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2,
+                                        color=colors[(2 * k) % 20 + (k // 10) % 2],
+                                        ls=styles[(k // 10) % len(styles)], label=label)
+        for row in range(2):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_xticks(list(budgets), [str(n) for n in budgets])
+            ax.minorticks_off()
+            ax.grid(alpha=0.3)
+        axes[0][col].set_title(f"{space}, noise {noise:g} points", fontsize=9)
+        axes[1][col].set_xlabel("children")
     axes[0][0].set_ylabel("percentile of the handed-over network")
+    axes[1][0].set_ylabel("regret (reward points)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -47,7 +47,7 @@ from controller.base import (
 from controller.policy import LSTMPolicy
 from nas.core.errors import ConfigError
 
-# Uniform architectures that standardise the prior (and set prior_reject's threshold).
+# Uniform architectures that set prior_reject's threshold.
 PRIOR_SAMPLE = 2000
 # Architectures sampled per warm-start step.
 PRIOR_BATCH = 64
@@ -81,11 +81,13 @@ _SHARED_OPTIONS = {
     # "zscore" ((reward - batch mean) / batch std) or "rank" (the batch's ranks, centred and
     # scaled to unit variance). See bench/bench_tabular.py.
     "advantage": ("baseline", _advantage),
-    # The reward's known part (its MACs term, told by the driver with set_prior): before the
-    # first proposal, prior_steps policy-gradient steps tilt the policy towards
-    # exp(prior_weight * z(prior)) (maximum-entropy fit; z: the prior standardised over
-    # uniform architectures); 0: off. prior_reject q: a proposal whose prior is below the
-    # q-quantile of uniform architectures' is resampled (null: off).
+    # The reward's known factor (the reward at accuracy 1: its MACs term, told by the driver
+    # with set_prior): before the first proposal, prior_steps policy-gradient steps tilt the
+    # policy towards known ** prior_weight (a maximum-entropy fit), 0: off. The weight is in
+    # the reward's own units: with the soft reward's w = -0.07, prior_weight 30 tilts towards
+    # MACs ** -2.1, and a reward with a weaker MACs term is tilted less. prior_reject q: a
+    # proposal whose known factor is below the q-quantile of uniform architectures' is
+    # resampled (null: off).
     "prior_weight": (0.0, nonnegative_float),
     "prior_steps": (20, positive_int),
     "prior_reject": (None, optional(unit_interval)),
@@ -115,53 +117,54 @@ class _PolicyGradient(Strategy):
         self._buffer: list[tuple[Proposal, float]] = []
         self._prefetched: list[Proposal] = []
         self._prior: Any = None
-        self._prior_stats: tuple[float, float, float] | None = None   # mean, std, threshold
+        self._threshold: float | None = None   # prior_reject's, once computed
         self._warmed = False
 
     # -- the known part of the reward --------------------------------------------------------
 
     def set_prior(self, prior: Any) -> None:
-        """``prior(tokens) -> float``: the part of the reward known before training (the
-        driver gives the reward at accuracy 1, i.e. its MACs term). Used only when
+        """``prior(tokens) -> float > 0``: the factor of the reward known before training
+        (the driver gives the reward at accuracy 1, i.e. its MACs term). Used only when
         ``prior_weight`` > 0 or ``prior_reject`` is set; not saved with the state (the driver
         sets it again). A policy warm-started before a save stays warm after the load."""
         self._prior = prior
-        self._prior_stats = None
+        self._threshold = None
 
     def _uses_prior(self) -> bool:
         o = self.options
         return self._prior is not None and (o["prior_weight"] > 0 or o["prior_reject"] is not None)
 
     def _prior_scores(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([float(self._prior(tuple(t))) for t in tokens.tolist()])
+        """The log of the known factor (a factor at or under 0, e.g. the absolute form's
+        far beyond its target, counts as 1e-6)."""
+        return torch.tensor([math.log(max(float(self._prior(tuple(t))), 1e-6))
+                             for t in tokens.tolist()])
 
-    def _stats(self) -> tuple[float, float, float]:
-        if self._prior_stats is None:
+    def _reject_threshold(self) -> float:
+        if self._threshold is None:
             # Its own generator: the policy's stream stays what it is without a prior.
             g = torch.Generator().manual_seed(self.seed + 7919)
             sizes = torch.tensor(self.sizes, dtype=torch.float64)
             u = (torch.rand(PRIOR_SAMPLE, len(self.sizes), generator=g, dtype=torch.float64)
                  * sizes).long()
-            scores = self._prior_scores(u)
-            q = self.options["prior_reject"]
-            threshold = float(torch.quantile(scores, q)) if q is not None else -math.inf
-            self._prior_stats = (float(scores.mean()), float(scores.std()) or 1.0, threshold)
-        return self._prior_stats
+            self._threshold = float(torch.quantile(self._prior_scores(u),
+                                                   self.options["prior_reject"]))
+        return self._threshold
 
     def _warm_start(self) -> None:
-        """Fit the policy to exp(prior_weight * z(prior)) (maximum entropy): a fresh Adam at
-        ``lr``, ``prior_steps`` steps of PRIOR_BATCH sampled architectures, the loss
-        ``-(w z(a) - mean) log pi(a) - H(pi)`` with the entropy of the whole sequence."""
+        """Fit the policy to ``known ** w`` (maximum entropy): a fresh Adam at PRIOR_LR,
+        ``prior_steps`` steps of PRIOR_BATCH sampled architectures, the loss
+        ``-(w log known(a) - batch mean) log pi(a) - H(pi)`` with the entropy of the whole
+        sequence, whose optimum is ``pi(a) ~ exp(w log known(a))``."""
         self._warmed = True
         w = self.options["prior_weight"]
         if w <= 0:
             return
-        mean, std, _ = self._stats()
         opt = torch.optim.Adam(self.policy.parameters(), lr=PRIOR_LR)
         for _ in range(self.options["prior_steps"]):
             tokens, _ = self.policy.sample(PRIOR_BATCH, self._generator)
-            z = (self._prior_scores(tokens) - mean) / std
-            adv = w * z - (w * z).mean()
+            score = w * self._prior_scores(tokens)
+            adv = score - score.mean()
             logp, entropy = self.policy.evaluate(tokens)
             loss = -(adv[:, None] * logp).sum(1).mean() - entropy.sum(1).mean()
             opt.zero_grad(set_to_none=True)
@@ -187,7 +190,7 @@ class _PolicyGradient(Strategy):
         tokens, logp = self.policy.sample(n, self._generator)
         if not self._uses_prior() or self.options["prior_reject"] is None:
             return tokens, logp
-        threshold = self._stats()[2]
+        threshold = self._reject_threshold()
         keep = self._prior_scores(tokens) >= threshold
         for _ in range(50):
             if bool(keep.all()):

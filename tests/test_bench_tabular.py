@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def test_per_update_advantages_are_standardised_and_rank_ignores_the_scale():
 
 def test_the_prior_tilts_and_filters_the_proposals_and_does_nothing_unset():
     sizes = [4, 4, 4, 4]
-    prior = lambda t: -float(sum(t))  # noqa: E731  (small networks: higher known reward)
+    prior = lambda t: math.exp(-float(sum(t)))  # noqa: E731  (small: higher known reward)
     plain = [make_strategy("ppo", sizes, seed=3).ask().tokens for _ in range(1)]
     unset = make_strategy("ppo", sizes, seed=3, prior_weight=2.0, prior_reject=0.5)
     assert unset.ask().tokens == plain[0]  # no prior told: the default's stream
@@ -182,8 +183,8 @@ def test_the_prior_tilts_and_filters_the_proposals_and_does_nothing_unset():
     assert mean_sum(warm) < mean_sum(base) - 1.5
     rej = make_strategy("ppo", sizes, seed=3, prior_reject=0.5)
     rej.set_prior(prior)
-    threshold = rej._stats()[2]
-    assert all(prior(rej.ask().tokens) >= threshold for _ in range(50))
+    threshold = rej._reject_threshold()
+    assert all(math.log(prior(rej.ask().tokens)) >= threshold for _ in range(50))
     state = warm.state_dict()
     again = make_strategy("ppo", sizes, seed=3, prior_weight=2.0)
     again.load_state_dict(state)
