@@ -21,8 +21,9 @@ TINY = {"proxy.train_subset": 256, "proxy.resolution": 16, "data.val_size": 100}
 def test_a_smoke_search_through_the_api(tiny_fmnist, tmp_path, capsys):
     from nas.ray.runtime import ray_running
     out = tmp_path / "run"
-    result = nas.run_search("400M", preset="smoke", data=tiny_fmnist, budget=3, out=out,
-                            set={**TINY, "strategy_options": {"batch_size": 2}})
+    result = nas.run_search(target_flops="400M", preset="smoke", budget=3, out=out,
+                            **{"data.path": tiny_fmnist}, **TINY,
+                            strategy_options={"batch_size": 2})
     printed = capsys.readouterr().out
     assert "children 3/3" in printed and "run folder:" in printed
     assert "done:" not in printed  # the summary is the command's to print, not the API's
