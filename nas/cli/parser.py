@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 
 # The name the user typed for the command (``effnas search``) when it was run through the
-# ``effnas`` entry point; None when it was run as ``search.py`` or ``python -m nas.train``.
+# ``effnas`` entry point; None when it was run as ``search.py`` or ``scale.py``.
 _INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoked_as",
                                                                         default=None)
 
@@ -69,7 +69,7 @@ def other_command(name: str, default: str) -> str:
 
 def renamed(text: str, default_prog: str) -> str:
     """``text`` with the command's default name (``search.py``, ``python search.py``,
-    ``python -m nas.train``) replaced by the name it was invoked as, if any."""
+    ``effnas train``) replaced by the name it was invoked as, if any."""
     name = _INVOKED_AS.get()
     if not name or not default_prog:
         return text
