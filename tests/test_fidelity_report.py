@@ -16,7 +16,7 @@ from nas.data import DataSettings
 from nas.core.errors import ConfigError
 from nas.search.driver import OK, ChildRecord, child_key
 from nas.fidelity.run import finished_networks, partial_report, plan, trained_so_far
-from nas.fidelity.settings import FidelitySettings, Picked
+from nas.fidelity.settings import FidelityPlan, Picked
 from nas.search.settings import TrialSettings
 from nas.training.recipe import Recipe
 
@@ -24,9 +24,9 @@ LONG = {"n0": [0.90, 0.91], "n1": [0.80, 0.82], "n2": [0.70, 0.69], "n3": [0.60,
 PROXY = {"n0": 0.50, "n1": 0.45, "n2": 0.40, "n3": 0.30}
 
 
-def settings(out: Path) -> FidelitySettings:
+def settings(out: Path) -> FidelityPlan:
     proxy = Recipe(epochs=1)
-    return FidelitySettings(run=out.parent, out=out, children=4, seeds=2, long=Recipe(epochs=3),
+    return FidelityPlan(run=out.parent, out=out, children=4, seeds=2, long=Recipe(epochs=3),
                             proxies=(("short", proxy),), proxy_seeds=1, run_seed=0,
                             trials=TrialSettings(recipe=proxy), data=DataSettings())
 

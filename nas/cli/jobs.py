@@ -467,8 +467,7 @@ def fidelity(f: Any, *, resume: bool = False, report: bool = False, say: Say = _
     from nas.core.files import config_path
     from nas.fidelity.report import markdown
     from nas.fidelity.run import partial_report, pick_children, run_fidelity
-    from nas.fidelity.settings import FidelitySettings as FidelityPlan
-    from nas.fidelity.settings import Picked
+    from nas.fidelity.settings import FidelityPlan, Picked
     from nas.search.driver import REFERENCE, ChildRecord
     from search_space import SearchSpace
 
@@ -650,8 +649,7 @@ def pipeline_plan(p: Any, command: str = "", force: bool = False) -> Any:
     from nas.arch.io import load_spec
     from nas.arch.units import format_macs
     from nas.core.checks import check_resolution
-    from nas.pipeline.settings import PipelineSettings as PipelinePlan
-    from nas.pipeline.settings import TrainPlan
+    from nas.pipeline.settings import PipelinePlan, TrainPlan
     from nas.search.settings import check_proxy_plan
     from nas.training.device import pick_device
 

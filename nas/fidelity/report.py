@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nas.core.files import write_csv, write_text_atomic
-from nas.fidelity.settings import RUN_PROXY, FidelitySettings, Picked
+from nas.fidelity.settings import RUN_PROXY, FidelityPlan, Picked
 from nas.search.driver import OK, ChildRecord
 from nas.search.stats import (
     Estimate,
@@ -50,7 +50,7 @@ def _seed_tau(per_seed: list[list[float]]) -> float:
     return _mean(taus)
 
 
-def make_report(s: FidelitySettings, picked: Sequence[Picked], records: dict[str, ChildRecord],
+def make_report(s: FidelityPlan, picked: Sequence[Picked], records: dict[str, ChildRecord],
                 seconds: float) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     long_runs = {p.label: _accuracies(records, "long", p.label, s.seeds) for p in picked}

@@ -22,7 +22,7 @@ from nas.arch.spec import ArchSpec
 from nas.core import runs
 from nas.core.errors import ConfigError
 from nas.fidelity.report import make_report, write_report
-from nas.fidelity.settings import FidelitySettings, Picked
+from nas.fidelity.settings import FidelityPlan, Picked
 from nas.search.driver import OK, STATE_FILE, ChildRecord, child_key, load_state
 from nas.search.runner import train_fixed
 
@@ -37,7 +37,7 @@ def pick_children(records: Sequence[ChildRecord], k: int) -> list[ChildRecord]:
     return [ok[i] for i in positions]
 
 
-def plan(s: FidelitySettings, picked: Sequence[Picked]) -> list[tuple[str, ArchSpec, dict]]:
+def plan(s: FidelityPlan, picked: Sequence[Picked]) -> list[tuple[str, ArchSpec, dict]]:
     """Every training as ``(label, spec, recipe overrides)``, network by network."""
     items: list[tuple[str, ArchSpec, dict]] = []
     for p in picked:
@@ -70,7 +70,7 @@ def trained_so_far(items: Sequence[tuple[str, ArchSpec, dict]], out: Path
     return found
 
 
-def finished_networks(s: FidelitySettings, picked: Sequence[Picked],
+def finished_networks(s: FidelityPlan, picked: Sequence[Picked],
                       records: dict[str, ChildRecord]) -> list[Picked]:
     """The networks whose every training (long seeds and proxies) has ended."""
     done = []
@@ -81,7 +81,7 @@ def finished_networks(s: FidelitySettings, picked: Sequence[Picked],
     return done
 
 
-def partial_report(s: FidelitySettings, picked: Sequence[Picked], say: Callable[[str], None]
+def partial_report(s: FidelityPlan, picked: Sequence[Picked], say: Callable[[str], None]
                    ) -> dict[str, Any] | None:
     """The report over the networks finished so far (None below 3 of them), written to
     ``s.out`` with ``partial`` set; nothing is trained."""
@@ -98,7 +98,7 @@ def partial_report(s: FidelitySettings, picked: Sequence[Picked], say: Callable[
     return report
 
 
-def run_fidelity(s: FidelitySettings, picked: Sequence[Picked], resume: bool,
+def run_fidelity(s: FidelityPlan, picked: Sequence[Picked], resume: bool,
                  say: Callable[[str], None]) -> dict[str, Any]:
     """Train everything (on Ray), write the report files, return the report. Stopped early
     (Ctrl-C), it writes the report over the networks finished so far before it stops."""

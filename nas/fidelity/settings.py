@@ -1,4 +1,5 @@
-"""What a fidelity measurement trains: its settings, and the networks picked from a search.
+"""What a fidelity measurement trains: its plan (derived from its settings,
+:class:`nas.search.settings.FidelitySettings`), and the networks picked from a search.
 
 ``run`` in a list of proxies (:data:`RUN_PROXY`) stands for the accuracies the search itself
 measured.
@@ -11,16 +12,16 @@ from pathlib import Path
 
 from nas.arch.spec import ArchSpec
 from nas.data import DataSettings
-from nas.search.settings import TrialSettings
+from nas.search.settings import RUN_PROXY, TrialSettings  # noqa: F401 - RUN_PROXY: here too
 from nas.training.recipe import Recipe
-
-RUN_PROXY = "run"  # the accuracies the search itself measured
 
 
 @dataclass(frozen=True)
-class FidelitySettings:
-    """What to train: ``children`` networks of the run at ``run``, the ``long`` recipe for
-    ``seeds`` seeds and every recipe of ``proxies`` (label -> recipe) for ``proxy_seeds``."""
+class FidelityPlan:
+    """What to train, derived from a fidelity measurement's settings
+    (:class:`nas.search.settings.FidelitySettings`) and the search it measures:
+    ``children`` networks of the run at ``run``, the ``long`` recipe for ``seeds`` seeds and
+    every recipe of ``proxies`` (label -> recipe) for ``proxy_seeds``."""
 
     run: Path
     out: Path

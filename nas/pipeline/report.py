@@ -22,7 +22,7 @@ from nas.arch.cost import count_macs
 from nas.arch.io import load_spec
 from nas.arch.units import format_macs
 from nas.core.files import write_csv, write_text_atomic
-from nas.pipeline.settings import PipelineSettings
+from nas.pipeline.settings import PipelinePlan
 from nas.pipeline.state import PipelineState, model_key
 
 MIN_SEEDS_FOR_A_CLAIM = 3
@@ -40,7 +40,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _rows(p: PipelineSettings, state: PipelineState) -> list[dict[str, Any]]:
+def _rows(p: PipelinePlan, state: PipelineState) -> list[dict[str, Any]]:
     """One row per trained model and seed, from the state file and each ``metrics.json``."""
     rows = []
     for m in state.stage("scale")["models"]:
@@ -205,7 +205,7 @@ def _stage_seconds(state: PipelineState) -> str:
     return ", ".join(parts)
 
 
-def write_report(p: PipelineSettings, state: PipelineState) -> Path:
+def write_report(p: PipelinePlan, state: PipelineState) -> Path:
     """Write ``OUT/report/`` and return the path of ``report.md``."""
     folder = p.out / "report"
     folder.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ def _cell(v: Any) -> Any:
     return "" if v is None else v
 
 
-def _markdown(p: PipelineSettings, state: PipelineState, rows: Sequence[Mapping[str, Any]],
+def _markdown(p: PipelinePlan, state: PipelineState, rows: Sequence[Mapping[str, Any]],
               models: Sequence[Mapping[str, Any]], compare: Sequence[Mapping[str, Any]]) -> str:
     t = p.train.template
     search = state.stage("search")

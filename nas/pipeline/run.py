@@ -41,7 +41,7 @@ from nas.core.errors import ConfigError, NasError
 from nas.core.files import config_path, write_text_atomic
 from nas.core.progress import Bar, format_duration
 from nas.pipeline.report import write_report
-from nas.pipeline.settings import PipelineSettings, TrainPlan
+from nas.pipeline.settings import PipelinePlan, TrainPlan
 from nas.pipeline.state import (
     DONE,
     FINISHED,
@@ -90,7 +90,7 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def run_pipeline(p: PipelineSettings, resume: bool, say: Say = _print) -> PipelineOutcome:
+def run_pipeline(p: PipelinePlan, resume: bool, say: Say = _print) -> PipelineOutcome:
     """Run (or continue) every stage of ``p`` in ``p.out``. Lines go to ``say``; printed
     (the default) to a terminal or a notebook, the training stage draws a progress bar over
     its models with the time left."""
@@ -138,7 +138,7 @@ def _done_note(state: PipelineState, stage: str) -> str:
 # --------------------------------------------------------------------------- 1. search
 
 
-def _search_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+def _search_stage(p: PipelinePlan, state: PipelineState, resume: bool, say: Say
                   ) -> dict[str, Any] | None:
     """Each stage returns what it produced (recorded in the state file), or None when it
     was interrupted."""
@@ -173,7 +173,7 @@ def baseline_path(state: PipelineState) -> str:
 # --------------------------------------------------------------------------- 2-3. scale
 
 
-def _scale_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+def _scale_stage(p: PipelinePlan, state: PipelineState, resume: bool, say: Say
                  ) -> dict[str, Any] | None:
     base_file = baseline_path(state)
     base = load_spec(base_file)
@@ -292,7 +292,7 @@ def train_resolution(plan: TrainPlan, spec_resolution: int, base_resolution: int
                             plan.resolution_multiple)
 
 
-def _models_to_train(p: PipelineSettings, base_file: str, base: Any,
+def _models_to_train(p: PipelinePlan, base_file: str, base: Any,
                      emitted: Mapping[str, list[tuple[str, str]]]) -> list[dict[str, Any]]:
     entries: list[tuple[str, str, str]] = []
     if p.train.baseline:
@@ -319,7 +319,7 @@ def _models_to_train(p: PipelineSettings, base_file: str, base: Any,
 # --------------------------------------------------------------------------- 4. train
 
 
-def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+def _train_stage(p: PipelinePlan, state: PipelineState, resume: bool, say: Say
                  ) -> dict[str, Any] | None:
     if "ray" in sys.modules:  # the proxy stages' local cluster is idle from here on
         shutdown_ray()
@@ -354,7 +354,7 @@ def _train_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: S
     return {"models_trained": len(state.models)}
 
 
-def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], seed: int,
+def _train_one(p: PipelinePlan, state: PipelineState, m: Mapping[str, Any], seed: int,
                key: str, folder: Path, count_text: str, say: Say) -> bool:
     """Train (or continue) one model; False when interrupted."""
     from nas.training.checkpoint import load_checkpoint  # these import torch
@@ -420,7 +420,7 @@ def _train_one(p: PipelineSettings, state: PipelineState, m: Mapping[str, Any], 
 # --------------------------------------------------------------------------- 5. report
 
 
-def _report_stage(p: PipelineSettings, state: PipelineState, resume: bool, say: Say
+def _report_stage(p: PipelinePlan, state: PipelineState, resume: bool, say: Say
                   ) -> dict[str, Any] | None:
     path = write_report(p, state)
     say(f"report: {path}")

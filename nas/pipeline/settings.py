@@ -1,4 +1,5 @@
-"""What a pipeline run is asked to do: its stages' settings and the training plan."""
+"""What a pipeline run does: its plan (its stages' settings and the training plan), derived
+from its settings (:class:`nas.search.settings.PipelineSettings`)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ class TrainPlan:
 
 
 @dataclass(frozen=True)
-class PipelineSettings:
-    """Everything a pipeline run needs, checked before anything runs.
+class PipelinePlan:
+    """What a pipeline run does, derived from its settings
+    (:class:`nas.search.settings.PipelineSettings`) by :func:`nas.cli.jobs.pipeline_plan` and
+    checked before anything runs.
 
     ``search`` is None when a ``baseline`` spec is given instead. ``scale.baseline`` is a
     placeholder until the search has written its best child. ``configs`` holds the resolved
