@@ -623,7 +623,7 @@ def _members(p: Any, budget_names: list[str]) -> tuple[str, ...] | None:
 
 def _in_section(sec: str, fn: Callable[..., Any], *a: Any) -> Any:
     """A stage's check, its message naming the stage's keys from the pipeline's top."""
-    from nas.search.settings import _section_error
+    from nas.search.settings import section_error
 
     try:
         return fn(*a)
@@ -636,7 +636,7 @@ def _in_section(sec: str, fn: Callable[..., Any], *a: Any) -> Any:
                   "scale": ("budgets", "proxy", "data", "grid", "coefficients", "baseline")}
         if text.startswith(("target_flops", "budgets", "data.", "seed")):
             raise
-        raise _section_error(sec, e, fields.get(sec, ())) from None
+        raise section_error(sec, e, fields.get(sec, ())) from None
 
 
 def pipeline_plan(p: Any, command: str = "", force: bool = False) -> Any:

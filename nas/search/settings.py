@@ -653,8 +653,9 @@ TRAIN_OWN = ("spec", "dataset", "data", "val_size", "seed", "resolution", "out",
 ON_MISS = ("closest", "error")
 
 
-def _section_error(sec: str, e: ConfigError, keys: Sequence[str]) -> ConfigError:
-    """A section's message names its keys from the pipeline's top (``search.budget``)."""
+def section_error(sec: str, e: ConfigError, keys: Sequence[str]) -> ConfigError:
+    """A pipeline section's message names its keys from the pipeline's top
+    (``budget: got 0`` of the search section is ``search.budget: got 0``)."""
     msg = str(e)
     for key in sorted(keys, key=len, reverse=True):
         if re.match(re.escape(key) + r"(?=[:=.\[ ])", msg):
@@ -676,7 +677,7 @@ def _section(cls: type, mapping: Any, sec: str, exclude: Sequence[str]) -> Any:
     except ConfigError as e:
         if str(e).startswith(f"{sec}.") or str(e).startswith("unknown key"):
             raise
-        raise _section_error(sec, e, names) from None
+        raise section_error(sec, e, names) from None
 
 
 def _train_template() -> Any:

@@ -5,10 +5,10 @@ The recipe by default is the project's one default (``configs/train-default.yaml
 pipeline's training stage and the fidelity command's long schedule): AdamW (lr 0.002, weight
 decay 0.05), cosine after a linear warm-up (the recipe's 1 epoch, at most a tenth of the
 run), label smoothing 0.1, crop and flip, a weight average (EMA 0.999), stochastic depth and
-dropout from the spec. The paper's recipe is ``--optimizer rmsprop`` (TF-style RMSProp, decay
-0.9, momentum 0.9, eps 1e-3: :mod:`nas.training.rmsprop`) with ``--weight-decay 1e-5
---schedule exponential --no-augment`` and its lr 0.256 at batch 4096, scaled here to 0.016
-per 256 images. Validation images are held out of the *training* set (``val_size``); early
+dropout from the spec. The paper's recipe is ``optimizer="rmsprop"`` (TF-style RMSProp, decay
+0.9, momentum 0.9, eps 1e-3: :mod:`nas.training.rmsprop`) with ``weight_decay=1e-5,
+schedule="exponential", augment=False`` and its lr 0.256 at batch 4096, scaled here to 0.016
+per 256 images (:class:`~nas.training.settings.TrainSettings`). Validation images are held out of the *training* set (``val_size``); early
 stopping and the kept "best" weights look at them only. The test split is scored once, at
 the end, with the best weights.
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -52,25 +52,16 @@ from nas.core.progress import Bar, format_duration
 from nas.data import DataSplits, load_splits
 from nas.training.checkpoint import (
     CHECKPOINT_FORMAT,
-    EXPORTS,
     check_export_available,
     export_model,
     save_atomic,
 )
-from nas.training.device import (
-    DEVICES,
-    bn_momentum_override,
-    pick_device,
-    torch_threads,
-)
+from nas.training.device import bn_momentum_override, pick_device, torch_threads
 from nas.training.engine import Engine, EpochResult
 from nas.training.feeder import Feeder
-from nas.training.recipe import DEFAULT_RECIPE, load_recipe
-from nas.training.settings import (  # noqa: F401 - the settings' functions, used from here too
+from nas.training.settings import (  # noqa: F401 - check: for the callers of fit, beside it
     TrainSettings,
     check,
-    default_lr,
-    default_weight_decay,
     resolve,
 )
 
@@ -87,10 +78,6 @@ CSV_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_accur
 # (lr 0.005), one seed each.
 _BN_WINDOW_EPOCHS = 0.1
 _BN_MAX_MOMENTUM = 0.5
-_LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096 (the default lr of other optimizers)
-_PAPER_WEIGHT_DECAY = 1e-5  # the default weight decay of other optimizers
-
-_DEFAULT = load_recipe(DEFAULT_RECIPE)  # the default recipe (configs/train-default.yaml)
 
 
 class Diverged(NasError):

@@ -269,14 +269,3 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 #: (:class:`nas.training.settings.TrainSettings`), of the pipeline's training stage and of the
 #: fidelity command's long schedule.
 DEFAULT_RECIPE = "train-default"
-#: The settings of full training that come from the default recipe (the rest are each
-#: command's own: resolution, width, batch-norm momentum, threads, ...).
-TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-              "warmup_epochs", "decay_rate", "decay_epochs", "label_smoothing", "augment",
-              "auto_augment", "erasing", "ema_decay", "amp")
-
-
-def default_train_settings() -> dict[str, Any]:
-    """The default recipe's :data:`TRAIN_KEYS`, as plain data."""
-    r = load_recipe(DEFAULT_RECIPE)
-    return {k: getattr(r, k) for k in TRAIN_KEYS}
