@@ -139,20 +139,21 @@ def run_train(settings: Any = None, /, *, preset: str | None = None, config: Any
     return jobs.train(c, spec, ckpt, command, say)
 
 
-def run_fidelity(settings: Any = None, /, *, resume: bool = False, report: bool = False,
-                 say: Callable[[str], None] | None = None, **overrides: Any) -> FidelityResult:
+def run_fidelity(settings: Any = None, /, *, config: Any = None, resume: bool = False,
+                 report: bool = False, say: Callable[[str], None] | None = None,
+                 **overrides: Any) -> FidelityResult:
     """Measure how well the proxy ranks a search's children, as ``effnas fidelity`` does.
     ``settings``: a :class:`~nas.search.settings.FidelitySettings`, or for short the
     search's run folder (``run_fidelity("runs/NAME", children=12)``); ``overrides``: its
-    keys. ``report=True`` reports what has finished and trains nothing. Returns a
-    :class:`FidelityResult`."""
+    keys (``config``: a YAML path or a mapping of them, layered first). ``report=True``
+    reports what has finished and trains nothing. Returns a :class:`FidelityResult`."""
     from nas.search.settings import FidelitySettings
 
     _bools(resume=resume, report=report)
     if isinstance(settings, (str, os.PathLike)):
         overrides = {"run": settings, **overrides}
         settings = None
-    s = jobs.settings(FidelitySettings, settings, overrides=overrides)
+    s = jobs.settings(FidelitySettings, settings, config=config, overrides=overrides)
     with jobs.ray_of_this_call():
         return jobs.fidelity(s, resume=resume, report=report, say=say or jobs._print)
 

@@ -186,7 +186,10 @@ def search_result(outcome: Any) -> SearchResult:
 
 # --------------------------------------------------------------------------- scale
 
-SCALE_RESUMABLE = ("workers", "address", "cpus_per_trial", "gpus_per_trial")
+# grid_search and compare: what a resumed scaling run still does (the grid and the compare
+# table continue from their saved state, or start).
+SCALE_RESUMABLE = ("workers", "address", "cpus_per_trial", "gpus_per_trial", "grid_search",
+                   "compare")
 # Settings of the grid search: given without grid_search, they would be silently ignored.
 GRID_KEYS = ("phi", "grid.step", "grid.alpha_range", "grid.beta_range", "grid.gamma_range")
 

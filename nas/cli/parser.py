@@ -1,4 +1,10 @@
-"""One parser base and one ``main`` wrapper for every command.
+"""One parser base and one ``main`` wrapper for every command, and the map between flags and
+settings' keys.
+
+A command maps each flag to a key of its job's settings (its ``KEYS``: ``target_flops`` for
+``--target-flops``, ``data.path`` for ``--data``), layers them as the Python API does
+(:func:`overrides`, then :mod:`nas.cli.jobs`), and says the project's messages, which name
+keys, with its flags (:func:`flag_message`: ``target_flops=40`` is ``--target-flops 40``).
 
 A usage error is one line that names the problem and points at ``--help`` (exit 2); an
 expected failure (any :class:`~nas.core.errors.NasError`) is one line and exit 2; a run that

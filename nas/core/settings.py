@@ -27,6 +27,7 @@ import collections.abc
 import copy
 import dataclasses
 import difflib
+import functools
 import os
 import types
 import typing
@@ -96,6 +97,7 @@ def section_of(tp: Any) -> type | None:
     return tp if _is_section(tp) else None
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
