@@ -190,3 +190,24 @@ def test_the_prior_tilts_and_filters_the_proposals_and_does_nothing_unset():
     again.load_state_dict(state)
     again.set_prior(prior)
     assert again._warmed and again.ask() == warm.ask()
+
+
+def test_ppo_warm_starts_by_default_through_the_driver_and_never_after_it_sampled(tmp_path):
+    t = bt.Table(write_table(tmp_path / "tiny.json"))
+    ppo = make_strategy("ppo", t.sizes, seed=0)
+    assert ppo.options["prior_weight"] == 10.0
+    assert make_strategy("reinforce", t.sizes).options["prior_weight"] == 0.0
+    d = ChildDriver(t.decode, ppo, budget=2, reward=RewardConfig(target_macs=5_000_000),
+                    target=Target(resolution=None), cost=t.cost)
+    assert ppo._uses_prior() and not ppo._warmed
+    d.suggest("t0")
+    assert ppo._warmed
+    # A policy that has sampled already (a one-shot search handing its strategy over) is
+    # not tilted when a driver tells it the prior later.
+    handed = make_strategy("ppo", t.sizes, seed=0)
+    handed.ask()
+    before = {k: v.clone() for k, v in handed.policy.state_dict().items()}
+    ChildDriver(t.decode, handed, budget=2, reward=RewardConfig(target_macs=5_000_000),
+                target=Target(resolution=None), cost=t.cost).suggest("t0")
+    assert handed._warmed
+    assert all((before[k] == v).all() for k, v in handed.policy.state_dict().items())
