@@ -415,7 +415,11 @@ def plot(summary: list[dict], labels: Sequence[str], budgets: Sequence[int], pat
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tables", nargs="+", required=True, help="table JSON files")
+    ap.add_argument("--tables", nargs="+", default=[], help="table JSON files")
+    ap.add_argument("--landscape", action="store_true",
+                    help="instead of tables: bench/landscape.py's synthetic rugged landscapes "
+                         "over the MnasNet space (accuracy grows with MACs; seed s on landscape "
+                         "s, its own 1.5 points of noise): each row's pick's true reward")
     ap.add_argument("--strategies", nargs="*", default=list(DEFAULT_STRATEGIES),
                     help="default: all (those whose optional package is missing are skipped)")
     ap.add_argument("--variant", action="append", default=[],
@@ -457,6 +461,10 @@ def main(argv: list[str] | None = None) -> dict:
     labels = [label for label, _, _ in rows_def]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"row labels must differ, got {labels}")
+    if args.landscape:
+        return landscape_check(rows_def, budgets, args)
+    if not args.tables:
+        raise ConfigError("give --tables (table JSON files) or --landscape")
     tables = [Table(p) for p in args.tables]
     for t in tables:
         _TABLES[str(t.path)] = t
@@ -543,6 +551,62 @@ def main(argv: list[str] | None = None) -> dict:
     Path(f"{out}.json").write_text(json.dumps(report, indent=1))
     print(plot(summary, labels, budgets, Path(f"{out}.png")))
     print(f"wrote {out}.csv, {out}.json")
+    return report
+
+
+def landscape_check(rows_def: list[tuple[str, str, dict]], budgets: tuple[int, ...],
+                    args: argparse.Namespace) -> dict:
+    """The rows on the synthetic landscapes of bench/landscape.py, through
+    ``bench_landscape.run_many`` (the search's driver, ``--workers`` in flight): the mean TRUE
+    reward of each row's pick with its 95 % bootstrap interval, and how often a row's pick
+    beats the ``ppo`` row's on the same landscape. A check for levers that use the reward's
+    MACs term: there, unlike on Channel-Bench-Macro, accuracy grows with MACs."""
+    from bench.bench_landscape import run_many
+    _init_worker()
+    seeds = range(args.seed_base, args.seed_base + args.seeds)
+    lands: dict = {}
+    runs, t0 = {}, time.perf_counter()
+    for label, name, options in rows_def:
+        runs[label] = run_many(name, options, seeds, 0, max(budgets), args.workers, budgets,
+                               lands)
+        print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
+    summary = []
+    lines = ["", f"synthetic landscapes {seeds.start}..{seeds.stop - 1} (bench/landscape.py): "
+             "true reward of the pick (mean over seeds [95 % bootstrap interval])", "",
+             "| row | " + " | ".join(f"{n} children" for n in budgets) + " |",
+             "|---" * (1 + len(budgets)) + "|"]
+    cells = {}
+    for label in runs:
+        row = []
+        for n in budgets:
+            cells[(label, n)] = bootstrap_mean([r.curve[n] for r in runs[label]])
+            m, lo, hi = cells[(label, n)]
+            row.append(f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
+            summary.append({"strategy": label, "budget": n, "seeds": len(seeds),
+                            "true_reward": m, "true_reward_lo": lo, "true_reward_hi": hi})
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    print("\n".join(lines) + "\n")
+    comp = []
+    for label in runs:
+        for other in ("random", "ppo"):
+            if other == label or other not in runs:
+                continue
+            for n in budgets:
+                wins = sum(a.curve[n] > b.curve[n] for a, b in zip(runs[label], runs[other]))
+                v = verdict(cells[(label, n)], cells[(other, n)], len(seeds))
+                comp.append({"budget": n, "a": label, "b": other, "verdict": v, "wins": wins})
+                print(f"- {n} children: {label} against {other}: {v}; ahead on {wins}/"
+                      f"{len(seeds)} landscapes")
+    report = {"protocol": {"command": "bench/bench_tabular.py " + " ".join(
+        sys.argv[1:]), "landscapes": [seeds.start, seeds.stop - 1], "budgets": list(budgets),
+        "workers": args.workers, "rows": [{"label": a, "strategy": b, "options": o}
+                                          for a, b, o in rows_def],
+        "wall_seconds": round(time.perf_counter() - t0, 1)},
+        "summary": summary, "comparisons": comp}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=1))
+    print(f"total {time.perf_counter() - t0:.0f} s; wrote {out}.json")
     return report
 
 

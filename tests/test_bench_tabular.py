@@ -211,3 +211,13 @@ def test_ppo_warm_starts_by_default_through_the_driver_and_never_after_it_sample
                 target=Target(resolution=None), cost=t.cost).suggest("t0")
     assert handed._warmed
     assert all((before[k] == v).all() for k, v in handed.policy.state_dict().items())
+
+
+def test_the_landscape_check_runs_the_rows_on_synthetic_landscapes(tmp_path, capsys):
+    out = tmp_path / "land"
+    report = bt.main(["--landscape", "--strategies", "random", "ppo", "--seeds", "1",
+                      "--budgets", "3", "6", "--out", str(out)])
+    assert {(s["strategy"], s["budget"]) for s in report["summary"]} == {
+        (a, n) for a in ("random", "ppo") for n in (3, 6)}
+    assert json.loads(Path(f"{out}.json").read_text())["summary"] == report["summary"]
+    assert "ppo against random" in capsys.readouterr().out
