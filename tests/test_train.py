@@ -208,10 +208,13 @@ def test_extending_a_finished_run_equals_training_longer(capsys, tiny_spec, tiny
 def test_time_limit_stops_between_epochs_and_resume_finishes(capsys, tiny_spec, tiny_fmnist,
                                                              tmp_path):
     out = tmp_path / "run"
-    run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "2", "--resolution", "16",
-                        "--max-epochs-time", "0.001", "--export", "none"))
+    stdout = run_ok(capsys, args(tiny_spec, tiny_fmnist, out, "--epochs", "2", "--resolution",
+                                 "16", "--max-epochs-time", "0.001", "--export", "none"))
     m = metrics_of(out)
-    assert m["status"] == "time_limit" and m["epochs_run"] == 1 and "--resume" in m["reason"]
+    assert m["status"] == "time_limit" and m["epochs_run"] == 1
+    assert "nas.run_train(resume=True, out=" in m["reason"]  # keys in the file, flags printed
+    assert f"continue with effnas train --resume --out {out}" in stdout
+    assert "--max-epochs-time 0.001 s" in stdout
     assert m["test_accuracy"] is not None  # the best weights so far are still tested
     run_ok(capsys, ["--resume", "--out", str(out)])
     assert metrics_of(out)["status"] == "completed" and metrics_of(out)["epochs_run"] == 2
@@ -271,7 +274,10 @@ def test_divergence_in_the_first_epoch_is_a_result_and_exit_3(capsys, tiny_spec,
     assert "no good epoch to keep" in line
     m = metrics_of(out)
     assert (m["status"], m["epochs_run"], m["best_val_accuracy"]) == ("diverged", 0, None)
-    assert m["reason"] == line[len("diverged: "):]
+    # The file names the settings' keys; the terminal says them as flags.
+    assert "lower lr=" in m["reason"] and "--" not in m["reason"]
+    assert m["reason"].replace("lr=", "--lr").replace("warmup_epochs=", "--warmup-epochs") \
+        == line[len("diverged: "):]
     assert not (out / "best.pt").exists() and not (out / "last.pt").exists()
 
 
@@ -323,7 +329,8 @@ def test_a_diverged_epoch_keeps_the_last_good_checkpoint(capsys, tiny_spec, tiny
     assert m["status"] == "diverged" and m["epochs_run"] == 2
     assert "training diverged in epoch 3: non-finite training loss (nan) at step" in m["reason"]
     assert "(epoch 3, step 1 of 10" in m["reason"] and "last.pt keeps epoch 2" in m["reason"]
-    assert m["reason"] in printed
+    assert m["reason"].replace("lr= or raise warmup_epochs=", "--lr or raise --warmup-epochs") \
+        in printed
     last, best = ckpt(out / "last.pt"), ckpt(out / "best.pt")
     assert last["epoch"] == 2 and len(last["history"]) == 2
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -26,6 +26,8 @@ from nas.cli.parser import (
     OneLineParser,
     command_name,
     count_or_fraction,
+    flag_message,
+    flag_table,
     note_run_folder,
     overrides,
     run_main,
@@ -206,7 +208,10 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     assert result.metrics is not None
-    print("\n".join(summary_lines(result.metrics, result.out)))
+    # The run's reason names settings' keys (metrics.json keeps it so); said here with flags.
+    flags = flag_table(build_parser(), KEYS)
+    print("\n".join(flag_message(line, *flags)
+                    for line in summary_lines(result.metrics, result.out)))
     return EXIT_DIVERGED if result.status == "diverged" else 0
 
 

@@ -226,9 +226,9 @@ def _epoch(engine: Engine) -> EpochResult:
     if e.status == "diverged":
         kept = (f"last.pt keeps epoch {engine.epoch}, best.pt epoch {engine.best_epoch}"
                 if engine.epoch else "no good epoch to keep")
-        hint = ("it has learned nothing: lower --lr, or give it more steps (--epochs, "
-                "--train-subset)" if "at chance" in e.reason
-                else "lower --lr or raise --warmup-epochs")
+        hint = ("it has learned nothing: lower lr=, or give it more steps (epochs=, "
+                "train_subset=)" if "at chance" in e.reason
+                else "lower lr= or raise warmup_epochs=")
         raise Diverged(f"training diverged in epoch {e.epoch}: {e.reason}; {kept}; {hint}")
     return e
 
@@ -245,9 +245,9 @@ def _epochs(engine: Engine, s: _Session, tb: Any) -> tuple[str, str]:
             spent = time.perf_counter() - session_start
             per = spent / session_epochs
             if spent + per > c.max_epochs_time:
-                return "time_limit", (f"--max-epochs-time {c.max_epochs_time:g} s: another "
+                return "time_limit", (f"max_epochs_time={c.max_epochs_time:g} s: another "
                                       f"epoch (~{per:.0f} s) would not fit; continue with "
-                                      f"--resume --out {s.out}")
+                                      f"nas.run_train(resume=True, out={str(s.out)!r})")
         try:
             _epoch(engine)
         except Diverged as e:
