@@ -3,10 +3,11 @@
 The package is built in layers; each imports only the ones below it (``docs/architecture.md``):
 
 =================  ==============================================================
-``nas.core``       errors, number checks, files (no torch, no Ray)
+``nas.core``       errors, number checks, files, settings and their loader (no torch, no Ray)
 ``nas.arch``       specs, units, block strings, rounding, cost model, spec files, builder
 ``nas.data``       image data sets as numpy arrays
 ``nas.training``   one training engine: proxy runs and full training (torch, no Ray)
+``nas.latency``    latency on a device: measure a spec, predict it from a per-device table
 ``nas.supernet``   weight sharing: one supernet holds every path of a space (no Ray)
 ``nas.ray``        the Ray adapters: Ray's start and stop, Tune's searcher, Ray Train
 ``nas.search``     the search: reward, driver, runner, run log, multi-trial and one-shot
