@@ -13,8 +13,8 @@ between the accuracy each child ended the ASHA run with and its full-schedule ac
 same for the reward, the overlap of the top 5, and whether the run's best child is the same.
 
 Run: ``.venv/bin/python bench/bench_asha.py`` (two searches of 30 children, 4 epochs on
-2,500 images, 2,000 validation images: about 15 minutes of CPU on 2 cores; see
-docs/benchmarks.md). ``--analyze OFF ON`` only reads two finished run folders.
+2,500 images, 2,000 validation images: about 15 minutes of CPU on 2 cores; the results:
+docs/results/asha.md). ``--analyze OFF ON`` only reads two finished run folders.
 """
 
 from __future__ import annotations

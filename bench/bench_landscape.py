@@ -25,7 +25,8 @@ Modes:
 * ``--describe``: each landscape's random architectures and its best known architecture.
 
 Run: ``.venv/bin/python bench/bench_landscape.py`` (single-threaded; with two extra rows it took
-305 s of CPU, 993 s wall on the shared 2-core machine; see docs/benchmarks.md).
+305 s of CPU, 993 s wall on the shared 2-core machine; the results:
+docs/results/controller-landscape.md).
 """
 
 from __future__ import annotations

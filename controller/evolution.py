@@ -31,10 +31,10 @@ class RegularizedEvolution(Strategy):
     size; ``mutations`` (default 1) decisions changed per child. Until ``population``
     results have come back every proposal is uniform random (the warm-up), so the defaults
     suit budgets of a few hundred to a few thousand children (``bench/bench_controller.py``
-    measures them on the planted objective, see docs/benchmarks.md); Real et al. used P=100,
-    S=25 for 20,000 children. A small budget needs a smaller population: with the defaults,
-    at least 50 of the laptop's 60 children are random (``bench/bench_strategies.py`` uses
-    population 8, sample 3 for its 20-child searches).
+    measures them on the planted objective, see docs/results/controller-landscape.md); Real
+    et al. used P=100, S=25 for 20,000 children. A small budget needs a smaller population:
+    with the defaults, at least 50 of the laptop's 60 children are random
+    (``bench/bench_strategies.py`` uses population 8, sample 3 for its 20-child searches).
     """
 
     name = "evolution"

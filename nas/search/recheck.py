@@ -3,7 +3,7 @@
 A search keeps the child with the highest reward of one proxy run. When many children's
 rewards lie within the proxy's seed-to-seed noise (about 1.5 points on the default proxy),
 the highest of them is partly the luckiest: trained again, it loses more than its
-runners-up do (measured in docs/benchmarks.md). So, with ``recheck.seeds > 0``, the best
+runners-up do (measured in docs/results/recheck.md). So, with ``recheck.seeds > 0``, the best
 ``recheck.top`` children are trained ``seeds`` more times each, with seeds of their own, on
 the same proxy and validation split, and ``best.yaml`` is the child with the highest mean
 reward over its runs (ties to fewer MACs). The table says whether that child's range lies

@@ -314,7 +314,7 @@ class SplitSupernet(nn.Module):
     The activation is a global decision: sharing every weight between a ReLU path and a SiLU
     path asks the same weights to serve two different nonlinearities, and the shared weights
     end up ranking the two alike where standalone training does not (measured in
-    ``docs/benchmarks.md``). The interface is :class:`Supernet`'s; ``parts`` holds the
+    ``docs/results/oneshot-fidelity.md``). The interface is :class:`Supernet`'s; ``parts`` holds the
     copies by activation name, so the tensor names are ``parts.<activation>.<supernet name>``.
     """
 

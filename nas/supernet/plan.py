@@ -166,7 +166,8 @@ def check_shareable(space: Any, width: float, num_classes: int, in_channels: int
 def sharing_warnings(space: Any) -> list[str]:
     """The choices of ``space`` that its supernet can hold but that its shared weights train
     badly under, one line each (empty when none). Measured by ``bench/bench_oneshot.py
-    ablate`` (docs/benchmarks.md): sampling a block's op kind (conv, ds and mbconv keep
+    ablate`` (docs/benchmarks.md, "The one-shot evaluator"; docs/results/oneshot-fidelity.md
+    for the MnasNet space's ranking): sampling a block's op kind (conv, ds and mbconv keep
     separate weights) or its skip (a residual layer or not) at every step left the shared
     weights near chance after 3 epochs; ``configs/shared-space.yaml`` drops both choices."""
     kinds = [b for b, block in enumerate(space.blocks)
@@ -178,6 +179,7 @@ def sharing_warnings(space: Any) -> list[str]:
         if blocks:
             out.append(f"space {space.name!r} samples {what} in blocks "
                        f"{', '.join(str(b + 1) for b in blocks)}; a supernet trains poorly under "
-                       "that choice (docs/benchmarks.md): consider space='shared-space'")
+                       "that choice (docs/results/oneshot-fidelity.md): consider "
+                       "space='shared-space'")
     return out
 

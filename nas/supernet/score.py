@@ -8,7 +8,7 @@
                  export and the extra forward passes.
 ``running``      the shared running averages as they are: they mix every path trained
                  lately, so they are a poor match for any one path (measured, see
-                 docs/benchmarks.md).
+                 docs/results/oneshot-fidelity.md).
 """
 
 from __future__ import annotations
