@@ -1,6 +1,6 @@
 """Search for a baseline network: an RL controller over the MnasNet space, children on Ray Tune.
 
-    python search.py --target-flops 400M                  # the laptop default (~20 min, 2 cores)
+    python search.py --target-flops 400M                  # the laptop default (~12 min, 2 cores)
     python search.py --target-flops 400M --preset smoke    # under 2 minutes, for trying things
     python search.py --resume --out runs/NAME              # continue an interrupted search
 

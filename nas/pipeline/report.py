@@ -155,7 +155,7 @@ def _plot(models: Sequence[Mapping[str, Any]], compare: Sequence[Mapping[str, An
                         fontsize=8)
     _log_x(ax)
     ax.set_xlabel("MACs (millions; spec resolution, 1000 classes)")
-    ax.set_ylabel("validation accuracy (best epoch; bars: range over seeds)")
+    ax.set_ylabel("validation accuracy (best epoch)\nbars: range over seeds where more than one")
     ax.set_title("fully trained models")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
