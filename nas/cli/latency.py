@@ -17,8 +17,9 @@ latency needs the cores to itself: stop other work first.
 --build-table measures every part (stem, layer configuration at its input size, head,
 classifier) the search space can produce at the resolution, each once, then times
 --fit-networks random children whole and fits the correction that turns a sum of parts
-into a network's latency. The table is cached per device fingerprint (CPU model, CPUs,
-threads, runtime and version, torch version) in $NAS_LATENCY_CACHE, else
+into a network's latency. The table is cached per device fingerprint (CPU model and
+architecture, CPUs, threads, runtime and version, torch version, memory format, clock) in
+$NAS_LATENCY_CACHE, else
 $XDG_CACHE_HOME/effnas/latency or ~/.cache/effnas/latency (--cache-dir overrides), saved as
 it goes (an interrupted build continues where it stopped) and reused by the next run.
 --predict fills in any part of a SPEC the table lacks.
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit the correction again (measuring networks not yet measured)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="where tables are kept (default $NAS_LATENCY_CACHE, else "
-                        "~/.cache/effnas/latency)")
+                        "$XDG_CACHE_HOME/effnas/latency, else ~/.cache/effnas/latency)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
 
