@@ -408,7 +408,7 @@ def plot(summary: list[dict], labels: Sequence[str], budgets: Sequence[int], pat
     axes[1][0].set_ylabel("regret (reward points)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return f"plot: {path}"
 
