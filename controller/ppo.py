@@ -68,7 +68,7 @@ _SHARED_OPTIONS = {
     "hidden": (100, positive_int),
     "init_range": (0.1, positive_float),
     # Tuned on bench/bench_landscape.py (a rugged landscape with proxy-sized noise; see
-    # docs/benchmarks.md): 10 children per update, Adam 1e-3 (PPO; REINFORCE 3e-3), entropy
+    # docs/results/controller-landscape.md): 10 children per update, Adam 1e-3 (PPO; REINFORCE 3e-3), entropy
     # 1e-3. NASNet/MnasNet used 20, 3.5e-4 and 1e-5; with those PPO's pick after 300 children
     # was worse on all 20 held-out landscapes. Moving-average baseline 0.95 as in the papers.
     "batch_size": (10, positive_int),
@@ -356,7 +356,7 @@ class PPO(_PolicyGradient):
     Options (defaults): ``hidden`` (100), ``init_range`` (0.1), ``baseline_decay`` (0.95):
     NASNet/MnasNet's controller. ``batch_size`` (10), ``lr`` (1e-3, Adam), ``entropy_weight``
     (1e-3): tuned on the noisy landscape of ``bench/bench_landscape.py`` (the papers' 20, 3.5e-4
-    and 1e-5 learn more slowly there; ``docs/benchmarks.md``). ``clip`` (0.2) and ``epochs`` (4)
+    and 1e-5 learn more slowly there; ``docs/results/controller-landscape.md``). ``clip`` (0.2) and ``epochs`` (4)
     as in CleanRL, in ``minibatches`` (1) steps per epoch: the whole batch per step, since small
     minibatches of noisy rewards are noisy gradients.
     ``max_grad_norm`` (1.0) only guards against a rare huge step. ``normalize_advantages``
