@@ -218,9 +218,8 @@ def test_the_api_takes_settings_objects_and_never_argparse(monkeypatch, tmp_path
 # --------------------------------------------------------------------------- no flags below nas.cli
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-# Other programs' command lines a message may show (Ray's, TensorBoard's, the effnas
-# command's own when a message names the command to run).
-_OTHER_COMMANDS = ("ray start --head", "tensorboard --logdir", "effnas latency")
+# Other programs' command lines a message may show (Ray's, TensorBoard's).
+_OTHER_COMMANDS = ("ray start --head", "tensorboard --logdir")
 # Texts that tests/test_train.py reads back from metrics.json as they are (a training run's
 # reason); to become keys with that test: see the report of issue 28's settings work.
 _KNOWN: dict[str, tuple[str, ...]] = {}

@@ -58,8 +58,8 @@ def _parts(spec: ArchSpec, table: LatencyTable, resolution: int | None, batch: i
         raise ConfigError(
             f"the latency table ({table.describe()}) has no entry for {len(missing)} of "
             f"{spec.name or 'this network'}'s parts at {size} px, batch {batch} (first: "
-            f"{missing[0].text}); build it for the space with effnas latency --build-table "
-            f"--resolution {size}, or fill them with effnas latency SPEC --predict")
+            f"{missing[0].text}); build the space's table at that size with "
+            f"nas.latency.build_table(space, resolution={size})")
     return [(k, table.ms(k)) for k in keys]
 
 
@@ -81,8 +81,8 @@ def predict_latency(spec: ArchSpec | str | os.PathLike[str], table: LatencyTable
                           "spec's name")
     if not isinstance(table, LatencyTable):
         raise ConfigError(f"table: got {type(table).__name__}; use a LatencyTable "
-                          "(nas.latency.LatencyTable.for_device(), or effnas latency "
-                          "--build-table)")
+                          "(nas.latency.LatencyTable.for_device(), or "
+                          "nas.latency.build_table(space))")
     parts = _parts(spec, table, resolution, batch, num_classes, in_channels)
     raw = sum(ms for _, ms in parts)
     fit = table.corrections.get(f"b{batch}") if correct else None
