@@ -27,6 +27,7 @@ _LAZY = {
     "PartKey": "nas.latency.keys", "network_keys": "nas.latency.keys",
     "space_keys": "nas.latency.keys",
     "fingerprint": "nas.latency.device", "cache_dir": "nas.latency.device",
+    "parse_latency": "nas.latency.units", "format_latency": "nas.latency.units",
 }
 
 
