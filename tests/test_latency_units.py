@@ -15,7 +15,8 @@ def test_parses_units(text, ms):
 
 @pytest.mark.parametrize("value, words", [
     ("15", "needs its unit"), (15, "needs its unit"), (0.5, "needs its unit"),
-    ("fast", "expected a latency"), ("0ms", "positive"), ("-5ms", "expected a latency"),
+    ("fast", "expected a latency"), ("0ms", "positive"), ("-5ms", "positive"), ("0", "positive"), ("-5", "positive"),
+    (0, "positive"), ("-.5 s", "positive"),
     ("15 m s", "expected a latency"), ("15MS", "expected a latency"), ("", "expected"),
     (None, "expected a latency"), (True, "expected a latency"), ("inf ms", "expected"),
     ("1e999ms", "positive")])

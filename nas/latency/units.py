@@ -30,12 +30,18 @@ def parse_latency(value: Any, option: str = "target_latency") -> float:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigError(f"{option}={value!r}: expected a latency with its unit {_EXAMPLES}")
     if isinstance(value, (int, float)):
+        if not value > 0:
+            raise ConfigError(f"{option}={value!r}: expected a positive latency {_EXAMPLES}")
         raise ConfigError(f"{option}={value!r}: a latency needs its unit; write {value}ms "
                           f"or {value}s ({_EXAMPLES})")
     text = value.strip()
     m = _LATENCY.match(text)
     if m is None:
-        if re.fullmatch(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", text):
+        number = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+        if re.fullmatch(rf"-\s*{number} ?(?:us|µs|ms|s)?|0*\.?0*(?:[eE][+-]?\d+)?", text) \
+                and text.strip("-"):
+            raise ConfigError(f"{option}={text}: expected a positive latency {_EXAMPLES}")
+        if re.fullmatch(number, text):
             raise ConfigError(f"{option}={text}: a latency needs its unit; write {text}ms or "
                               f"{text}s ({_EXAMPLES})")
         raise ConfigError(f"{option}={value!r}: expected a latency with its unit {_EXAMPLES}")
@@ -46,18 +52,20 @@ def parse_latency(value: Any, option: str = "target_latency") -> float:
 
 
 def check_plausible_latency(ms: float, value: Any, option: str = "target_latency",
-                            force: bool = False) -> float:
-    """``ms`` (parsed from ``value``) when it lies in [10us, 60s] or ``force``; otherwise a
-    one-line :class:`ConfigError` with the likely fix and the way to insist."""
-    if force or MIN_PLAUSIBLE_MS <= ms <= MAX_PLAUSIBLE_MS:
+                            force: bool = False, most_ms: float = MAX_PLAUSIBLE_MS) -> float:
+    """``ms`` (parsed from ``value``) when it lies in [10us, ``most_ms``] (60s) or
+    ``force``; otherwise a one-line :class:`ConfigError` with the likely fix and the way to
+    insist."""
+    if force or MIN_PLAUSIBLE_MS <= ms <= most_ms:
         return ms
     shown = value.strip() if isinstance(value, str) else repr(value)
     if ms < MIN_PLAUSIBLE_MS:
         raise ConfigError(f"{option}={shown} is under 10us (a whole network's inference takes "
                           "longer); check the unit (15ms, 800us), or pass force=True to use it "
                           "anyway")
-    raise ConfigError(f"{option}={shown} is over 60s for one inference; check the unit (15ms, "
-                      "not 15s?), or pass force=True to use it anyway")
+    most = f"{most_ms / 1e3:g}s" if most_ms >= 1e3 else format_latency(most_ms)
+    raise ConfigError(f"{option}={shown} is over {most} for one inference; "
+                      "check the unit (15ms, not 15s?), or pass force=True to use it anyway")
 
 
 def format_latency(ms: float) -> str:
