@@ -78,7 +78,7 @@ def test_the_help_of_every_command_that_trains_shows_examples(help_examples) -> 
         assert help_examples[command], f"effnas {command} --help shows no example"
     # Each command's --set example and its description's examples are all found.
     assert sum("--set" in e for e in help_examples["pipeline"]) == 2
-    assert len(help_examples["search"]) == 4 and len(help_examples["scale"]) == 7
+    assert len(help_examples["search"]) == 5 and len(help_examples["scale"]) == 7
 
 
 def _substitute(argv: list[str], tmp: Path) -> list[str]:
@@ -120,7 +120,7 @@ def check_example(command: str, argv: list[str], tmp: Path,
         s = jobs.settings(trees.SearchSettings, preset=args.preset, config=args.config,
                           overrides=overrides(args, search.KEYS))
         s.check(args.force)
-        assert s.target_macs > 0 and s.budget >= 1
+        assert (s.target_ms or s.target_macs) > 0 and s.budget >= 1
     elif command == "scale":
         from nas.cli import scale
         args = scale.build_parser().parse_args(_with_out(argv, tmp))

@@ -102,11 +102,14 @@ class ChildRecord:
     proxy: Mapping[str, Any] = field(default_factory=dict)
     identity: str = ""         # child_key: the canonical network (and proxy overrides)
     seed: int | None = None    # the seed it was trained with
+    latency_ms: float | None = None  # predicted at the target setting (latency searches)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tokens"] = list(self.tokens)
         d["proxy"] = dict(self.proxy)
+        if self.latency_ms is None:  # a MACs search's rows stay as they were
+            del d["latency_ms"]
         return d
 
     @classmethod
@@ -145,6 +148,9 @@ class ChildDriver:
         cost: spec -> an object with ``params`` and ``macs``, the cost the reward and the
             records use (None: :func:`nas.arch.cost.count` at ``target``). A bench over a
             table of measured networks (``bench/bench_tabular.py``) gives the table's own.
+        latency: spec -> its latency in milliseconds at ``target`` (a latency search's
+            prediction from the device's table), recorded with every child and, when the
+            reward has a latency target, its cost. None: no latency.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], tuple[ArchSpec, dict]], strategy: Any,
@@ -152,7 +158,8 @@ class ChildDriver:
                  reference: ArchSpec | None = None, max_duplicate_asks: int = 200,
                  clock: Callable[[], float] = time.time, seed: int = 0,
                  time_budget: float | None = None, spent: float = 0.0,
-                 cost: Callable[[ArchSpec], Any] | None = None):
+                 cost: Callable[[ArchSpec], Any] | None = None,
+                 latency: Callable[[ArchSpec], float] | None = None):
         if budget < 1:
             raise ValueError(f"budget must be >= 1, got {budget}")
         if time_budget is not None and not time_budget > 0:
@@ -163,6 +170,9 @@ class ChildDriver:
         self.reward_cfg = reward
         self.target = target
         self.cost = cost
+        if reward.target_ms is not None and latency is None:
+            raise ValueError("a reward with a latency target needs the driver's latency=")
+        self.latency = latency
         self.reference = reference
         self.max_duplicate_asks = int(max_duplicate_asks)
         self.clock = clock
@@ -185,12 +195,24 @@ class ChildDriver:
             strategy.set_prior(self.known_reward)
 
     def known_reward(self, tokens: Sequence[int]) -> float:
-        """The reward a network of these tokens would get at accuracy 1: the reward's MACs
-        term, known before any training (a strategy's prior, see ``set_prior``)."""
+        """The reward a network of these tokens would get at accuracy 1: the reward's cost
+        term (MACs or latency), known before any training (a strategy's prior, see
+        ``set_prior``)."""
         spec, _ = self.decode(tuple(tokens))
-        macs = self.cost(spec).macs if self.cost is not None else count(
-            spec, self.target.resolution, self.target.num_classes, self.target.in_channels).macs
-        return compute_reward(1.0, macs, self.reward_cfg).reward
+        macs = self.cost_of(spec).macs
+        latency = self.latency(spec) if self.reward_cfg.target_ms is not None else None
+        return compute_reward(1.0, macs, self.reward_cfg, latency).reward
+
+    def cost_of(self, spec: ArchSpec) -> Any:
+        """``spec``'s params and MACs at the target setting."""
+        if self.cost is not None:
+            return self.cost(spec)
+        return count(spec, self.target.resolution, self.target.num_classes,
+                     self.target.in_channels)
+
+    def reward_of(self, accuracy: float, record: ChildRecord) -> float:
+        """The reward of ``record``'s network at ``accuracy`` (a re-check's run)."""
+        return compute_reward(accuracy, record.macs, self.reward_cfg, record.latency_ms).reward
 
     # ------------------------------------------------------------------ counts
 
@@ -279,12 +301,12 @@ class ChildDriver:
         if job is None:
             return []  # a trial this driver did not issue (or already recorded)
         spec, proxy = self.job_spec(job)
-        cost = self.cost(spec) if self.cost is not None else \
-            count(spec, self.target.resolution, self.target.num_classes, self.target.in_channels)
+        cost = self.cost_of(spec)
+        latency = None if self.latency is None else float(self.latency(spec))
         result = dict(result or {})
         status, acc, err = _outcome(result, error)
         if self._scored(status):
-            reward = compute_reward(acc, cost.macs, self.reward_cfg).reward
+            reward = compute_reward(acc, cost.macs, self.reward_cfg, latency).reward
         else:
             reward = self.reward_cfg.failure_reward
         key = self.job_key(job)
@@ -300,7 +322,7 @@ class ChildDriver:
             accuracy=acc, reward=reward, seconds=float(result.get("seconds", 0.0)),
             wall_seconds=max(0.0, self.clock() - job.started), error=err,
             policy_version=version, proxy=proxy_info, identity=key,
-            seed=child_seed(self.seed, key))
+            seed=child_seed(self.seed, key), latency_ms=latency)
         if job.child == -2:
             self.reference_done = True
             self.records.append(record)
@@ -320,7 +342,7 @@ class ChildDriver:
             reward=original.reward, seconds=0.0, wall_seconds=0.0,
             error=f"same network as child {original.child}",
             policy_version=getattr(proposal, "version", 0), identity=original.identity,
-            seed=original.seed)
+            seed=original.seed, latency_ms=original.latency_ms)
         self.records.append(record)
         self._tell(proposal, original.reward, original)
         return record

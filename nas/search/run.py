@@ -37,6 +37,8 @@ from nas.search.driver import (
     load_state,
     restore_state,
 )
+from nas.latency.table import LatencyTable
+from nas.search import latency_target
 from nas.search.recheck import (
     FOLDER,
     RecheckDecision,
@@ -46,7 +48,6 @@ from nas.search.recheck import (
     done_runs,
     run_label,
 )
-from nas.search.reward import compute_reward
 from nas.search.runlog import pareto_front, plot_front, record_metrics, save_specs
 from nas.search.runner import train_children, train_fixed
 from nas.search.settings import SearchSettings, TrialSettings
@@ -92,18 +93,28 @@ def search(s: SearchSettings, resume: bool, config_text: str,
     check_tune(s.trials.tune)        # callbacks that do not import: one line now
     space = load_space(s.space)
     reference = load_spec(s.reference) if s.reference else None
+    table = None
+    if s.target_ms is not None:  # a bad table file is found before anything else
+        table = (latency_target.run_table(s.out, space, reference, s.target) if resume else
+                 latency_target.given_table(s.latency_table, space, reference, s.target)
+                 if s.latency_table is not None else None)
     driver = None
     if resume:  # a saved state that does not fit is found before the data loads
-        driver = resumed_driver(s, space, reference)
+        driver = resumed_driver(s, space, reference, latency_fn(s, table))
         done = finished_summary(s, driver)
         if done is not None:  # nothing left to do: its summary, without data or Ray
             say(f"search {s.name} in {s.out} is finished; nothing left to resume")
             return SearchOutcome(s.out, True, done)
     data = s.data.load()  # a new search finds a missing data set before the strategy's torch
-    driver = driver or new_driver(s, space, reference, start, spent)
+    if s.target_ms is not None and table is None:  # before Ray: this machine's table
+        table = latency_target.device_table(space, reference, s.target, s.latency_threads,
+                                            say)
+    driver = driver or new_driver(s, space, reference, start, spent, latency_fn(s, table))
     open_run_folder(s.out, config_text)
+    if table is not None and not resume:
+        latency_target.save_copy(table, space, reference, s.target, s.out)
     say(opening_line(s, space, data))
-    outputs = SearchOutputs(s, driver, provenance(s, space, data, evaluator))
+    outputs = SearchOutputs(s, driver, provenance(s, space, data, evaluator, table))
     t0 = time.time()
     interrupted = train(driver, data, s, outputs)
     decision, chosen = None, None
@@ -122,30 +133,39 @@ def load_space(space: str) -> SearchSpace:
     return SearchSpace.from_yaml(space if Path(space).is_file() else config_path(space))
 
 
+def latency_fn(s: SearchSettings, table: LatencyTable | None
+               ) -> Callable[[ArchSpec], float] | None:
+    """spec -> predicted latency (ms) at the target setting, from ``table`` (None: none)."""
+    return None if table is None else latency_target.latency_of(table, s.target)
+
+
 def driver_for(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None,
-               strategy: Strategy, spent: float = 0.0) -> ChildDriver:
-    """A driver of the search ``s`` over ``space`` that asks ``strategy``."""
+               strategy: Strategy, spent: float = 0.0,
+               latency: Callable[[ArchSpec], float] | None = None) -> ChildDriver:
+    """A driver of the search ``s`` over ``space`` that asks ``strategy`` (``latency``: a
+    latency search's prediction)."""
     return ChildDriver(lambda tokens: (space.decode(tokens), {}), strategy, budget=s.budget,
                        reward=s.reward, target=s.target, reference=reference, seed=s.seed,
-                       time_budget=s.time_budget, spent=spent)
+                       time_budget=s.time_budget, spent=spent, latency=latency)
 
 
 def new_driver(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None,
-               start: Strategy | None, spent: float) -> ChildDriver:
+               start: Strategy | None, spent: float,
+               latency: Callable[[ArchSpec], float] | None = None) -> ChildDriver:
     """The driver of a new search: ``start``'s strategy, or a fresh one of ``s.strategy``."""
     strategy = start if start is not None else make_strategy(
         s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
-    return driver_for(s, space, reference, strategy, spent)
+    return driver_for(s, space, reference, strategy, spent, latency)
 
 
-def resumed_driver(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None
-                   ) -> ChildDriver:
+def resumed_driver(s: SearchSettings, space: SearchSpace, reference: ArchSpec | None,
+                   latency: Callable[[ArchSpec], float] | None = None) -> ChildDriver:
     """The driver saved in ``s.out``, with the budget and time budget of ``s`` (a resume may
     raise either)."""
     path = s.out / STATE_FILE
     state = load_state(path)
     fresh = make_strategy(s.strategy, space.sizes(), seed=s.seed, **dict(s.strategy_options))
-    driver = driver_for(s, space, reference, fresh)
+    driver = driver_for(s, space, reference, fresh, latency=latency)
     restore_state(driver, state, path)
     driver.budget = s.budget
     driver.time_budget = s.time_budget
@@ -160,12 +180,16 @@ def open_run_folder(out: Path, config_text: str) -> None:
 
 
 def provenance(s: SearchSettings, space: SearchSpace, data: DataSplits,
-               evaluator: str | None) -> dict[str, Any]:
-    """What every spec the search writes records of where it came from."""
+               evaluator: str | None, table: LatencyTable | None = None) -> dict[str, Any]:
+    """What every spec the search writes records of where it came from (a latency search:
+    the device its latency table was measured on)."""
     return {"search": {"run": s.name, "strategy": s.strategy,
                        **({"evaluator": evaluator} if evaluator else {}),
                        "space": space.name, "space_hash": space.hash(),
                        "reward": s.reward.to_dict(),
+                       **({} if table is None else {"latency_table": {
+                           "file": latency_target.TABLE_FILE,
+                           "device": table.describe()}}),
                        "target": {"resolution": s.target.resolution,
                                   "num_classes": s.target.num_classes,
                                   "in_channels": s.target.in_channels},
@@ -176,8 +200,8 @@ def opening_line(s: SearchSettings, space: SearchSpace, data: DataSplits) -> str
     """What a search prints when it starts: what it searches, for how long, and where."""
     until = "" if s.time_budget is None else f" or {format_seconds(s.time_budget)}"
     return (f"search {s.name}: {s.strategy} over {space.name} "
-            f"({space.distinct_size():.2e} networks), target {format_macs(s.target_macs)} "
-            f"MACs, {s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
+            f"({space.distinct_size():.2e} networks), target {s.target_text()}, "
+            f"{s.budget} children{until}, {s.trials.workers} workers, data {data.name} "
             f"({len(data.train)} train / {len(data.val)} val)\nrun folder: {s.out}")
 
 
@@ -201,13 +225,14 @@ class SearchOutputs:
 
     def write(self, tb: Any, final: bool) -> None:
         """After results: the best, ``top/`` and ``pareto/``; every tenth child and at the end,
-        the plot (to TensorBoard, and at the end to ``accuracy_vs_macs.png``)."""
+        the plot (to TensorBoard, and at the end to ``accuracy_vs_macs.png``, a latency
+        search's to ``accuracy_vs_latency.png``)."""
         driver, out = self.driver, self.s.out
         best = driver.best(self.s.top_k)
         if best:
             self.save_best(best[0])
             save_specs([(r, driver.spec_of(r)) for r in best], out / "top", self.provenance)
-            front = pareto_front(driver.trained_records())
+            front = pareto_front(driver.trained_records(), self.s.reward.metric)
             save_specs([(r, driver.spec_of(r)) for r in front], out / "pareto", self.provenance)
         trained = driver.trained_records()
         if final or (trained and len(trained) % 10 == 0):
@@ -215,11 +240,14 @@ class SearchOutputs:
 
     def plot(self, tb: Any, trained: Sequence[ChildRecord], final: bool) -> None:
         import matplotlib.pyplot as plt
-        fig = plot_front(trained, self.driver.reference_record(), self.s.target_macs,
-                         self.s.name)
+        latency = self.s.target_ms is not None
+        fig = plot_front(trained, self.driver.reference_record(),
+                         self.s.target_ms if latency else self.s.target_macs, self.s.name,
+                         metric="latency" if latency else "macs")
         tb.figure(fig, len(trained))
         if final:
-            fig.savefig(self.s.out / "accuracy_vs_macs.png")
+            fig.savefig(self.s.out / ("accuracy_vs_latency.png" if latency
+                                      else "accuracy_vs_macs.png"))
         plt.close(fig)
 
 
@@ -244,8 +272,7 @@ def recheck_stage(s: SearchSettings, driver: ChildDriver, data: DataSplits,
     if not top:
         return None, None, False
     try:
-        decision = recheck_best(top, driver.spec_of, s.recheck,
-                                lambda acc, macs: compute_reward(acc, macs, s.reward).reward,
+        decision = recheck_best(top, driver.spec_of, s.recheck, driver.reward_of,
                                 s.out, s.trials, data, s.seed,
                                 f"nas.run_search(resume=True, out={str(s.out)!r})", say)
     except KeyboardInterrupt:
@@ -256,12 +283,12 @@ def recheck_stage(s: SearchSettings, driver: ChildDriver, data: DataSplits,
 
 
 def recheck_best(top: Sequence[ChildRecord], spec_of: Callable[[ChildRecord], ArchSpec],
-                 settings: RecheckSettings, reward_of: Callable[[float, int], float],
+                 settings: RecheckSettings, reward_of: Callable[[float, ChildRecord], float],
                  out: Path, trials: TrialSettings, data: DataSplits, run_seed: int,
                  resume_hint: str, say: Callable[[str], None]) -> RecheckDecision:
     """Train the missing re-check runs of the ``top`` records (the search's best, best
-    first) on Ray and decide (:mod:`nas.search.recheck`). ``reward_of(accuracy, macs)`` is
-    the search's reward. A Ctrl-C raises KeyboardInterrupt with every finished run kept for
+    first) on Ray and decide (:mod:`nas.search.recheck`). ``reward_of(accuracy, record)`` is
+    the search's reward of the record's network at that accuracy. A Ctrl-C raises KeyboardInterrupt with every finished run kept for
     the next call."""
     folder = out / FOLDER
     wanted = [(r, seed, spec_of(r)) for r in top for seed in range(1, settings.seeds + 1)]
@@ -284,7 +311,7 @@ def recheck_best(top: Sequence[ChildRecord], spec_of: Callable[[ChildRecord], Ar
         runs = [done.get(keys[run_label(r.child, seed)]) for seed in range(1, settings.seeds + 1)]
         ok = [x for x in runs if x is not None and x.status == OK]
         rows.append(Rechecked(r.child, r.macs,
-                              (r.reward, *(reward_of(x.accuracy, r.macs) for x in ok)),
+                              (r.reward, *(reward_of(x.accuracy, r) for x in ok)),
                               failed=len(runs) - len(ok)))
     return decide(rows)
 
@@ -363,11 +390,24 @@ def summarize(driver: Any, name: str, seconds: float, decision: Any = None,
         "children_seconds": round(sum(r.seconds for r in trained), 1),
         "best": None if not best else {"child": best[0].child, "reward": best[0].reward,
                                        "accuracy": best[0].accuracy, "macs": best[0].macs,
+                                       **_latency(best[0]),
                                        "params": best[0].params, "blocks": best[0].blocks},
         "reference": None if ref is None else {"reward": ref.reward, "accuracy": ref.accuracy,
-                                               "macs": ref.macs, "params": ref.params},
+                                               "macs": ref.macs, **_latency(ref),
+                                               "params": ref.params},
         **({} if decision is None else {"recheck": decision.to_dict()}),
     }
+
+
+def _latency(r: ChildRecord) -> dict[str, float]:
+    """A latency search's record's predicted latency (nothing in a MACs search)."""
+    return {} if r.latency_ms is None else {"latency_ms": r.latency_ms}
+
+
+def _latency_text(d: Mapping[str, Any]) -> str:
+    from nas.latency.units import format_latency
+    ms = d.get("latency_ms")
+    return "" if ms is None else f", {format_latency(ms)} predicted"
 
 
 def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
@@ -383,14 +423,14 @@ def summary_lines(s: dict[str, Any], out: Path) -> list[str]:
     if s["best"]:
         b = s["best"]
         lines.append(f"best child {b['child']}: reward {b['reward']:.4f}, accuracy "
-                     f"{b['accuracy']:.4f}, {format_macs(b['macs'])} MACs, "
+                     f"{b['accuracy']:.4f}, {format_macs(b['macs'])} MACs{_latency_text(b)}, "
                      f"{b['params'] / 1e6:.2f}M params\n  {b['blocks']}")
     if s.get("recheck"):
         lines.append(s["recheck"]["explanation"])
     r = s["reference"]
     if r and r["accuracy"] is not None and not math.isnan(r["accuracy"]):
         lines.append(f"EfficientNet-B0 on the same proxy: reward {r['reward']:.4f}, accuracy "
-                     f"{r['accuracy']:.4f}, {format_macs(r['macs'])} MACs")
+                     f"{r['accuracy']:.4f}, {format_macs(r['macs'])} MACs{_latency_text(r)}")
     best = f"best spec: {out / 'best.yaml'}   " if s["best"] else ""
     lines.append(f"{best}table: {out / 'children.csv'}\n"
                  f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")

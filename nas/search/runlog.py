@@ -23,9 +23,18 @@ COLUMNS = ("child", "trial", "status", "accuracy", "reward", "macs", "params", "
            "wall_seconds", "policy_version", "blocks", "tokens", "error", "identity", "seed")
 
 
-def pareto_front(records: Iterable[ChildRecord]) -> list[ChildRecord]:
-    """Records no other record beats in both accuracy (higher) and MACs (lower)."""
-    ok = sorted((r for r in records if r.status in (OK, REFERENCE)), key=lambda r: (r.macs, -r.accuracy))
+def cost(r: ChildRecord, metric: str = "macs") -> float:
+    """A record's cost on the x axis: its MACs, or (``latency``) its predicted latency."""
+    if metric == "latency":
+        return math.inf if r.latency_ms is None else r.latency_ms
+    return r.macs
+
+
+def pareto_front(records: Iterable[ChildRecord], metric: str = "macs") -> list[ChildRecord]:
+    """Records no other record beats in both accuracy (higher) and cost (lower): MACs, or
+    with ``metric`` ``latency`` the predicted latency."""
+    ok = sorted((r for r in records if r.status in (OK, REFERENCE)),
+                key=lambda r: (cost(r, metric), -r.accuracy))
     front: list[ChildRecord] = []
     best = -math.inf
     for r in ok:
@@ -43,6 +52,8 @@ def csv_fields(r: ChildRecord) -> dict[str, Any]:
     d["reward"] = f"{r.reward:.6f}"
     d["seconds"] = f"{r.seconds:.2f}"
     d["wall_seconds"] = f"{r.wall_seconds:.2f}"
+    if r.latency_ms is not None:
+        d["latency_ms"] = f"{r.latency_ms:.4f}"
     return d
 
 
@@ -51,13 +62,16 @@ def write_tables(records: Sequence[ChildRecord], out: Path, stem: str = "childre
     """``stem.csv`` and ``stem.jsonl``; ``extra`` gives each record more columns (the same
     keys for every record, after the usual ones; a float with 6 decimals, None empty)."""
     extra = list(extra) if extra is not None else [{} for _ in records]
-    header = list(COLUMNS) + (list(extra[0]) if extra else [])
+    header = list(COLUMNS)
+    if any(r.latency_ms is not None for r in records):  # a latency search's
+        header.insert(header.index("macs") + 1, "latency_ms")
+    header += list(extra[0]) if extra else []
     rows = []
     for r, more in zip(records, extra):
         d = csv_fields(r)
         d.update({k: "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
                   for k, v in more.items()})
-        rows.append([d[c] for c in header])
+        rows.append([d.get(c, "") for c in header])
     write_csv(out / f"{stem}.csv", header, rows)
     lines = [json_text({**r.to_dict(), **more})  # NaN accuracy -> null
              for r, more in zip(records, extra)]
@@ -81,30 +95,40 @@ def save_specs(items: Sequence[tuple[ChildRecord, ArchSpec]], folder: Path,
 def record_metrics(r: ChildRecord) -> dict[str, Any]:
     return {"child": r.child, "status": r.status, "accuracy": None if math.isnan(r.accuracy)
             else r.accuracy, "reward": r.reward, "macs": r.macs, "params": r.params,
-            "seconds": r.seconds, "blocks": r.blocks, "tokens": list(r.tokens)}
+            "seconds": r.seconds, "blocks": r.blocks, "tokens": list(r.tokens),
+            **({} if r.latency_ms is None else {"latency_ms": r.latency_ms})}
 
 
-def plot_front(records: Sequence[ChildRecord], reference: ChildRecord | None, target_macs: int,
-               title: str) -> Any:
-    """A matplotlib figure of proxy accuracy against MACs with the Pareto front marked."""
+def plot_front(records: Sequence[ChildRecord], reference: ChildRecord | None, target_macs: float,
+               title: str, metric: str = "macs") -> Any:
+    """A matplotlib figure of proxy accuracy against MACs with the Pareto front marked; with
+    ``metric`` ``latency``, against the predicted latency (``target_macs`` is then the
+    latency target in ms)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in records if r.status == OK]
+    scale = 1.0 if metric == "latency" else 1e6
+
+    def x(r: ChildRecord) -> float:
+        return cost(r, metric) / scale
+
+    ok = [r for r in records if r.status == OK and math.isfinite(cost(r, metric))]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     if ok:
-        ax.scatter([r.macs / 1e6 for r in ok], [r.accuracy for r in ok], s=14, alpha=0.6,
+        ax.scatter([x(r) for r in ok], [r.accuracy for r in ok], s=14, alpha=0.6,
                    label="children")
-    front = pareto_front(ok)
+    front = pareto_front(ok, metric)
     if front:
-        ax.plot([r.macs / 1e6 for r in front], [r.accuracy for r in front], "-o", color="C3",
+        ax.plot([x(r) for r in front], [r.accuracy for r in front], "-o", color="C3",
                 ms=4, label="Pareto front")
-    if reference is not None and not math.isnan(reference.accuracy):
-        ax.scatter([reference.macs / 1e6], [reference.accuracy], marker="*", s=160, color="k",
+    if reference is not None and not math.isnan(reference.accuracy) \
+            and math.isfinite(cost(reference, metric)):
+        ax.scatter([x(reference)], [reference.accuracy], marker="*", s=160, color="k",
                    label="EfficientNet-B0 (same proxy)", zorder=5)
-    ax.axvline(target_macs / 1e6, color="grey", ls="--", lw=1, label="target")
-    ax.set_xlabel("MACs at the target setting (M)")
+    ax.axvline(target_macs / scale, color="grey", ls="--", lw=1, label="target")
+    ax.set_xlabel("predicted latency on the device at the target setting (ms)"
+                  if metric == "latency" else "MACs at the target setting (M)")
     ax.set_ylabel("proxy validation accuracy")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
@@ -130,6 +154,8 @@ class TensorBoardLog:
         w.add_scalar(f"{prefix}/reward", r.reward, step)
         w.add_scalar(f"{prefix}/macs_M", r.macs / 1e6, step)
         w.add_scalar(f"{prefix}/params_M", r.params / 1e6, step)
+        if r.latency_ms is not None:
+            w.add_scalar(f"{prefix}/latency_ms", r.latency_ms, step)
         w.add_scalar(f"{prefix}/failed",
                      0.0 if r.status in (OK, REFERENCE, TIMEOUT, STOPPED) else 1.0, step)
         w.add_scalar(f"{prefix}/timeout", 1.0 if r.status == TIMEOUT else 0.0, step)

@@ -47,6 +47,9 @@ EVALUATORS = ("proxy", "oneshot")
 _IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 COEFFICIENT_MAX = 4.0  # alpha, beta or gamma above it: a typo (the paper's are 1.1-1.2)
 GRID_PHI_MAX = 3.0  # the grid trains ~(alpha*beta^2*gamma^2)^phi times the baseline's MACs
+# A search's latency target above it is a typo (15s for 15ms): the default space's largest
+# child takes well under a second per image on a laptop's core.
+MAX_TARGET_LATENCY_MS = 10_000.0
 
 
 # --------------------------------------------------------------------------- readers
@@ -62,6 +65,15 @@ def read_macs(value: Any, key: str) -> Any:
                           f"400M, or leave {key} out")
     parse_macs(value, key)
     return value.strip() if isinstance(value, str) else value
+
+
+def read_latency(value: Any, key: str) -> str | None:
+    """A latency with its unit (``15ms``, ``800us``, ``0.2s``): checked, kept as written."""
+    if value is None:
+        return None
+    from nas.latency.units import parse_latency
+    parse_latency(value, key)
+    return value.strip()
 
 
 def read_budgets(value: Any, key: str) -> tuple[Any, ...] | None:
@@ -326,9 +338,13 @@ class SearchSettings(Settings, _OnRay):
     """Everything a search needs (``configs/search.yaml`` documents each key).
 
     ``target_flops`` is kept as given (``400M``); :attr:`target_macs` is its count.
-    ``name`` and ``out`` None are derived when the search starts (:meth:`resolved`), as is
-    ``data.seed`` None (the run's seed). ``evaluator`` ``oneshot`` trains the weight-sharing
-    supernet of the ``oneshot`` section first.
+    ``target_latency`` (``15ms``) searches at a latency target instead: the reward's cost is
+    each child's latency on this machine, predicted from the device's latency table for the
+    space at the target resolution (``latency_table``: a table file built elsewhere;
+    ``latency_threads``: the threads it is measured with); ``target_flops`` given too is a
+    hard cap on the MACs besides it. ``name`` and ``out`` None are derived when the search
+    starts (:meth:`resolved`), as is ``data.seed`` None (the run's seed). ``evaluator``
+    ``oneshot`` trains the weight-sharing supernet of the ``oneshot`` section first.
     """
 
     PRESETS: ClassVar[str] = "search"
@@ -337,6 +353,9 @@ class SearchSettings(Settings, _OnRay):
     out: Path | None = None
     seed: int = 0
     target_flops: str | int | float | None = setting(None, read=read_macs)
+    target_latency: str | None = setting(None, read=read_latency)
+    latency_table: str | None = setting(None, read=read_path)
+    latency_threads: int = 1
     space: str = "mnasnet-space"
     strategy: str = "ppo"
     strategy_options: Mapping[str, Any] = setting(factory=dict)
@@ -350,7 +369,8 @@ class SearchSettings(Settings, _OnRay):
     reference: str | None = "efficientnet-b0"
     top_k: int = 5
     recheck: RecheckSettings = setting(factory=RecheckSettings)
-    reward: RewardConfig = setting(factory=RewardConfig, exclude=("target_macs",))
+    reward: RewardConfig = setting(factory=RewardConfig,
+                                   exclude=("target_macs", "target_ms", "macs_cap"))
     target: Target = setting(factory=Target)
     data: DataSettings = setting(factory=_no_seed_data)
     proxy: Recipe = setting(factory=_proxy_default)
@@ -366,6 +386,7 @@ class SearchSettings(Settings, _OnRay):
             macs = parse_macs(self.target_flops, "target_flops")
             if self.reward.target_macs != macs:  # derived: the reward counts against it
                 object.__setattr__(self, "reward", replace(self.reward, target_macs=macs))
+        self._derive_latency()
         if self.out is not None and not isinstance(self.out, Path):
             object.__setattr__(self, "out", Path(self.out))
         _choice(self.strategy, "strategy", STRATEGIES)
@@ -382,14 +403,56 @@ class SearchSettings(Settings, _OnRay):
         check_int(self.target.num_classes, "target.num_classes", 1)
         check_int(self.target.in_channels, "target.in_channels", 1)
         _choice(self.evaluator, "evaluator", EVALUATORS)
+        check_int(self.latency_threads, "latency_threads", 1)
+        if self.target_latency is not None:
+            if self.evaluator == "oneshot":
+                raise ConfigError(f"target_latency={self.target_latency} with evaluator=oneshot: "
+                                  "the one-shot evaluator scores MACs only; use "
+                                  "evaluator=proxy, or target_flops")
+            if self.strategy == "nsga2":
+                raise ConfigError(f"target_latency={self.target_latency} with strategy=nsga2: "
+                                  "NSGA-II searches accuracy against MACs, not the reward; "
+                                  "use another strategy (ppo), or target_flops")
+        elif self.latency_table is not None:
+            raise ConfigError(f"latency_table={self.latency_table!r} without target_latency: "
+                              "the table is for a latency target; add target_latency=15ms, "
+                              "or leave latency_table out")
         self._check_ray()
+
+    def _derive_latency(self) -> None:
+        """The reward's latency target (and MACs cap) from ``target_latency`` (and
+        ``target_flops``), as ``target_macs`` is derived from ``target_flops``."""
+        ms, cap = None, False
+        if self.target_latency is not None:
+            from nas.latency.units import parse_latency
+            ms = parse_latency(read_latency(self.target_latency, "target_latency"),
+                               "target_latency")
+            cap = self.target_flops is not None
+        if (self.reward.target_ms, self.reward.macs_cap) != (ms, cap):
+            object.__setattr__(self, "reward", replace(self.reward, target_ms=ms,
+                                                       macs_cap=cap))
 
     @property
     def target_macs(self) -> int:
         """``target_flops`` as a count of multiply-adds."""
         if self.target_flops is None:
-            raise ConfigError("target_flops is required, e.g. target_flops=400M")
+            raise ConfigError("target_flops is required, e.g. target_flops=400M (or "
+                              "target_latency=15ms)")
         return parse_macs(self.target_flops, "target_flops")
+
+    @property
+    def target_ms(self) -> float | None:
+        """``target_latency`` in milliseconds (None: a MACs target)."""
+        return self.reward.target_ms
+
+    def target_text(self) -> str:
+        """The target as a person reads it: ``400M MACs``, ``15ms``, ``15ms, at most 400M
+        MACs``."""
+        if self.target_ms is None:
+            return f"{format_macs(self.target_macs)} MACs"
+        from nas.latency.units import format_latency
+        cap = f", at most {format_macs(self.target_macs)} MACs" if self.reward.macs_cap else ""
+        return f"{format_latency(self.target_ms)} latency{cap}"
 
     @property
     def trials(self) -> TrialSettings:
@@ -398,9 +461,14 @@ class SearchSettings(Settings, _OnRay):
         return self._trials()
 
     def check(self, force: bool = False) -> None:
-        """What is legal but almost surely a typo: a target under 1M or over 1P MACs, a
-        resolution over 4096 px (``force``: take them)."""
-        check_plausible_macs(self.target_macs, self.target_flops, "target_flops", force)
+        """What is legal but almost surely a typo: a target under 1M or over 1P MACs, or
+        under 10us or over 10s, a resolution over 4096 px (``force``: take them)."""
+        if self.target_ms is not None:
+            from nas.latency.units import check_plausible_latency
+            check_plausible_latency(self.target_ms, self.target_latency, "target_latency", force,
+                                    most_ms=MAX_TARGET_LATENCY_MS)
+        if self.target_flops is not None or self.target_ms is None:
+            check_plausible_macs(self.target_macs, self.target_flops, "target_flops", force)
         check_resolution(self.target.resolution, "target.resolution", force)
         if self.proxy.resolution is not None:
             check_resolution(self.proxy.resolution, "proxy.resolution", force)
@@ -409,7 +477,12 @@ class SearchSettings(Settings, _OnRay):
     def resolved(self) -> "SearchSettings":
         """The settings a search runs with: ``name`` (``STRATEGY-TARGET-TIME``), ``out``
         (``runs/NAME``) and ``data.seed`` (the run's) filled in."""
-        name = self.name or f"{self.strategy}-{format_macs(self.target_macs)}-{_stamp()}"
+        if self.target_ms is not None:
+            from nas.latency.units import format_latency
+            target = format_latency(self.target_ms)
+        else:
+            target = format_macs(self.target_macs)
+        name = self.name or f"{self.strategy}-{target}-{_stamp()}"
         return replace(self, name=name, out=Path(self.out or Path("runs") / name),
                        data=self.data_settings())
 
@@ -868,6 +941,11 @@ class PipelineSettings(Settings):
             raise ConfigError(f"scale.family: got {self.family!r}; use true or false")
         if self.on_miss not in ON_MISS:
             raise ConfigError(f"scale.on_miss: got {self.on_miss!r}; use closest or error")
+        if self.search.target_latency is not None:
+            raise ConfigError(f"search.target_latency={self.search.target_latency}: the "
+                              "pipeline searches and scales at MACs targets (target_flops, "
+                              "budgets); search at a latency target with "
+                              "nas.run_search(target_latency='15ms')")
 
     @property
     def budget_macs(self) -> tuple[int, ...] | None:
