@@ -50,7 +50,7 @@ Pure: no torch, no Ray.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from nas.arch.cost import count
@@ -131,8 +131,9 @@ def nearest_published(macs: int) -> Published:
 @dataclass(frozen=True)
 class FamilyMember:
     """One scaled model. ``phi`` is None for ``official`` members; ``target_macs`` is set
-    for ``budget`` members only; ``published`` is the EfficientNet row of the same name (for
-    custom budgets: the nearest in MACs)."""
+    for ``budget`` members at MACs budgets, ``target_ms`` and ``predicted_ms`` for those at
+    latency budgets (:func:`fit_latency_budgets`); ``published`` is the EfficientNet row of
+    the same name (for custom budgets: the nearest in MACs)."""
 
     name: str
     spec: ArchSpec
@@ -142,10 +143,15 @@ class FamilyMember:
     rule: str
     target_macs: int | None = None
     published: Published | None = None
+    target_ms: float | None = None
+    predicted_ms: float | None = None
 
     @property
     def target_error(self) -> float | None:
-        """``macs / target_macs - 1`` (signed), or None without a target."""
+        """``macs / target_macs - 1`` (signed; at a latency budget ``predicted_ms /
+        target_ms - 1``), or None without a target."""
+        if self.target_ms is not None and self.predicted_ms is not None:
+            return self.predicted_ms / self.target_ms - 1.0
         return None if self.target_macs is None else self.macs / self.target_macs - 1.0
 
 
@@ -217,8 +223,26 @@ def _finish(base: ArchSpec, spec: ArchSpec, short: str, rule: str, phi: float | 
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a budget is in: ``of(spec)`` is a spec's value (its counted MACs, or a latency
+    predicted on a device), ``show`` writes a value as the user wrote the budget, ``name``
+    says what it is in messages. The solver only needs the value to grow with phi; where it
+    does so only roughly (a prediction from measured parts), bisection still finds a phi at
+    which it crosses the budget. ``of`` is called once per distinct scaled spec."""
+
+    name: str
+    of: Callable[[ArchSpec], float]
+    show: Callable[[float], str]
+
+
+MACS = Cost("MACs", lambda spec: count(spec, num_classes=NUM_CLASSES).macs, format_macs)
+
+
+@dataclass(frozen=True)
 class Solution:
-    """What :func:`solve_phi` found: the phi, its spec (rounded) and its counted MACs.
+    """What :func:`solve_phi` found: the phi, its spec (rounded), its counted MACs and its
+    ``cost`` (the value the budget was compared with: the MACs again, or a predicted
+    latency).
 
     ``method`` is how the multipliers were made: ``compound`` (depth, width and resolution
     all from phi), ``compound, depth kept`` or ``compound, width kept`` (``hold`` names the
@@ -232,10 +256,12 @@ class Solution:
     key: tuple = ()
     method: str = METHOD_COMPOUND
     hold: tuple[str, float] | None = None
+    cost: float = 0.0
 
 
 class _Evaluator:
-    """Scaled specs and their counted MACs along phi, for one multiple, rounding and hold.
+    """Scaled specs and their counted MACs (and cost) along phi, for one multiple, rounding
+    and hold.
 
     A phi is mapped to its layers and resolution cheaply (:func:`scaled_layers`); a spec is
     built and counted once per distinct result, so bisection inside one step costs little.
@@ -244,8 +270,9 @@ class _Evaluator:
 
     def __init__(self, base: ArchSpec, c: Coefficients, multiple: int, rounding: str,
                  rule: str, dropout: float | None, hold: tuple[str, float] | None = None,
-                 depth_rounding: str = "ceil"):
+                 depth_rounding: str = "ceil", cost: Cost = MACS):
         self.base, self.c, self.multiple, self.rounding = base, c, multiple, rounding
+        self.cost = cost
         self.rule, self.dropout, self.hold = rule, dropout, hold
         self.depth_rounding = depth_rounding
         self.held = {} if hold is None else {hold[0]: hold[1]}
@@ -264,9 +291,13 @@ class _Evaluator:
                                depth_rounding=self.depth_rounding, **self.held)
         key = self.key(phi)
         known = self.by_key.get(key)
-        macs = known.macs if known is not None else count(spec, num_classes=NUM_CLASSES).macs
+        if known is not None:
+            macs, value = known.macs, known.cost
+        else:
+            macs = count(spec, num_classes=NUM_CLASSES).macs
+            value = macs if self.cost is MACS else self.cost.of(spec)
         return Solution(phi, spec, macs, self.multiple, self.rounding, key,
-                        spec.meta["scaling"]["method"], self.hold)
+                        spec.meta["scaling"]["method"], self.hold, value)
 
     def __call__(self, phi: float) -> Solution:
         if phi not in self.by_phi:
@@ -279,8 +310,8 @@ class _Evaluator:
 
 def _evaluator(base: ArchSpec, c: Coefficients, multiple: int, rounding: str, rule: str,
                dropout: float | None, hold: tuple[str, float] | None = None,
-               depth_rounding: str = "ceil") -> _Evaluator:
-    return _Evaluator(base, c, multiple, rounding, rule, dropout, hold, depth_rounding)
+               depth_rounding: str = "ceil", cost: Cost = MACS) -> _Evaluator:
+    return _Evaluator(base, c, multiple, rounding, rule, dropout, hold, depth_rounding, cost)
 
 
 def _step_edge(at: _Evaluator, inside: float, outside: float) -> float:
@@ -309,85 +340,92 @@ def _short_phi(at: _Evaluator, e: Solution, lo: float, hi: float) -> float:
     return e.phi
 
 
-def _guess(at: _Evaluator, target_macs: int) -> float:
-    """Where phi should land if MACs grew smoothly: ``log(target / base) / log(factor)``,
-    the factor being what one step of phi multiplies the MACs by (``alpha * beta^2 *
-    gamma^2`` without the held multiplier's part)."""
+def _guess(at: _Evaluator, target: float) -> float:
+    """Where phi should land if the cost grew smoothly: ``log(target / base) /
+    log(factor)``, the factor being what one step of phi multiplies the MACs by (``alpha *
+    beta^2 * gamma^2`` without the held multiplier's part; latency grows about as fast)."""
     c = at.c
     factor = {None: c.alpha * c.beta ** 2 * c.gamma ** 2, "depth": c.beta ** 2 * c.gamma ** 2,
               "width": c.alpha * c.gamma ** 2}[None if at.hold is None else at.hold[0]]
-    base_macs = at(0.0).macs
-    if factor <= 1.0 + 1e-9 or base_macs <= 0:
+    base_cost = at(0.0).cost
+    if factor <= 1.0 + 1e-9 or base_cost <= 0:
         return 0.0
-    return math.log(target_macs / base_macs) / math.log(factor)
+    return math.log(target / base_cost) / math.log(factor)
 
 
-def _bracket(at: _Evaluator, target_macs: int, lo: float,
-             hi: float) -> tuple[float, float]:
-    """Bisect phi until ``at(lo).macs <= target_macs < at(hi).macs`` (or ``lo == hi`` when
-    the target is ``at(hi).macs`` itself) and the bracket is narrower than the resolution.
+def _bracket(at: _Evaluator, target: float, lo: float, hi: float) -> tuple[float, float]:
+    """Bisect phi until ``at(lo).cost <= target < at(hi).cost`` and the bracket is narrower
+    than the resolution. Where ``[lo, hi]`` does not reach the target, a single point: ``(lo,
+    lo)`` with ``at(lo).cost > target`` (the budget is below what ``lo`` reaches), or ``(hi,
+    hi)`` with ``at(hi).cost <= target`` (at or above what ``hi`` reaches).
 
-    The callers make sure ``at(lo).macs <= target_macs <= at(hi).macs``. The bracket first
-    closes in around :func:`_guess` (a window that doubles until it holds the target), so
-    few distinct specs are built; the answer is the same as bisecting from ``[lo, hi]``,
-    since MACs never fall as phi grows."""
-    if at(hi).macs == target_macs:
-        return hi, hi
+    The bracket first closes in around :func:`_guess` (a window that doubles until it holds
+    the target), so few distinct specs are built, and the ends of ``[lo, hi]`` are only
+    built when the window reaches them (a latency cost measures what it builds); the answer
+    is the same as bisecting from ``[lo, hi]`` when the cost never falls as phi grows (MACs
+    never do)."""
     step = 0.125
-    guess = min(hi, max(lo, _guess(at, target_macs)))
+    guess = min(hi, max(lo, _guess(at, target)))
     a, b = max(lo, guess - step), min(hi, guess + step)
-    while a > lo and at(a).macs > target_macs:
+    while a > lo and at(a).cost > target:
         b, step = a, step * 2
         a = max(lo, a - step)
-    while b < hi and at(b).macs <= target_macs:
+    while b < hi and at(b).cost <= target:
         a, step = b, step * 2
         b = min(hi, b + step)
+    if at(a).cost > target:
+        return a, a
+    if at(b).cost <= target:
+        return b, b
     lo, hi = a, b
     while hi - lo > _PHI_RESOLUTION:
         mid = (lo + hi) / 2
-        if at(mid).macs <= target_macs:
+        if at(mid).cost <= target:
             lo = mid
         else:
             hi = mid
     return lo, hi
 
 
-def solve_phi(base: ArchSpec, c: Coefficients, target_macs: int, resolution_multiple: int = 8,
+def solve_phi(base: ArchSpec, c: Coefficients, target: float, resolution_multiple: int = 8,
               *, resolution_rounding: str = "nearest", rule: str = "budget",
               dropout: float | None = None, phi_min: float = PHI_MIN, phi_max: float = PHI_MAX,
               option: str = "budgets", hold: tuple[str, float] | None = None,
-              depth_rounding: str = "ceil") -> Solution:
-    """The phi whose scaled spec's counted MACs are closest to ``target_macs``.
+              depth_rounding: str = "ceil", cost: Cost = MACS) -> Solution:
+    """The phi whose scaled spec's cost (``cost``: counted MACs by default) is closest to
+    ``target``.
 
     MACs never fall as phi grows (every rounding is monotone), so bisection brackets the
     target between two neighbouring steps and the closer one wins (the smaller on a tie).
     The returned phi is the shortest decimal inside its step. ``hold`` (``("depth", d)`` or
     ``("width", w)``) holds that multiplier, ``depth_rounding="nearest"`` rounds repeats to
     the nearest integer (the fallbacks of :func:`solve_budget`). Raises
-    :class:`ConfigError` when the target lies outside ``[MACs(phi_min), MACs(phi_max)]``.
+    :class:`ConfigError` when the target lies outside ``[cost(phi_min), cost(phi_max)]``.
     Does not apply the 3 % tolerance (see :func:`fit_budget`).
     """
     if min(c.alpha, c.beta, c.gamma) < 1.0 or max(c.alpha, c.beta, c.gamma) == 1.0:
         raise ConfigError(f"coefficients={c}: need alpha, beta, gamma >= 1 and at least one "
                           "> 1, or phi cannot change the MACs")
     at = _evaluator(base, c, resolution_multiple, resolution_rounding, rule, dropout, hold,
-                    depth_rounding)
-    low, high = at(phi_min), at(phi_max)
-    base_macs = count(base, num_classes=NUM_CLASSES).macs
-    if target_macs < low.macs:
+                    depth_rounding, cost)
+    lo, hi = _bracket(at, target, phi_min, phi_max)
+    if lo == hi and at(lo).cost != target:
+        show = cost.show
+        unit = " MACs" if cost is MACS else ""
+        base_cost = cost.of(base)
+        if at(lo).cost > target:
+            reach = at(phi_min).cost
+            raise ConfigError(
+                f"{option}={show(target)} is below the baseline's "
+                f"{show(base_cost)}{unit} by more than compound down-scaling reaches "
+                f"(phi >= {phi_min:g}: {show(reach)}); give a budget of at least "
+                f"{show(reach)} or search a smaller baseline")
         raise ConfigError(
-            f"{option}={format_macs(target_macs)} is below the baseline's "
-            f"{format_macs(base_macs)} MACs by more than compound down-scaling reaches "
-            f"(phi >= {phi_min:g}: {format_macs(low.macs)}); give a budget of at least "
-            f"{format_macs(low.macs)} or search a smaller baseline")
-    if target_macs > high.macs:
-        raise ConfigError(
-            f"{option}={format_macs(target_macs)} is above what phi <= {phi_max:g} reaches "
-            f"from the baseline's {format_macs(base_macs)} MACs ({format_macs(high.macs)}); "
+            f"{option}={show(target)} is above what phi <= {phi_max:g} reaches "
+            f"from the baseline's {show(base_cost)}{unit} ({show(at(phi_max).cost)}); "
             "give a smaller budget")
-    lo, hi = _bracket(at, target_macs, phi_min, phi_max)
     below, above = at(lo), at(hi)
-    best = below if target_macs - below.macs <= above.macs - target_macs else above
+    best = below if target - below.cost <= above.cost - target else above
     return at.exact(_short_phi(at, best, phi_min, phi_max))
 
 
@@ -408,12 +446,12 @@ def _multiples(multiple: int) -> list[int]:
 
 
 def _first_within(attempts: Callable[[int, str], Solution | None], multiples: list[int],
-                  target_macs: int, tolerance: float,
+                  target: float, tolerance: float,
                   tried: list[Solution]) -> Solution | None:
     """Try each multiple: nearest rounding first, then whichever of down/up lands closer;
     returns the first solution within ``tolerance`` (every attempt goes into ``tried``)."""
     def miss(t: Solution) -> float:
-        return abs(t.macs / target_macs - 1)
+        return abs(t.cost / target - 1)
     for m in multiples:
         here: list[Solution] = []
         for rounding in ("nearest", "down", "up"):
@@ -452,25 +490,27 @@ def _held_depths(base: ArchSpec, below: ArchSpec) -> list[float]:
     return order
 
 
-def _holds(base: ArchSpec, c: Coefficients, target_macs: int, multiple: int,
-           dropout: float | None) -> list[tuple[str, float]]:
+def _holds(base: ArchSpec, c: Coefficients, target: float, multiple: int,
+           dropout: float | None, cost: Cost = MACS) -> list[tuple[str, float]]:
     """What the fallbacks of :func:`solve_budget` hold, in order: the depths of
     :func:`_held_depths`, then the width of the compound model just under the budget and of
     the one just over it (``beta`` to the shortest phi of each one's step)."""
-    at = _evaluator(base, c, multiple, "nearest", "budget", dropout)
-    lo, hi = _bracket(at, target_macs, PHI_MIN, PHI_MAX)
+    at = _evaluator(base, c, multiple, "nearest", "budget", dropout, cost=cost)
+    lo, hi = _bracket(at, target, PHI_MIN, PHI_MAX)
     holds: list[tuple[str, float]] = [("depth", d) for d in _held_depths(base, at(lo).spec)]
     for phi in dict.fromkeys((lo, hi)):
         holds.append(("width", c.beta ** _short_phi(at, at(phi), PHI_MIN, PHI_MAX)))
     return holds
 
 
-def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
+def solve_budget(base: ArchSpec, c: Coefficients, target: float,
                  resolution_multiple: int = 8, *, tolerance: float = TOLERANCE,
                  refine: bool = True, dropout: float | None = None,
                  option: str = "budgets", label: str = "",
-                 advice: str = "") -> Solution:
-    """Solve phi for a budget, within ``tolerance``, in this order of preference:
+                 advice: str = "", cost: Cost = MACS, closest: bool = False) -> Solution:
+    """Solve phi for a budget ``target`` in ``cost`` (counted MACs by default; a
+    :class:`Cost` such as a predicted latency otherwise), within ``tolerance``, in this
+    order of preference:
 
     1. ``compound``: resolution rounded to the nearest ``resolution_multiple`` (the pure
        rule), then the same multiple rounded down or up, whichever lands closer;
@@ -505,7 +545,9 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
     land within 3 %.
 
     Raises :class:`ConfigError` (one line, ending with ``advice`` when given) when nothing
-    lands within ``tolerance``.
+    lands within ``tolerance``; with ``closest``, returns the closest solution tried
+    instead (the caller reports its miss). A budget out of reach at any phi is an error
+    either way.
     """
     if not _is_rate(tolerance):
         raise ConfigError(f"tolerance={tolerance!r}: expected a fraction such as 0.03")
@@ -514,52 +556,56 @@ def solve_budget(base: ArchSpec, c: Coefficients, target_macs: int,
 
     def compound(m: int, rounding: str) -> Solution | None:
         try:
-            return solve_phi(base, c, target_macs, m, resolution_rounding=rounding,
-                             dropout=dropout, option=option)
+            return solve_phi(base, c, target, m, resolution_rounding=rounding,
+                             dropout=dropout, option=option, cost=cost)
         except ConfigError:
             if not tried:  # out of range for the pure rule: report that
                 raise
             return None
 
-    found = _first_within(compound, multiples, target_macs, tolerance, tried)
+    found = _first_within(compound, multiples, target, tolerance, tried)
     if found is None and refine:
 
         def nearest_depth(m: int, rounding: str) -> Solution | None:
             try:
-                return solve_phi(base, c, target_macs, m, resolution_rounding=rounding,
-                                 dropout=dropout, option=option, depth_rounding="nearest")
+                return solve_phi(base, c, target, m, resolution_rounding=rounding,
+                                 dropout=dropout, option=option, depth_rounding="nearest",
+                                 cost=cost)
             except ConfigError:
                 return None
 
-        found = _first_within(nearest_depth, multiples, target_macs, tolerance, tried)
+        found = _first_within(nearest_depth, multiples, target, tolerance, tried)
     if found is None and refine:
-        for hold in _holds(base, c, target_macs, resolution_multiple, dropout):
+        for hold in _holds(base, c, target, resolution_multiple, dropout, cost):
 
             def held(m: int, rounding: str, hold: tuple[str, float] = hold) -> Solution | None:
                 try:
-                    return solve_phi(base, c, target_macs, m, resolution_rounding=rounding,
-                                     dropout=dropout, option=option, hold=hold)
+                    return solve_phi(base, c, target, m, resolution_rounding=rounding,
+                                     dropout=dropout, option=option, hold=hold, cost=cost)
                 except ConfigError:
                     return None
 
-            found = _first_within(held, multiples, target_macs, tolerance, tried)
+            found = _first_within(held, multiples, target, tolerance, tried)
             if found is not None:
                 break
     if found is not None:
         return found
-    best = min(tried, key=lambda t: abs(t.macs / target_macs - 1))
-    error = best.macs / target_macs - 1
-    what = f"{option}={format_macs(target_macs)}{f' ({label})' if label else ''}"
+    best = min(tried, key=lambda t: abs(t.cost / target - 1))
+    if closest:
+        return best
+    error = best.cost / target - 1
+    show = cost.show
+    what = f"{option}={show(target)}{f' ({label})' if label else ''}"
     advice = advice or "choose a budget a few percent away or other coefficients"
     if refine:
         raise ConfigError(
-            f"{what}: the closest compound scaling gets is {format_macs(best.macs)} "
+            f"{what}: the closest compound scaling gets is {show(best.cost)} "
             f"({error:+.1%}, phi {best.phi:g}) with any resolution multiple from 1 to "
             f"{MAX_MULTIPLE}, with the depth rounded up or to nearest, or holding the depth or "
             f"the width, outside "
             f"{tolerance:.0%}; {advice}")
     raise ConfigError(
-        f"{what}: the closest this baseline reaches is {format_macs(best.macs)} "
+        f"{what}: the closest this baseline reaches is {show(best.cost)} "
         f"({error:+.1%}, phi {best.phi:g}), outside {tolerance:.0%}; use a finer "
         f"resolution_multiple than {resolution_multiple} (e.g. "
         f"resolution_multiple={max(1, resolution_multiple // 2)}) or let the solver try other multiples (refine)")
@@ -671,6 +717,57 @@ def fit_budget(base: ArchSpec, coefficients: Coefficients | None, target_macs: i
                           nearest_published(target), True, option, tolerance, refine)
 
 
+LATENCY_TOLERANCE = 0.05  # a latency budget member's prediction lands within 5 %
+
+
+def fit_latency_budgets(base: ArchSpec, coefficients: Coefficients | None,
+                        targets_ms: Sequence[float], cost: Cost,
+                        resolution_multiple: int = 4, *,
+                        tolerance: float = LATENCY_TOLERANCE, refine: bool = True,
+                        option: str = "budgets",
+                        on_miss: Callable[[str], None] | None = None) -> list[FamilyMember]:
+    """One member per latency budget (milliseconds, in the given order): phi solved by
+    :func:`solve_budget` on ``cost``, the latency a device's table predicts for a spec
+    (``cost.of(spec)`` in ms; :mod:`nas.scaling.latency` makes it, measuring the parts a
+    candidate needs). Pure: the prediction is passed in.
+
+    A member lands within ``tolerance`` (5 %) of its budget by prediction where any of
+    :func:`solve_budget`'s fallbacks gets there; where none does (a rounding step of the
+    depth, width or resolution jumps over it), the closest solution tried is taken and
+    ``on_miss`` is told, in one line; its miss is in ``meta['family']['target_error']``.
+    A budget beyond what phi in [PHI_MIN, PHI_MAX] reaches is a :class:`ConfigError`.
+    """
+    if not targets_ms:
+        raise ConfigError(f"{option}: give at least one budget, e.g. ['5ms', '10ms']")
+    if len(set(targets_ms)) != len(targets_ms):
+        twice = next(t for i, t in enumerate(targets_ms) if t in targets_ms[:i])
+        raise ConfigError(f"{option}={cost.show(twice)}: given twice; list each budget once")
+    if not _is_rate(tolerance) or tolerance == 0:
+        raise ConfigError(f"tolerance={tolerance!r}: expected a fraction such as 0.05")
+    c = _coefficients(coefficients)
+    members = []
+    for target in targets_ms:
+        s = solve_budget(base, c, target, resolution_multiple, tolerance=tolerance,
+                         refine=refine, option=option, cost=cost, closest=True)
+        error = s.cost / target - 1
+        if abs(error) > tolerance and on_miss is not None:
+            on_miss(f"{option}={cost.show(target)}: no scaling of this baseline is predicted "
+                    f"within {tolerance:.0%} (rounding steps of depth, width and resolution "
+                    f"jump over it); took the closest, {cost.show(s.cost)} ({error:+.1%}, "
+                    f"phi {s.phi:g})")
+        short = cost.show(target)
+        spec = s.spec.replace(name=member_spec_name(base.name, short))
+        m = _finish(base, spec, short, "budget", s.phi, c, None, nearest_published(s.macs),
+                    True)
+        fam = dict(m.spec.meta["family"])
+        fam.update({"budget": "latency", "cost": cost.name, "target_ms": target,
+                    "predicted_ms": s.cost, "target_error": error, "tolerance": tolerance,
+                    "within_tolerance": abs(error) <= tolerance})
+        members.append(replace(m, spec=m.spec.with_meta(family=fam), target_ms=target,
+                               predicted_ms=s.cost))
+    return members
+
+
 def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
                 targets: Sequence[int | str], resolution_multiple: int = 4,
                 tolerance: float = TOLERANCE, refine: bool = True,
@@ -692,4 +789,5 @@ def fit_budgets(base: ArchSpec, coefficients: Coefficients | None,
 __all__ = ["METHOD_COMPOUND", "METHOD_DEPTH_KEPT", "METHOD_WIDTH_KEPT", "METHOD_DEPTH_NEAREST",
            "RULES", "DEFAULT_NAMES", "TOLERANCE", "PHI_MIN", "PHI_MAX", "Published",
            "EFFICIENTNET", "FamilyMember", "budget_ratio", "nearest_published", "make_family",
-           "fit_budget", "fit_budgets", "solve_phi", "solve_budget", "Solution", "linear_dropout", "member_spec_name"]
+           "fit_budget", "fit_budgets", "solve_phi", "solve_budget", "Solution", "linear_dropout", "member_spec_name",
+           "Cost", "MACS", "LATENCY_TOLERANCE", "fit_latency_budgets"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,6 +45,28 @@ _COLUMNS = ("model", "rule", "method", "phi", "width", "depth", "resolution",
             "published_macs", "published_ratio_to_b0")
 
 
+# A family at latency budgets adds these (``meta['family']``: the budget and the prediction;
+# ``meta['latency']``: the member measured whole, :mod:`nas.scaling.latency`).
+_LATENCY_COLUMNS = ("target_ms", "predicted_ms", "predicted_error", "measured_ms",
+                    "measured_p25_ms", "measured_p75_ms", "measured_runs", "measured_error",
+                    "noisy")
+
+
+def _latency_cols(spec: ArchSpec) -> dict[str, Any]:
+    f, lat = spec.meta.get("family", {}), spec.meta.get("latency") or {}
+    target, measured = f.get("target_ms"), lat.get("median_ms")
+    return {"target_ms": target, "predicted_ms": f.get("predicted_ms", lat.get("predicted_ms")),
+            "predicted_error": f.get("target_error") if target is not None else None,
+            "measured_ms": measured, "measured_p25_ms": lat.get("p25_ms"),
+            "measured_p75_ms": lat.get("p75_ms"), "measured_runs": lat.get("runs"),
+            "measured_error": (measured / target - 1) if target and measured else None,
+            "noisy": lat.get("noisy")}
+
+
+def _is_latency(members: Sequence[FamilyMember]) -> bool:
+    return any(m.target_ms is not None for m in members)
+
+
 def _rows(members: Sequence[FamilyMember], base: ArchSpec | None,
           base_name: str) -> list[dict[str, Any]]:
     b0 = EFFICIENTNET["b0"]
@@ -62,7 +84,8 @@ def _rows(members: Sequence[FamilyMember], base: ArchSpec | None,
                      "resolution": base.resolution, "resolution_multiple": None,
                      "dropout": float(base.dropout), "params": base_cost.params,
                      "macs": base_cost.macs, "ratio_to_b0": 1.0, "target_macs": None,
-                     "target_error": None, **_published_cols(b0, b0)})
+                     "target_error": None, **_published_cols(b0, b0),
+                     **_latency_cols(base)})
     for m in members:
         f = m.spec.meta.get("family", {})
         rows.append({
@@ -74,6 +97,7 @@ def _rows(members: Sequence[FamilyMember], base: ArchSpec | None,
             "target_error": m.target_error,
             **(_published_cols(m.published, b0) if m.published else
                {k: None for k in _COLUMNS if k.startswith("published")}),
+            **_latency_cols(m.spec),
         })
     return rows
 
@@ -85,9 +109,9 @@ def _published_cols(p: Any, b0: Any) -> dict[str, Any]:
             "published_ratio_to_b0": p.macs / b0.macs}
 
 
-def _csv_cells(r: dict[str, Any]) -> list[Any]:
+def _csv_cells(r: dict[str, Any], columns: Sequence[str] = _COLUMNS) -> list[Any]:
     return ["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
-            for k in _COLUMNS]
+            for k in columns]
 
 
 def _g(v: Any, fmt: str = "{:.4g}") -> str:
@@ -154,17 +178,61 @@ def write_family(members: Sequence[FamilyMember], out_dir: str | os.PathLike[str
                               "give the members distinct names")
         names.append(stem)
         specs.append(m.spec.replace(name=stem))
-    renamed = [FamilyMember(m.name, s, m.params, m.macs, m.phi, m.rule, m.target_macs,
-                            m.published) for m, s in zip(members, specs)]
+    renamed = [replace(m, spec=s) for m, s in zip(members, specs)]
     paths = tuple(save_spec(s, out / f"{stem}.yaml") for s, stem in zip(specs, names))
     title_base = (base_name or (base.name if base is not None else "")
                   or members[0].spec.meta.get("family", {}).get("base", {}).get("name", ""))
     rows = _rows(renamed, base, title_base)
     md = out / "family.md"
-    write_text_atomic(md, _markdown(rows, renamed, f"{title_base or 'Scaled'} family"))
+    title = f"{title_base or 'Scaled'} family"
+    latency = _is_latency(renamed)
+    write_text_atomic(md, _latency_markdown(rows, renamed, title) if latency
+                      else _markdown(rows, renamed, title))
     table = out / "family.csv"
-    write_csv(table, _COLUMNS, (_csv_cells(r) for r in rows))
+    columns = _COLUMNS + _LATENCY_COLUMNS if latency else _COLUMNS
+    write_csv(table, columns, (_csv_cells(r, columns) for r in rows))
     return FamilyFiles(paths, md, table)
+
+
+def _ms(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.0f} ms" if v >= 100 else f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
+
+
+def _latency_markdown(rows: list[dict[str, Any]], members: Sequence[FamilyMember],
+                      title: str) -> str:
+    """The table of a family at latency budgets: each member's budget, its predicted latency
+    (what phi was solved on) and its latency measured whole, with the misses."""
+    fam = members[0].spec.meta["family"]
+    lat = next((m.spec.meta.get("latency") for m in members if m.spec.meta.get("latency")),
+               None) or {}
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"Latency budgets with alpha {fam['alpha']:g}, beta {fam['beta']:g}, gamma "
+        f"{fam['gamma']:g}: each member's phi is solved so that its latency predicted from "
+        f"the device's table ({fam.get('cost', 'predicted latency')}) lies within "
+        f"{fam.get('tolerance', 0.05):.0%} of its budget (`vs budget`), or is the closest "
+        "reachable where rounding steps jump over the budget; then it is measured whole "
+        "(`measured`: the median, with the inter-quartile range; `measured vs budget`). "
+        f"{lat.get('device', '')}".rstrip())
+    lines.append("")
+    head = ["model", "method", "phi", "width", "depth", "res", "params", "MACs", "budget",
+            "predicted", "vs budget", "measured (IQR)", "measured vs budget", "noisy"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    for r in rows:
+        measured = "" if r["measured_ms"] is None else (
+            f"{_ms(r['measured_ms'])} ({_ms(r['measured_p25_ms'])}-"
+            f"{_ms(r['measured_p75_ms'])})")
+        cells = [r["model"], r["method"] or r["rule"], _g(r["phi"], "{:g}"), _g(r["width"]),
+                 _g(r["depth"]), str(r["resolution"]), f"{r['params']:,}",
+                 format_macs(r["macs"]), _ms(r["target_ms"]), _ms(r["predicted_ms"]),
+                 _g(r["predicted_error"], "{:+.1%}"), measured,
+                 _g(r["measured_error"], "{:+.1%}"),
+                 "" if r["noisy"] is None else ("noisy" if r["noisy"] else "no")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- scaling.yaml

@@ -238,18 +238,28 @@ def _coefficients(s: Any) -> tuple[Any, str]:
             "the paper's coefficients (no grid search run; use grid_search=True to fit them)")
 
 
-def _family(base: Any, s: Any, coefficients: Any) -> tuple[list, Path]:
-    """The members and their folder. Every budget member lands within 3 % (see
-    scaler.family.solve_budget) or this is a one-line error naming the member."""
+def _family(base: Any, s: Any, coefficients: Any,
+            say: Say = _print) -> tuple[list, Path, Any]:
+    """The members, their folder and (latency budgets) the
+    :class:`~nas.scaling.latency.LatencyFamily`. Every MACs budget member lands within 3 %
+    (see scaler.family.solve_budget) or this is a one-line error naming the member; a
+    latency budget member lands within 5 % by prediction or is the closest, with a warning
+    (nas.scaling.latency)."""
     import scaler
+    if s.budget_ms is not None:
+        from nas.scaling.latency import latency_family
+        fam = latency_family(base, coefficients, s.budget_ms, s.latency,
+                             resolution_multiple=s.resolution_multiple or 4, measure=False,
+                             say=say)
+        return list(fam.members), s.out / "family-latency", fam
     if s.budgets:
         return (scaler.fit_budgets(base, coefficients, list(s.budgets),
                                    resolution_multiple=s.resolution_multiple or 4,
                                    option="budgets"),
-                s.out / "family-budgets")
+                s.out / "family-budgets", None)
     return (scaler.make_family(base, s.rule, coefficients,
                                resolution_multiple=s.resolution_multiple or 8),
-            s.out / f"family-{s.rule}")
+            s.out / f"family-{s.rule}", None)
 
 
 def _check_before_training(base: Any, s: Any, data: Any) -> None:
@@ -298,7 +308,10 @@ def scale(s: Any, *, resume: bool = False, force: bool = False, say: Say = _prin
     base = load_spec(s.baseline)
     base_name = base.name or Path(s.baseline).stem
     coefficients, source = (None, "") if s.grid_search else _coefficients(s)
-    family = None if coefficients is None else _family(base, s, coefficients)
+    if s.budget_ms is not None:  # the device's table and threads, before anything is written
+        from nas.scaling.latency import device_table
+        device_table(s.latency)
+    family = None if coefficients is None else _family(base, s, coefficients, say)
     if resume:
         for part in ("grid", "compare"):
             if (s.out / part / "driver.pt").is_file():
@@ -327,8 +340,17 @@ def scale(s: Any, *, resume: bool = False, force: bool = False, say: Say = _prin
         say("\n" + table)
 
     # 3. The family.
-    members, folder = family if family is not None else _family(base, s, coefficients)
+    members, folder, fam = family if family is not None else _family(base, s, coefficients,
+                                                                     say)
+    if fam is not None:  # latency budgets: each member measured whole
+        from nas.scaling.latency import measure_members
+        say("measuring each member whole:")
+        fam = measure_members(fam, say)
+        members, base = list(fam.members), fam.base
     files = scaler.write_family(members, folder, base_name, base=base)
+    if fam is not None:
+        from nas.core.files import dump_yaml
+        write_text_atomic(folder / "latency.yaml", dump_yaml(fam.summary()))
     markdown = files.markdown.read_text()
     say(f"\n{markdown}")
     say(f"family specs: {folder}/*.yaml  tables: {files.markdown}, {files.csv}")

@@ -5,6 +5,7 @@
     python scale.py --coefficients 1.2,1.1,1.15    # B1-B7 from given coefficients (no training)
     python scale.py --target-flops 2G              # one model at a custom budget
     python scale.py --budgets 600M,1.2G,2.5G       # a custom-budget family
+    python scale.py --budgets 5ms,10ms,20ms        # a family at latency budgets, measured here
     python scale.py --compare                      # width-, depth-, resolution-only at equal MACs
 
 The baseline is --baseline, else the newest search's best.yaml under runs/, else
@@ -13,6 +14,12 @@ folder's scaling.yaml, or else the paper's (1.2, 1.1, 1.15); every file says whi
 Settings: configs/scale.yaml, a --preset, --config YAML, the flags, then --set KEY=VALUE.
 Family rules: budget (each Bk at the published Bk's MACs ratio to B0; default), paper
 (phi = 1..7), official (the published width/depth/resolution table).
+Latency budgets (5ms, 800us, 0.2s; all of a list in latency or all in MACs): each member's
+phi is solved so that its batch-1 latency on this machine, predicted from the device's
+latency table (parts it lacks are measured on demand, as in effnas latency), lies within 5%
+of its budget; then every member is measured whole (median, spread, noisy) and the tables
+say how far off it landed. --threads, --runtime and --cache-dir pick the table as in
+effnas latency.
 """
 
 from __future__ import annotations
@@ -46,13 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", help="family rule: budget (default) | paper | official")
     p.add_argument("--target-flops", metavar="T", help="one model at this budget, e.g. 2G")
     p.add_argument("--budgets", metavar="LIST",
-                   help="a family at these budgets, e.g. 600M,1.2G,2.5G")
+                   help="a family at these budgets, all in MACs (600M,1.2G,2.5G) or all in "
+                        "batch-1 latency on this machine (5ms,10ms,20ms)")
     p.add_argument("--force", action="store_true",
                    help="take a budget under 1M or over 1P MACs, otherwise refused as a "
                         "likely typo")
     p.add_argument("--resolution-multiple", type=int,
                    help="round resolutions to this multiple (default 8 for the family, 4 for "
                         "budgets)")
+    p.add_argument("--threads", type=int,
+                   help="latency budgets: intra-op threads (default 1), as effnas latency")
+    p.add_argument("--runtime", help="latency budgets: torch (default) | onnxruntime")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="latency budgets: where latency tables are kept (default as effnas "
+                        "latency)")
+    p.add_argument("--max-seconds", type=float,
+                   help="latency budgets: time cap of each network measured whole (default 10)")
     p.add_argument("--compare", action="store_true",
                    help="train width-, depth- and resolution-only scalings at the compound "
                         "phi=1 model's MACs and print the paper's Table 7 on the proxy")
@@ -66,6 +82,8 @@ KEYS = {"baseline": "baseline", "grid": "grid_search", "phi": "phi", "step": "gr
         "gamma_range": "grid.gamma_range", "coefficients": "coefficients",
         "scaling": "scaling", "rule": "rule", "budgets": "budgets",
         "resolution_multiple": "resolution_multiple", "compare": "compare",
+        "threads": "latency.threads", "runtime": "latency.runtime",
+        "cache_dir": "latency.cache_dir", "max_seconds": "latency.max_seconds",
         "workers": "workers", "cpus_per_trial": "cpus_per_trial",
         "gpus_per_trial": "gpus_per_trial", "address": "address", "data": "data.path",
         "dataset": "data.source", "seed": "seed", "name": "name", "out": "out"}

@@ -35,6 +35,7 @@ from nas.core.checks import (
 from nas.core.errors import ConfigError, NasError
 from nas.core.settings import Settings, join, read_duration, read_path, setting, shown
 from nas.data import DataSettings
+from nas.latency.budgets import LatencyBudgetSettings
 from nas.search.driver import Target
 from nas.search.recheck import RecheckSettings
 from nas.search.reward import RewardConfig
@@ -90,6 +91,20 @@ def read_budgets(value: Any, key: str) -> tuple[Any, ...] | None:
         raise ConfigError(f"{key}={shown(value)}: {format_macs(twice)} is given twice; list "
                           "each budget once")
     return tuple(b.strip() if isinstance(b, str) else b for b in value)
+
+
+def read_scale_budgets(value: Any, key: str) -> tuple[Any, ...] | None:
+    """A scaling run's budgets: all in MACs (:func:`read_budgets`) or all in latency
+    (``[5ms, 10ms]``, :func:`nas.latency.budgets.read_latency_budgets`), kept as given."""
+    from nas.latency.budgets import read_latency_budgets
+    if read_latency_budgets(value, key) is not None:
+        return tuple(v.strip() for v in value)
+    try:
+        return read_budgets(value, key)
+    except ConfigError as e:
+        if "expected a number of multiply-adds" not in str(e):
+            raise
+        raise ConfigError(f"{e}, or a latency such as 5ms") from None
 
 
 def budget_macs(budgets: Sequence[Any] | None) -> tuple[int, ...] | None:
@@ -496,8 +511,10 @@ class ScaleSettings(Settings, _OnRay):
 
     ``grid_search`` fits alpha, beta, gamma on the grid (training every candidate on Ray);
     else the coefficients come from ``coefficients``, ``scaling`` (a ``scaling.yaml``), the
-    run folder's ``scaling.yaml``, or the paper's. ``budgets`` (multiply-adds) make a family
-    at those budgets; without them ``rule`` makes B1-B7. ``compare`` also trains the width-,
+    run folder's ``scaling.yaml``, or the paper's. ``budgets`` make a family at those
+    budgets, all in multiply-adds (``600M``) or all in latency on this machine (``5ms``:
+    each member predicted within 5 % from the device's latency table, then measured; the
+    ``latency`` section says how); without them ``rule`` makes B1-B7. ``compare`` also trains the width-,
     depth- and resolution-only scalings. ``baseline`` None is the newest search's
     ``best.yaml`` under ``runs/``, else EfficientNet-B0 (:meth:`resolved`).
     """
@@ -514,7 +531,8 @@ class ScaleSettings(Settings, _OnRay):
     coefficients: tuple[float, float, float] | None = setting(None, read=read_coefficients)
     scaling: str | None = setting(None, read=read_path)
     rule: str = "budget"
-    budgets: tuple[str | int | float, ...] | None = setting(None, read=read_budgets)
+    budgets: tuple[str | int | float, ...] | None = setting(None, read=read_scale_budgets)
+    latency: LatencyBudgetSettings = setting(factory=LatencyBudgetSettings)
     resolution_multiple: int | None = None
     compare: bool = False
     workers: int = 2
@@ -545,8 +563,14 @@ class ScaleSettings(Settings, _OnRay):
 
     @property
     def budget_macs(self) -> tuple[int, ...] | None:
-        """``budgets`` as counts of multiply-adds."""
-        return budget_macs(self.budgets)
+        """``budgets`` as counts of multiply-adds (None: no budgets, or latency budgets)."""
+        return None if self.budget_ms is not None else budget_macs(self.budgets)
+
+    @property
+    def budget_ms(self) -> tuple[float, ...] | None:
+        """``budgets`` in milliseconds when they are latencies (else None)."""
+        from nas.latency.budgets import read_latency_budgets
+        return read_latency_budgets(self.budgets, "budgets")
 
     @property
     def trains(self) -> bool:
@@ -559,10 +583,19 @@ class ScaleSettings(Settings, _OnRay):
         return self._trials() if self.trains else None
 
     def check(self, force: bool = False) -> None:
-        """Budgets under 1M or over 1P MACs, an image size over 4096 px: refused unless
-        ``force``."""
+        """Budgets under 1M or over 1P MACs (under 10us or over 60s), an image size over
+        4096 px: refused unless ``force``."""
+        if self.budget_ms is not None:
+            from nas.latency.budgets import check_plausible_budgets
+            check_plausible_budgets(self.budget_ms, self.budgets, "budgets", force)
         for b, macs in zip(self.budgets or (), self.budget_macs or ()):
-            check_plausible_macs(macs, b, "budgets", force)
+            try:
+                check_plausible_macs(macs, b, "budgets", force)
+            except ConfigError as e:
+                bare = str(b).strip()
+                if macs >= 1_000_000 or not re.fullmatch(r"[\d.eE+]+", bare):
+                    raise
+                raise ConfigError(f"{e}; a latency budget needs its unit: {bare}ms") from None
         self.check_image_size(force)
 
     def resolved(self) -> "ScaleSettings":
