@@ -206,7 +206,8 @@ class Progress:
         self.bar = Bar(total, noun, self.stream)
 
     def update(self, done: int, best: float | None, best_macs: int | None, failed: int,
-               mean_wall: float | None, timeout: int = 0, stopped: int = 0) -> None:
+               mean_wall: float | None, timeout: int = 0, stopped: int = 0,
+               best_ms: float | None = None) -> None:
         elapsed = time.time() - self.start
         left = ""
         if mean_wall and done < self.total:
@@ -215,7 +216,12 @@ class Progress:
             if budget is not None:
                 seconds = min(seconds, max(0.0, budget) + mean_wall)
             left = f", ~{format_duration(seconds)} left"
-        best_s = "-" if best is None else f"{best:.4f} ({format_macs(best_macs or 0)} MACs)"
+        latency = ""
+        if best_ms is not None:  # a latency search's: the best child's predicted latency
+            from nas.latency.units import format_latency
+            latency = f", {format_latency(best_ms)}"
+        best_s = "-" if best is None else \
+            f"{best:.4f} ({format_macs(best_macs or 0)} MACs{latency})"
         text = (f"best {self.metric} {best_s}  failed {failed}  "
                 f"{f'timeout {timeout}  ' if timeout else ''}"
                 f"{f'stopped {stopped}  ' if stopped else ''}"

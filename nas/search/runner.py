@@ -83,7 +83,8 @@ def show_progress(progress: Progress, driver: ChildDriver) -> None:
                     sum(1 for r in trained if r.status not in SCORED),
                     sum(walls) / len(walls) if walls else None,
                     sum(1 for r in trained if r.status == TIMEOUT),
-                    sum(1 for r in trained if r.status == STOPPED))
+                    sum(1 for r in trained if r.status == STOPPED),
+                    best[0].latency_ms if best else None)
 
 
 def train_fixed(items: list[tuple[str, Any, dict]], folder: Path, trials: TrialSettings,
