@@ -250,6 +250,26 @@ def test_the_device_table_is_built_once_copied_and_read_back(tmp_path):
         latency_target.run_table(tmp_path / "elsewhere", space, None, AT16)
 
 
+def test_a_stopped_table_build_keeps_its_parts_and_says_how_to_go_on(tmp_path, monkeypatch):
+    from nas.latency import measure
+    real, calls = measure.measure_part, []
+
+    def stop_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "measure_part", stop_at_the_third)
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        latency_target.device_table(SearchSpace.from_dict(TINY_SPACE), None, AT16, 1,
+                                    said.append, timing=FEW, fit_networks=0,
+                                    cache=tmp_path / "c")
+    assert "the same search started again continues the build" in said[-1]
+    assert len(LatencyTable.for_device(cache=tmp_path / "c")) == 2
+
+
 def test_more_threads_than_cpus_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="latency_threads=10000"):
         latency_target.device_table(SearchSpace.from_dict(TINY_SPACE), None, AT16, 10_000,

@@ -135,13 +135,19 @@ def device_table(space: Any, reference: ArchSpec | None, target: Target, threads
             say(f"latency table: {done}/{total} parts measured, {seconds:.0f} s"
                 + (f", ~{left:.0f} s left" if done < total else ""))
 
-    report = build_table(space, resolution=target.resolution, batch=1, threads=threads,
-                         cache=cache, progress=progress, say=say, timing=timing,
-                         fit_networks=FIT_NETWORKS if fit_networks is None else fit_networks)
-    table = report.table
-    rest = table.missing(keys)  # the reference's, and another number of classes'
-    if rest:
-        fill(table, rest, timing=timing, progress=progress)
+    try:
+        report = build_table(space, resolution=target.resolution, batch=1, threads=threads,
+                             cache=cache, progress=progress, say=say, timing=timing,
+                             fit_networks=FIT_NETWORKS if fit_networks is None
+                             else fit_networks)
+        table = report.table
+        rest = table.missing(keys)  # the reference's, and another number of classes'
+        if rest:
+            fill(table, rest, timing=timing, progress=progress)
+    except KeyboardInterrupt:  # no run folder yet: the next start continues the build
+        say(f"latency table: stopped; what was measured is saved in {where}, and the same "
+            "search started again continues the build from there")
+        raise
     if report.networks:
         fit = report.correction or {}
         say(f"latency table: correction fitted on {report.networks} networks (relative error "
