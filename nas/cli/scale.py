@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "latency)")
     p.add_argument("--max-seconds", type=float,
                    help="latency budgets: time cap of each network measured whole (default 10)")
+    p.add_argument("--clock", help="latency budgets: wall (default) | thread: the thread's CPU "
+                                   "time, as effnas latency --clock")
+    p.add_argument("--reaim", type=int, metavar="N",
+                   help="latency budgets: a member measured more than 5%% off its budget is "
+                        "solved again with its own measured/predicted ratio and measured "
+                        "again, up to N times (default 0)")
     p.add_argument("--compare", action="store_true",
                    help="train width-, depth- and resolution-only scalings at the compound "
                         "phi=1 model's MACs and print the paper's Table 7 on the proxy")
@@ -84,6 +90,7 @@ KEYS = {"baseline": "baseline", "grid": "grid_search", "phi": "phi", "step": "gr
         "resolution_multiple": "resolution_multiple", "compare": "compare",
         "threads": "latency.threads", "runtime": "latency.runtime",
         "cache_dir": "latency.cache_dir", "max_seconds": "latency.max_seconds",
+        "clock": "latency.clock", "reaim": "latency.reaim",
         "workers": "workers", "cpus_per_trial": "cpus_per_trial",
         "gpus_per_trial": "gpus_per_trial", "address": "address", "data": "data.path",
         "dataset": "data.source", "seed": "seed", "name": "name", "out": "out"}

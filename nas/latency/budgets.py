@@ -13,7 +13,7 @@ from typing import Any
 from nas.core.checks import check_int, check_number
 from nas.core.errors import ConfigError
 from nas.core.settings import shown
-from nas.latency.settings import check_runtime
+from nas.latency.settings import check_clock, check_runtime
 from nas.latency.units import check_plausible_latency, format_latency, parse_latency
 
 # Anything that ends in a latency unit was meant as a latency (``-5ms`` included), so its
@@ -91,18 +91,25 @@ class LatencyBudgetSettings:
     times the baseline's measured latency over its own sum), ``raw`` (the plain sum),
     ``corrected`` (the table's correction for batch 1, fitted on a space's children) or
     ``auto`` (``calibrated``; :mod:`nas.scaling.latency` says why); ``max_seconds`` caps the
-    timing of each network measured whole."""
+    timing of each network measured whole; ``clock`` is ``wall`` (latency as a user sees
+    it) or ``thread`` (the thread's CPU time, one thread: for a machine that cannot be kept
+    quiet; a table of its own); ``reaim`` N: a member measured more than 5 % off its budget
+    is solved again with its prediction scaled by its own measured / predicted latency and
+    measured again, up to N times."""
 
     threads: int = 1
     runtime: str = "torch"
     cache_dir: str | None = None
     prediction: str = "auto"
     max_seconds: float = 10.0
+    clock: str = "wall"
+    reaim: int = 0
 
     def __post_init__(self) -> None:
         check_int(self.threads, "latency.threads", 1)
         try:
             check_runtime(self.runtime)
+            check_clock(self.clock, self.threads)
         except ConfigError as e:
             raise ConfigError(f"latency.{e}") from None
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
@@ -113,3 +120,4 @@ class LatencyBudgetSettings:
             raise ConfigError(f"latency.prediction={self.prediction!r}: use one of "
                               f"{', '.join(PREDICTIONS)}")
         check_number(self.max_seconds, "latency.max_seconds", 0.0, 86_400.0, strict=True)
+        check_int(self.reaim, "latency.reaim", 0, 10)

@@ -46,14 +46,13 @@ class _Counter:
 
 
 def device_table(s: LatencyBudgetSettings) -> LatencyTable:
-    """This device's cached table for ``s`` (channels-last, wall clock: as members are
-    trained and used); a thread count over this machine's CPUs is a one-line error naming
-    ``latency.threads``."""
+    """This device's cached table for ``s`` (channels-last, as members are trained); a
+    thread count over this machine's CPUs is a one-line error naming ``latency.threads``."""
     try:
         check_threads(s.threads)
     except ConfigError as e:
         raise ConfigError(f"latency.{e}") from None
-    return LatencyTable.for_device(s.runtime, s.threads, True, s.cache_dir, "wall")
+    return LatencyTable.for_device(s.runtime, s.threads, True, s.cache_dir, s.clock)
 
 
 def raw_ms(spec: ArchSpec, table: LatencyTable, *, timing: Timing | None = None,
@@ -77,8 +76,8 @@ def latency_cost(table: LatencyTable, prediction: str, *, scale: float = 1.0,
                  timing: Timing | None = None,
                  counter: _Counter | None = None) -> scaler.Cost:
     """The :class:`scaler.Cost` of a spec: its latency predicted from ``table`` as
-    ``prediction`` says (``raw``, ``calibrated``: the raw sum times ``scale``, or
-    ``corrected``), in milliseconds."""
+    ``prediction`` says (the plain sum for ``raw`` and ``calibrated``, the table's
+    correction for ``corrected``), times ``scale``, in milliseconds."""
     if prediction == "corrected" and f"b{BATCH}" not in table.corrections:
         raise ConfigError(
             f"latency.prediction=corrected: the latency table ({table.describe()}) has no "
@@ -87,12 +86,12 @@ def latency_cost(table: LatencyTable, prediction: str, *, scale: float = 1.0,
 
     def of(spec: ArchSpec) -> float:
         raw, p = raw_ms(spec, table, timing=timing, counter=counter)
-        return p.ms if prediction == "corrected" else raw * scale
+        return (p.ms if prediction == "corrected" else raw) * scale
 
     name = {"raw": "plain sum of parts", "corrected": "corrected sum of parts",
-            "calibrated": f"sum of parts x {scale:.3f}, the baseline's measured/sum ratio"
-            }[prediction]
-    return scaler.Cost(f"predicted latency, {name}", of, format_latency)
+            "calibrated": "sum of parts"}[prediction]
+    times = f" x {scale:.3f}" if scale != 1.0 else ""
+    return scaler.Cost(f"predicted latency, {name}{times}", of, format_latency)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,10 @@ class LatencyFamily:
     misses: tuple[str, ...]        # members outside the tolerance by prediction
     settings: LatencyBudgetSettings = LatencyBudgetSettings()
     measured: bool = False         # the members measured whole (measure_members)
+    coefficients: Any = None       # what re-aiming solves with (measure_members)
+    resolution_multiple: int = 4
+    tolerance: float = scaler.LATENCY_TOLERANCE
+    timing: Timing | None = None
 
     def summary(self) -> dict[str, Any]:
         """What ``latency.yaml`` records."""
@@ -116,7 +119,8 @@ class LatencyFamily:
             "device": self.table.describe(), "fingerprint": self.table.fingerprint,
             "table": None if self.table.path is None else str(self.table.path),
             "batch": BATCH, "prediction": self.prediction, "scale": self.scale,
-            "parts_measured": self.parts_measured, "tolerance": scaler.LATENCY_TOLERANCE,
+            "parts_measured": self.parts_measured, "tolerance": self.tolerance,
+            "reaim": self.settings.reaim,
             "baseline": {"name": self.base.name, **_without_device(self.base)},
             "members": [{"name": m.spec.name, "phi": m.phi, "resolution": m.spec.resolution,
                          "macs": m.macs, "target_ms": m.target_ms,
@@ -150,7 +154,7 @@ def _measured(lat: Any, target_ms: float | None, predicted_ms: float | None,
 def _measure(spec: ArchSpec, s: LatencyBudgetSettings) -> Any:
     from nas.latency.measure import measure_latency
     return measure_latency(spec, batch=BATCH, threads=s.threads, runtime=s.runtime,
-                           channels_last=True, max_seconds=s.max_seconds)
+                           channels_last=True, max_seconds=s.max_seconds, clock=s.clock)
 
 
 def latency_family(base: ArchSpec, coefficients: Any, budgets_ms: Sequence[float],
@@ -195,22 +199,51 @@ def latency_family(base: ArchSpec, coefficients: Any, budgets_ms: Sequence[float
     say(f"  solved {len(members)} member(s) on {counter.predictions} predictions, measuring "
         f"{counter.parts} part(s) the table lacked")
     fam = LatencyFamily(tuple(members), base, table, prediction, scale, counter.parts,
-                        tuple(misses), s)
+                        tuple(misses), s, False, coefficients, resolution_multiple, tolerance,
+                        timing)
     return measure_members(fam, say) if measure else fam
 
 
 def measure_members(fam: LatencyFamily,
                     say: Callable[[str], None] = lambda line: None) -> LatencyFamily:
     """Each member measured whole; its ``meta['latency']`` holds the median, the spread,
-    the noisy flag and the miss against its budget."""
+    the noisy flag and the miss against its budget.
+
+    With ``latency.reaim`` N > 0, a member measured more than the tolerance off its budget
+    is solved again with its prediction scaled by its own measured / predicted latency (a
+    scaled network's ratio of whole to parts need not be the baseline's), and measured
+    again, up to N times; ``meta['latency']['aims']`` lists every try (phi, predicted,
+    measured) and the member is the last."""
     device = fam.table.describe()
-    done = []
+    counter = _Counter()
+    done, misses = [], list(fam.misses)
     for m in fam.members:
-        lat = _measure(m.spec, fam.settings)
-        meta = _measured(lat, m.target_ms, m.predicted_ms, device)
-        say(f"  {m.name}: phi {m.phi:g}, {m.spec.resolution} px, predicted "
-            f"{format_latency(m.predicted_ms or 0.0)} ({m.target_error:+.1%}), measured "
-            f"{format_latency(lat.median_ms)} ({meta['error']:+.1%})"
-            f"{' noisy' if lat.noisy else ''}")
+        aims: list[dict[str, Any]] = []
+        scale = fam.scale
+        while True:
+            lat = _measure(m.spec, fam.settings)
+            meta = _measured(lat, m.target_ms, m.predicted_ms, device)
+            aims.append({"phi": m.phi, "resolution": m.spec.resolution,
+                         "predicted_ms": meta.get("predicted_ms"),
+                         "measured_ms": meta["median_ms"], "error": meta["error"]})
+            say(f"  {m.name}: phi {m.phi:g}, {m.spec.resolution} px, predicted "
+                f"{format_latency(m.predicted_ms or 0.0)} ({m.target_error:+.1%}), measured "
+                f"{format_latency(lat.median_ms)} ({meta['error']:+.1%})"
+                f"{' noisy' if lat.noisy else ''}")
+            if len(aims) > fam.settings.reaim or abs(meta["error"]) <= fam.tolerance:
+                break
+            scale *= lat.median_ms / (m.predicted_ms or lat.median_ms)
+            cost = latency_cost(fam.table, fam.prediction, scale=scale, timing=fam.timing,
+                                counter=counter)
+            say(f"    re-aiming {m.name}: predictions x "
+                f"{lat.median_ms / (m.predicted_ms or lat.median_ms):.3f} (its measured / "
+                "predicted)")
+            [m2] = scaler.fit_latency_budgets(fam.base, fam.coefficients, [m.target_ms], cost,
+                                              fam.resolution_multiple,
+                                              tolerance=fam.tolerance, on_miss=misses.append)
+            m = replace(m2, name=m.name, spec=m2.spec.replace(name=m.spec.name))
+        if len(aims) > 1:
+            meta["aims"] = aims
         done.append(replace(m, spec=m.spec.with_meta(latency=meta)))
-    return replace(fam, members=tuple(done), measured=True)
+    return replace(fam, members=tuple(done), measured=True, misses=tuple(misses),
+                   parts_measured=fam.parts_measured + counter.parts)
