@@ -54,7 +54,8 @@ TORCH_ALLOWED = {
 }
 # Modules that may import Ray: the adapters of nas.ray (its start and stop, the Tune searcher,
 # the Tune callbacks and scheduler, Ray Train); nas.ray.leftovers reads /proc, not Ray.
-RAY_ALLOWED = {"nas.ray.runtime", "nas.ray.searcher", "nas.ray.tune_options", "nas.ray.train"}
+RAY_ALLOWED = {"nas.ray.runtime", "nas.ray.searcher", "nas.ray.tune_options", "nas.ray.train",
+               "nas.ray.latency"}  # a device's latency table built on its node
 
 
 def _source_modules() -> dict[str, Path]:

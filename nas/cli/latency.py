@@ -5,6 +5,7 @@
     effnas latency runs/NAME/best.yaml --runtime onnxruntime
     effnas latency --build-table                         # the default space's table, cached
     effnas latency efficientnet-b0 --predict             # predicted beside measured
+    effnas latency --build-table --node-resource phone   # built on the Ray node 'phone'
 
 A SPEC is a spec YAML file or a bundled spec's name (as in effnas inspect). Each is built,
 put in eval mode and channels-last memory format as it is trained, warmed up and timed
@@ -23,6 +24,12 @@ $NAS_LATENCY_CACHE, else
 $XDG_CACHE_HOME/effnas/latency or ~/.cache/effnas/latency (--cache-dir overrides), saved as
 it goes (an interrupted build continues where it stopped) and reused by the next run.
 --predict fills in any part of a SPEC the table lacks.
+
+--node-resource NAME builds the table on another device instead: a node of the Ray cluster
+at --address (else $RAY_ADDRESS) that has the custom resource NAME (on the device: ray start
+--address=HEAD:6379 --resources='{"phone": 1}'). The build runs there as a Ray task, under
+the device's fingerprint, saved in the device's cache as it goes; the finished table is
+saved here too, under the device's fingerprint, with the node's host name and address.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from nas.core.errors import ConfigError
 from nas.core.files import config_path
 
 PROG = "effnas latency"
+# The library's keywords that its messages name, said here as the flags that set them.
+KEYS = {"node_resource": "node_resource", "address": "address", "threads": "threads"}
 DEFAULT_SPACE = "mnasnet-space"
 
 
@@ -108,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "none)")
     p.add_argument("--refit", action="store_true",
                    help="fit the correction again (measuring networks not yet measured)")
+    p.add_argument("--node-resource", metavar="NAME",
+                   help="with --build-table: build it on the Ray node that has this custom "
+                        "resource (e.g. phone, from ray start --resources='{\"phone\": 1}' "
+                        "on the device) and keep a copy here")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head for --node-resource (default $RAY_ADDRESS; "
+                        "auto: a cluster started on this machine)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="where tables are kept (default $NAS_LATENCY_CACHE, else "
                         "$XDG_CACHE_HOME/effnas/latency, else ~/.cache/effnas/latency)")
@@ -128,11 +144,21 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("name a SPEC to measure (e.g. efficientnet-b0), or --build-table")
     if args.space and not args.build_table:
         raise ConfigError("--space is for --build-table; add it or leave --space out")
+    if args.node_resource is not None and not args.build_table:
+        raise ConfigError("--node-resource is for --build-table; add it or leave "
+                          "--node-resource out")
+    if args.node_resource is not None and args.specs:
+        raise ConfigError("--node-resource builds a table on another node, but a SPEC is "
+                          "timed here; leave the SPECs out, or --node-resource")
+    if args.address is not None and args.node_resource is None:
+        raise ConfigError("--address is for --node-resource; add it or leave --address out")
     from nas.latency.settings import check_clock, check_runtime, check_threads
-    check_runtime(args.runtime)
+    if args.node_resource is None:  # else it is the other node's installation that counts
+        check_runtime(args.runtime)
     threads = args.threads
     try:
-        check_threads(threads)
+        if args.node_resource is None:  # the other node's CPUs are checked there
+            check_threads(threads)
     except ConfigError as e:
         raise ConfigError(f"--{e}") from None
     try:
@@ -174,6 +200,15 @@ def _part_timing(args: argparse.Namespace) -> Any:
 
 def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
     from nas.core.progress import format_duration
+    if args.node_resource is not None:
+        from nas.ray.latency import build_table_on
+        report = build_table_on(space, args.node_resource, address=args.address,
+                                resolution=args.resolution, batch=args.batch,
+                                threads=args.threads, runtime=args.runtime,
+                                cache=args.cache_dir, fit_networks=args.fit_networks,
+                                refit=args.refit, clock=args.clock,
+                                timing=_part_timing(args), say=lambda t: _say(args, t))
+        return _summary(args, report)
     from nas.latency.build import build_table
     from nas.latency.keys import space_keys
     from nas.latency.table import LatencyTable
@@ -202,9 +237,13 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
                          progress=progress, timing=_part_timing(args),
                          say=None if args.json else (lambda t: print(f"  {t}", file=sys.stderr,
                                                                       flush=True)))
-    fit = report.correction
     _say(args, f"  measured {report.measured:,} parts in {format_duration(report.seconds)}; "
                f"the table holds {len(report.table):,}")
+    return _summary(args, report)
+
+
+def _summary(args: argparse.Namespace, report: Any) -> tuple[Any, dict[str, Any]]:
+    fit = report.correction
     if fit:
         a, b, c = fit["coef"]
         left = fit.get("noisy_left_out", 0)
@@ -219,7 +258,9 @@ def _build(args: argparse.Namespace, space: Any) -> tuple[Any, dict[str, Any]]:
     return report.table, {"path": str(report.path), "fingerprint": report.table.fingerprint,
                           "parts": report.parts, "measured": report.measured,
                           "seconds": report.seconds, "networks": report.networks,
-                          "correction": fit}
+                          "correction": fit,
+                          **({"node": report.table.measured_on}
+                             if report.table.measured_on else {})}
 
 
 def _measure(args: argparse.Namespace, specs: list[ArchSpec], names: list[str],
@@ -267,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     hint = "the same command (the table keeps every part measured so far)" \
         if "--build-table" in args else None
-    return run_main(run, build_parser(), argv, hint)
+    return run_main(run, build_parser(), argv, hint, keys=KEYS)
 
 
 if __name__ == "__main__":

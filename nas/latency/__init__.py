@@ -10,7 +10,8 @@
 ==========================  ================================================================
 
 Measuring imports torch (:mod:`nas.latency.measure`); the table, its keys, the fingerprint
-and the prediction do not. The command is ``effnas latency``.
+and the prediction do not. The command is ``effnas latency``. Another device's table is
+built on its Ray node by :func:`nas.ray.latency.build_table_on` (Ray sits floors above).
 """
 
 from __future__ import annotations

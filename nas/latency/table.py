@@ -40,6 +40,9 @@ class LatencyTable:
     corrections: dict[str, dict[str, Any]] = field(default_factory=dict)  # "b<batch>" -> fit
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)     # fit measurements
     path: Path | None = None
+    # Where it was measured, when another machine measured it (host, ip, Ray node id):
+    # a record, not part of the fingerprint, so the device finds its own table either way.
+    measured_on: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ files
 
@@ -82,11 +85,14 @@ class LatencyTable:
                               "to rebuild")
         entries = {k: v for k, v in data["entries"].items()
                    if isinstance(v, dict) and _finite(v.get("ms"))}
+        measured_on = data.get("measured_on")
         return cls(data["fingerprint"], entries, dict(data.get("corrections") or {}),
-                   dict(data.get("networks") or {}), path=p)
+                   dict(data.get("networks") or {}), path=p,
+                   measured_on=dict(measured_on) if isinstance(measured_on, dict) else {})
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "fingerprint": self.fingerprint,
+                **({"measured_on": self.measured_on} if self.measured_on else {}),
                 "corrections": self.corrections, "networks": self.networks,
                 "entries": dict(sorted(self.entries.items()))}
 
@@ -105,6 +111,7 @@ class LatencyTable:
                 self.entries = {**other.entries, **self.entries}
                 self.networks = {**other.networks, **self.networks}
                 self.corrections = {**other.corrections, **self.corrections}
+                self.measured_on = self.measured_on or other.measured_on
         p.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(p, json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
         self.path = p
@@ -153,7 +160,14 @@ class LatencyTable:
         return (f"{fp['runtime']} {fp['runtime_version']}, {fp['threads']} thread"
                 f"{'s' if fp['threads'] != 1 else ''}, {fp['cpu']} ({fp['cpus']} CPUs){torch}"
                 f"{', channels-last' if fp['channels_last'] else ''}"
-                f"{', thread CPU time' if fp.get('clock') == 'thread' else ''}")
+                f"{', thread CPU time' if fp.get('clock') == 'thread' else ''}"
+                f"{self._where()}")
+
+    def _where(self) -> str:
+        host, ip = self.measured_on.get("host"), self.measured_on.get("ip")
+        if not host and not ip:
+            return ""
+        return f"; measured on {host or ip}{f' ({ip})' if host and ip else ''}"
 
 
 def _text(key: PartKey | str) -> str:
