@@ -44,7 +44,12 @@ phi down to :data:`PHI_MIN` (-2: width 0.83, depth 0.69, resolution 168 from B0'
 further would leave the regime the coefficients were searched in; a budget below what
 ``PHI_MIN`` reaches is an error that says so. Budgets above what :data:`PHI_MAX` (12) reaches are errors.
 
-Pure: no torch, no Ray.
+Latency budgets: :func:`solve_budget` solves phi on any :class:`Cost` that grows with phi,
+the counted MACs by default; :func:`fit_latency_budgets` gives it a latency predicted on a
+device (made by :mod:`nas.scaling.latency`, which measures what it predicts from), within
+:data:`LATENCY_TOLERANCE` (5 %) or the closest reachable, reported.
+
+Pure: no torch, no Ray (a latency cost is passed in).
 """
 
 from __future__ import annotations
