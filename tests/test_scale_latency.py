@@ -144,6 +144,12 @@ def test_a_bare_number_alone_is_refused_with_the_latency_spelling():
         nas.ScaleSettings.from_mapping({"budgets": ["90s"]}).check()
 
 
+def test_the_pipeline_refuses_latency_budgets():
+    with pytest.raises(ConfigError, match=r"^budgets=5ms,10ms: the pipeline scales to budgets "
+                                          r"in MACs"):
+        nas.PipelineSettings.from_mapping({"target_flops": "400M", "budgets": ["5ms", "10ms"]})
+
+
 def test_latency_budgets_read_as_milliseconds():
     s = nas.ScaleSettings.from_mapping({"budgets": ["5ms", " 800us", "0.02s"],
                                         "latency": {"threads": 1, "max_seconds": 2}})

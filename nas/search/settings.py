@@ -107,6 +107,17 @@ def read_scale_budgets(value: Any, key: str) -> tuple[Any, ...] | None:
         raise ConfigError(f"{e}, or a latency such as 5ms") from None
 
 
+def read_pipeline_budgets(value: Any, key: str) -> tuple[Any, ...] | None:
+    """The pipeline's budgets: MACs only (its members are trained at those budgets); latency
+    budgets are a scaling run's."""
+    from nas.latency.budgets import read_latency_budgets
+    if read_latency_budgets(value, key) is not None:
+        raise ConfigError(f"{key}={shown(value)}: the pipeline scales to budgets in MACs "
+                          "(600M, 1.2G); latency budgets are for scaling its best.yaml "
+                          "afterwards (effnas scale, nas.run_scale)")
+    return read_budgets(value, key)
+
+
 def budget_macs(budgets: Sequence[Any] | None) -> tuple[int, ...] | None:
     """Budgets as given (``600M``) as counts of multiply-adds."""
     return None if budgets is None else tuple(parse_macs(b, "budgets") for b in budgets)
@@ -895,7 +906,7 @@ class PipelineSettings(Settings):
     out: Path | None = None
     seed: int = 0
     target_flops: str | int | float | None = setting(None, read=read_macs)
-    budgets: tuple[str | int | float, ...] | None = setting(None, read=read_budgets)
+    budgets: tuple[str | int | float, ...] | None = setting(None, read=read_pipeline_budgets)
     baseline: str | None = setting(None, read=read_path)
     workers: int = 2
     cpus_per_trial: float = 1.0
