@@ -233,7 +233,8 @@ def test_a_latency_family_lands_within_5_percent_by_prediction_and_is_measured(t
         assert abs(m.target_error) <= 0.05 or missed  # within 5 %, or reported as a miss
         aims = lat.get("aims", [])  # re-aimed once where the first measurement missed 5 %
         assert len(aims) in (0, 2) and (not aims or abs(aims[0]["error"]) > 0.05)
-        assert not aims or aims[-1]["measured_ms"] == lat["median_ms"]
+        assert not aims or lat["median_ms"] in [a["measured_ms"] for a in aims]
+        assert not aims or abs(lat["error"]) == min(abs(a["error"]) for a in aims)
         assert m.name == format_latency(budget) and m.spec.name == f"small-{m.name}"
     # the parts measured are in the device's cached table, for the next run
     table = LatencyTable.for_device(cache=tmp_path / "cache")

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reaim", type=int, metavar="N",
                    help="latency budgets: a member measured more than 5%% off its budget is "
                         "solved again with its own measured/predicted ratio and measured "
-                        "again, up to N times (default 0)")
+                        "again, up to N times, keeping the try measured closest (default 0)")
     p.add_argument("--compare", action="store_true",
                    help="train width-, depth- and resolution-only scalings at the compound "
                         "phi=1 model's MACs and print the paper's Table 7 on the proxy")

@@ -95,7 +95,7 @@ class LatencyBudgetSettings:
     it) or ``thread`` (the thread's CPU time, one thread: for a machine that cannot be kept
     quiet; a table of its own); ``reaim`` N: a member measured more than 5 % off its budget
     is solved again with its prediction scaled by its own measured / predicted latency and
-    measured again, up to N times."""
+    measured again, up to N times (the try measured closest is kept)."""
 
     threads: int = 1
     runtime: str = "torch"

@@ -213,12 +213,13 @@ def measure_members(fam: LatencyFamily,
     is solved again with its prediction scaled by its own measured / predicted latency (a
     scaled network's ratio of whole to parts need not be the baseline's), and measured
     again, up to N times; ``meta['latency']['aims']`` lists every try (phi, predicted,
-    measured) and the member is the last."""
+    measured) and the member is the try measured closest to its budget."""
     device = fam.table.describe()
     counter = _Counter()
     done, misses = [], list(fam.misses)
     for m in fam.members:
         aims: list[dict[str, Any]] = []
+        tries: list[tuple[scaler.FamilyMember, dict[str, Any]]] = []
         scale = fam.scale
         while True:
             lat = _measure(m.spec, fam.settings)
@@ -226,6 +227,7 @@ def measure_members(fam: LatencyFamily,
             aims.append({"phi": m.phi, "resolution": m.spec.resolution,
                          "predicted_ms": meta.get("predicted_ms"),
                          "measured_ms": meta["median_ms"], "error": meta["error"]})
+            tries.append((m, meta))
             say(f"  {m.name}: phi {m.phi:g}, {m.spec.resolution} px, predicted "
                 f"{format_latency(m.predicted_ms or 0.0)} ({m.target_error:+.1%}), measured "
                 f"{format_latency(lat.median_ms)} ({meta['error']:+.1%})"
@@ -242,8 +244,10 @@ def measure_members(fam: LatencyFamily,
                                               fam.resolution_multiple,
                                               tolerance=fam.tolerance, on_miss=misses.append)
             m = replace(m2, name=m.name, spec=m2.spec.replace(name=m.spec.name))
+        m, meta = min(tries, key=lambda t: abs(t[1]["error"]))
         if len(aims) > 1:
-            meta["aims"] = aims
+            meta = {**meta, "aims": aims}
+            say(f"    {m.name}: kept phi {m.phi:g} ({meta['error']:+.1%} measured)")
         done.append(replace(m, spec=m.spec.with_meta(latency=meta)))
     return replace(fam, members=tuple(done), measured=True, misses=tuple(misses),
                    parts_measured=fam.parts_measured + counter.parts)
