@@ -186,6 +186,9 @@ def latency_family(base: ArchSpec, coefficients: Any, budgets_ms: Sequence[float
         f"sum of parts {format_latency(base_raw)}"
         + (f"; members are predicted as the sum x {scale:.3f}" if prediction == "calibrated"
            else f"; members are predicted by the {prediction} sum of parts"))
+    if base_lat.noisy and prediction == "calibrated":
+        say(f"warning: the baseline's measurement is noisy ({base_lat.reason}); every "
+            "member is aimed with it, so measure on a quiet machine")
     misses: list[str] = []
 
     def miss(line: str) -> None:
