@@ -219,8 +219,10 @@ def test_a_latency_family_lands_within_5_percent_by_prediction_and_is_measured(t
     s = LatencyBudgetSettings(cache_dir=str(tmp_path / "cache"), max_seconds=0.3, reaim=1)
     quick = Timing(runs=5, warmup=1)
     lines: list[str] = []
+    # Budgets well above the baseline: noise between this measurement and the family's own
+    # (a busy machine moves it by tens of per cent) must not put one below what phi reaches.
     base_ms = nas.measure_latency(SMALL, max_seconds=0.3).median_ms
-    budgets = [base_ms * 1.5, base_ms * 2.5]
+    budgets = [base_ms * 2.0, base_ms * 3.5]
     fam = latency_family(SMALL, C, budgets, s, timing=quick, say=lines.append)
     assert fam.prediction == "calibrated" and fam.scale > 0 and fam.parts_measured > 0
     assert len(fam.members) == 2
@@ -247,7 +249,7 @@ def test_effnas_scale_writes_a_latency_family(capsys, tmp_path):
     import scale
     base = save_spec(SMALL, tmp_path / "small.yaml")
     base_ms = nas.measure_latency(SMALL, max_seconds=0.3).median_ms
-    budgets = ",".join(format_latency(base_ms * r) for r in (1.5, 3.0))
+    budgets = ",".join(format_latency(base_ms * r) for r in (2.0, 3.5))
     code = scale.main(["--baseline", str(base), "--coefficients", "1.2,1.1,1.15",
                        "--budgets", budgets, "--cache-dir", str(tmp_path / "cache"),
                        "--max-seconds", "0.3", "--out", str(tmp_path / "run")])

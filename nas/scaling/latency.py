@@ -243,9 +243,15 @@ def measure_members(fam: LatencyFamily,
             say(f"    re-aiming {m.name}: predictions x "
                 f"{lat.median_ms / (m.predicted_ms or lat.median_ms):.3f} (its measured / "
                 "predicted)")
-            [m2] = scaler.fit_latency_budgets(fam.base, fam.coefficients, [m.target_ms], cost,
-                                              fam.resolution_multiple,
-                                              tolerance=fam.tolerance, on_miss=misses.append)
+            try:
+                [m2] = scaler.fit_latency_budgets(fam.base, fam.coefficients, [m.target_ms],
+                                                  cost, fam.resolution_multiple,
+                                                  tolerance=fam.tolerance,
+                                                  on_miss=misses.append)
+            except ConfigError as e:  # out of reach with the member's own ratio
+                misses.append(f"re-aiming {m.name}: {e}")
+                say(f"warning: re-aiming {m.name}: {e}")
+                break
             m = replace(m2, name=m.name, spec=m2.spec.replace(name=m.spec.name))
         m, meta = min(tries, key=lambda t: abs(t[1]["error"]))
         if len(aims) > 1:
