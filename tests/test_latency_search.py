@@ -246,6 +246,9 @@ def test_the_device_table_is_built_once_copied_and_read_back(tmp_path):
     spec = space.sample(np.random.default_rng(0))
     assert latency_target.latency_of(copy, AT16)(spec) == pytest.approx(
         nas.predict_latency(spec, table, resolution=16).ms)
+    assert "corrected (fitted on 6 networks)" in latency_target.table_line(copy)
+    copy.corrections.clear()
+    assert "the plain sum of the parts" in latency_target.table_line(copy)
     with pytest.raises(ConfigError, match="resume=True: .* is missing"):
         latency_target.run_table(tmp_path / "elsewhere", space, None, AT16)
 

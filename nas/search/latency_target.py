@@ -155,6 +155,15 @@ def device_table(space: Any, reference: ArchSpec | None, target: Target, threads
     return table
 
 
+def table_line(table: LatencyTable) -> str:
+    """What a search says of a table it reads: its file and device, and whether its
+    predictions are corrected."""
+    fit = table.corrections.get("b1")
+    how = ("no correction for batch 1: each prediction is the plain sum of the parts"
+           if fit is None else f"corrected (fitted on {fit.get('networks', '?')} networks)")
+    return f"latency table: {table.path} ({table.describe()}); {how}"
+
+
 def save_copy(table: LatencyTable, space: Any, reference: ArchSpec | None, target: Target,
               out: Path) -> Path:
     """The run folder's copy (:data:`TABLE_FILE`): the parts the search can meet, the

@@ -98,6 +98,8 @@ def search(s: SearchSettings, resume: bool, config_text: str,
         table = (latency_target.run_table(s.out, space, reference, s.target) if resume else
                  latency_target.given_table(s.latency_table, space, reference, s.target)
                  if s.latency_table is not None else None)
+        if table is not None:
+            say(latency_target.table_line(table))
     driver = None
     if resume:  # a saved state that does not fit is found before the data loads
         driver = resumed_driver(s, space, reference, latency_fn(s, table))
