@@ -75,7 +75,7 @@ def test_bundled_configs_load():
     ("optimizer", "lamb", "use one of sgd, rmsprop, adam, adamw"),
     ("schedule", "poly", "use one of cosine"),
     ("amp", "fp8", "use one of auto"),
-    ("augment", "yes", "expected true or false"),
+    ("augment", "yes", "expected true, false or auto"),
     ("momentum", 1.0, "use a momentum in"),
     ("warmup_epochs", 5, "warm-up"),
     ("label_smoothing", 1.0, "label_smoothing"),

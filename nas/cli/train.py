@@ -6,8 +6,8 @@
 
 The recipe is configs/train-default.yaml, the project's one default (the pipeline's training
 stage and the fidelity command's long schedule too): AdamW lr 0.002, weight decay 0.05,
-cosine after a warm-up, label smoothing 0.1, crop and flip, a weight average; stochastic depth
-and dropout from the spec. The paper's TF-style RMSProp is --optimizer rmsprop. Validation
+cosine after a warm-up, label smoothing 0.1, crop and flip (in runs of 1,500 steps or more),
+a weight average; stochastic depth and dropout from the spec. The paper's TF-style RMSProp is --optimizer rmsprop. Validation
 images are held out of the training set; early stopping and the kept "best" weights look at
 them only, and the test split is scored once, at the end, with the best weights. A run that
 diverges (non-finite loss, validation loss above 10x the first epoch's, accuracy at chance
@@ -35,7 +35,7 @@ from nas.cli.parser import (
 )
 from nas.cli.results import TrainResult
 from nas.data import SOURCES
-from nas.training.recipe import OPTIMIZERS, SCHEDULES
+from nas.training.recipe import AUGMENT_MIN_STEPS, OPTIMIZERS, SCHEDULES
 from nas.training.settings import DEVICES, EXPORTS, TrainSettings, default_lr, default_weight_decay
 
 PROG = "effnas train"
@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on N images per epoch, drawn afresh each epoch (seeded); "
                         "default: all training images")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="random crop (zero padding of size/8) and horizontal flip (default "
-                        f"{'on' if d.augment else 'off'}; the paper's AutoAugment is not "
-                        "implemented)")
+                   help="random crop (zero padding of size/8) and horizontal flip (default: "
+                        f"on in runs of at least {AUGMENT_MIN_STEPS:,} steps, off in shorter "
+                        "ones, which they slow down; --set augment=auto; the paper's "
+                        "AutoAugment is not implemented)")
     g.add_argument("--auto-augment", choices=("none", "trivial"),
                    help="trivial: TrivialAugment, one of 14 operations per image at a random "
                         "strength (default none)")

@@ -39,7 +39,7 @@ from nas.data import ImageData
 from nas.training.device import amp_settings, autocast
 from nas.training.feeder import Feeder, Stats
 from nas.training.optim import lr_at, make_optimizer
-from nas.training.recipe import Recipe
+from nas.training.recipe import Recipe, augment_on
 
 # How often (in steps) the loss is checked for NaN/inf on a GPU, where each check synchronises
 # with it (on the CPU every step is checked).
@@ -160,6 +160,7 @@ class Engine:
                                recipe.channels_last)
         self.batch_size = min(recipe.batch_size, per_epoch)
         self.steps_per_epoch = per_epoch // self.batch_size  # the last partial batch is dropped
+        self.augment = augment_on(recipe.augment, recipe.epochs, self.steps_per_epoch)
         self.amp_dtype, use_scaler = amp_settings(recipe, device)
         self.opt = make_optimizer(model, recipe)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
@@ -205,7 +206,7 @@ class Engine:
             idx = order[b * bs:(b + 1) * bs]
             if self.before_step is not None:
                 self.before_step(self.step)
-            x, y = self.train_feed.batch(idx, r.augment, self.gen, r.auto_augment == "trivial",
+            x, y = self.train_feed.batch(idx, self.augment, self.gen, r.auto_augment == "trivial",
                                          r.erasing)
             with autocast(dev, self.amp_dtype):
                 logits = model(x)

@@ -59,6 +59,7 @@ from nas.training.checkpoint import (
 from nas.training.device import bn_momentum_override, pick_device, torch_threads
 from nas.training.engine import Engine, EpochResult
 from nas.training.feeder import Feeder
+from nas.training.recipe import AUGMENT_MIN_STEPS
 from nas.training.settings import (  # noqa: F401 - check: for the callers of fit, beside it
     TrainSettings,
     check,
@@ -110,6 +111,14 @@ def auto_bn_momentum(spec_momentum: float, steps_per_epoch: int) -> float:
     window = _BN_WINDOW_EPOCHS * steps_per_epoch  # steps the running average should span
     wanted = min(_BN_MAX_MOMENTUM, 1.0 / max(window, 1.0))
     return float(max(spec_momentum, round(wanted, 4)))
+
+
+def _augment_note(augment: bool | str, engine: Engine) -> str:
+    state = "on" if engine.augment else "off"
+    if augment != "auto":
+        return state
+    steps = engine.steps_per_epoch * engine.recipe.epochs
+    return f"{state} (auto: {steps:,} steps, on from {AUGMENT_MIN_STEPS:,})"
 
 
 def default_out(spec_name: str) -> str:
@@ -197,7 +206,7 @@ def _fit(c: TrainSettings, spec: ArchSpec, checkpoint: Mapping[str, Any] | None,
         say(f"training {spec.name} on {splits.name} ({len(splits.train)} train / "
             f"{len(splits.val)} val images, {engine.images_per_epoch} per epoch) at "
             f"{c.resolution} px on {dev.type}: {c.epochs} epochs, {c.optimizer} lr {c.lr:g}, "
-            f"{c.schedule}; out {s.out}")
+            f"{c.schedule}, crop and flip {_augment_note(c.augment, engine)}; out {s.out}")
         if checkpoint is not None:
             say(f"resumed at epoch {engine.epoch} (best val {engine.best_val_accuracy:.4f} "
                 f"at epoch {engine.best_epoch})")

@@ -21,6 +21,24 @@ SCHEDULES = ("cosine", "constant", "step", "exponential")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 AUTO_AUGMENT = ("none", "trivial")
 
+# augment "auto": crop and flip from this many optimizer steps in the run (epochs times
+# steps per epoch). EfficientNet-B0 on Fashion-MNIST, the default recipe, 3 seeds, learned
+# less with them in runs of 15, 429 and 1,287 steps, the ranges apart at each
+# (docs/results/short-runs.md); longer runs keep them, as the recipe was measured.
+AUGMENT_MIN_STEPS = 1500
+
+
+def is_augment(value: Any) -> bool:
+    """Whether ``value`` is a value of ``augment``: True, False or "auto"."""
+    return isinstance(value, bool) or value == "auto"
+
+
+def augment_on(augment: bool | str, epochs: int, steps_per_epoch: int) -> bool:
+    """Whether a run of ``epochs`` x ``steps_per_epoch`` steps crops and flips."""
+    if augment == "auto":
+        return epochs * steps_per_epoch >= AUGMENT_MIN_STEPS
+    return bool(augment)
+
 # --------------------------------------------------------------------------- config
 
 
@@ -48,7 +66,10 @@ class Recipe:
                       decay_epochs)``) | exponential (``lr * decay_rate ** (e / decay_epochs)``),
                       ``e`` in fractional epochs; after ``warmup_epochs`` of linear warm-up.
     label_smoothing   cross-entropy label smoothing in [0, 1).
-    augment           random crop (zero padding size // 8) and horizontal flip.
+    augment           random crop (zero padding size // 8) and horizontal flip: true,
+                      false, or auto (on when the run takes at least
+                      :data:`AUGMENT_MIN_STEPS` optimizer steps, off in shorter runs, which
+                      they were measured to slow down; :func:`augment_on`).
     auto_augment      none | trivial: TrivialAugment (one of 14 ops per image at a uniform
                       random strength: geometric (rotate, shear, translate), photometric
                       (brightness, colour, contrast, sharpness, solarize, posterize,
@@ -88,7 +109,7 @@ class Recipe:
     decay_rate: float = 0.97
     decay_epochs: float = 2.4
     label_smoothing: float = 0.0
-    augment: bool = False
+    augment: bool | str = False  # True, False or "auto"
     auto_augment: str = "none"
     erasing: float = 0.0
     ema_decay: float | None = None
@@ -156,7 +177,7 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
 _KINDS = {"epochs": "int", "train_subset": "int?", "batch_size": "int", "resolution": "int?",
           "width_mult": "num", "optimizer": "str", "lr": "num", "momentum": "num",
           "weight_decay": "num", "schedule": "str", "warmup_epochs": "num", "decay_rate": "num",
-          "decay_epochs": "num", "label_smoothing": "num", "augment": "bool", "seed": "int",
+          "decay_epochs": "num", "label_smoothing": "num", "augment": "bool|auto", "seed": "int",
           "auto_augment": "str", "erasing": "num", "ema_decay": "num?",
           "amp": "str", "bn_momentum": "num?", "eval_batch_size": "int", "channels_last": "bool",
           "num_threads": "int?",
@@ -173,10 +194,10 @@ def _coerce(key: str, v: Any, source: str | None, prefix: str = "") -> Any:
                           "value")
     kind = kind.rstrip("?")
     ok = {"int": is_int, "num": is_number, "str": lambda x: isinstance(x, str),
-          "bool": lambda x: isinstance(x, bool)}[kind](v)
+          "bool": lambda x: isinstance(x, bool), "bool|auto": is_augment}[kind](v)
     if not ok:
         what = {"int": "an integer", "num": "a finite number", "str": "a string",
-                "bool": "true or false"}[kind]
+                "bool": "true or false", "bool|auto": "true, false or auto"}[kind]
         hint = (" (YAML reads 3e8 as a string: write 3.0e+8)" if isinstance(v, str)
                 and kind in ("int", "num") else "")
         raise ConfigError(f"{where(source, join(prefix, key))}: got {v!r}; expected "
@@ -198,10 +219,11 @@ def _validate(c: Any, source: str | None, prefix: str = "") -> None:
             continue
         kind = kind.rstrip("?")
         good = {"int": is_int, "num": is_number, "str": lambda x: isinstance(x, str),
-                "bool": lambda x: isinstance(x, bool)}[kind](v)
+                "bool": lambda x: isinstance(x, bool), "bool|auto": is_augment}[kind](v)
         if not good:
             fail(key, {"int": "expected an integer", "num": "expected a finite number",
-                       "str": "expected a string", "bool": "expected true or false"}[kind])
+                       "str": "expected a string", "bool": "expected true or false",
+                       "bool|auto": "expected true, false or auto"}[kind])
     if c.epochs < 1:
         fail("epochs", "use an integer >= 1")
     if c.train_subset is not None and c.train_subset < 2:

@@ -21,12 +21,20 @@ from typing import Any, ClassVar
 from nas.core.checks import MAX_SEED, check_int, check_resolution
 from nas.core.errors import ConfigError
 from nas.core.settings import Settings, read_duration, read_path, setting
-from nas.training.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from nas.training.recipe import AUGMENT_MIN_STEPS, DEFAULT_RECIPE, Recipe, is_augment, load_recipe
 
 DEVICES = ("auto", "cpu", "cuda")
 EXPORTS = ("torchscript", "onnx", "none")
 
 _DEFAULT = load_recipe(DEFAULT_RECIPE)
+
+
+def read_augment(value: Any, key: str) -> bool | str:
+    """``augment``: True, False or "auto" (crop and flip from AUGMENT_MIN_STEPS steps)."""
+    if not is_augment(value):
+        raise ConfigError(f"{key}={value!r}: expected True, False or 'auto' (crop and flip "
+                          f"in runs of at least {AUGMENT_MIN_STEPS:,} steps)")
+    return value
 _LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096 (the default lr of other optimizers)
 _PAPER_WEIGHT_DECAY = 1e-5  # the default weight decay of other optimizers
 
@@ -79,7 +87,7 @@ class TrainSettings(Settings):
     decay_epochs: float = _DEFAULT.decay_epochs
     label_smoothing: float = _DEFAULT.label_smoothing
     bn_momentum: float | None = None  # None: auto
-    augment: bool = _DEFAULT.augment
+    augment: bool | str = setting(_DEFAULT.augment, read=read_augment)  # True, False, "auto"
     auto_augment: str = _DEFAULT.auto_augment
     erasing: float = _DEFAULT.erasing
     ema_decay: float | None = _DEFAULT.ema_decay  # None or 0: no weight average
