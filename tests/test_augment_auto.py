@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train_settings import TINY_SPEC
 
 from nas.cli import train
 from nas.core.errors import ConfigError
@@ -67,21 +68,11 @@ def test_the_command_maps_its_flags_and_says_what_auto_chose(capsys, tmp_path: P
     assert str(AUGMENT_MIN_STEPS) in f"{train.build_parser().format_help()}".replace(",", "")
 
 
-TINY = """\
-format_version: 1
-name: tiny
-resolution: 16
-stem: 8
-stem_stride: 1
-head: 16
-stages:
-  - {op: ds, kernel: 3, stride: 1, se: 0.25, out: 8, repeats: 1}
-"""
 
 
 def test_a_short_run_says_auto_turned_crop_and_flip_off(capsys, tiny_fmnist, tmp_path: Path):
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY)
+    spec.write_text(TINY_SPEC)
     code = train.main([str(spec), "--data", str(tiny_fmnist), "--val-size", "100",
                        "--batch-size", "50", "--epochs", "1", "--threads", "1",
                        "--resolution", "16", "--export", "none", "--out", str(tmp_path / "run")])

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import yaml
 from conftest import trained
+from test_latency import FEW, TINY_SPACE
 
 import nas
 import search
 from nas.core.errors import ConfigError
 from nas.latency import device
-from nas.latency.settings import Timing
 from nas.latency.table import LatencyTable
 from nas.search import latency_target
 from nas.search.driver import OK, REFERENCE, ChildDriver, ChildRecord, Target
@@ -29,15 +29,6 @@ from nas.search.settings import PipelineSettings, SearchSettings
 from search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
-FEW = Timing(runs=3, warmup=1)
-TINY_SPACE = {
-    "format_version": 1, "name": "tiny",
-    "fixed": {"resolution": 16, "stem": 8, "head": 32},
-    "global": {"activation": ["relu"]},
-    "defaults": {"op": ["ds", "mbconv3"], "kernel": [3], "se": [0.0], "skip": ["identity"],
-                 "filter_multipliers": [1.0], "layer_offsets": [0, 1]},
-    "blocks": [{"out": 8, "repeats": 1, "stride": 1}, {"out": 16, "repeats": 1, "stride": 2}],
-}
 AT16 = Target(resolution=16)
 
 
