@@ -272,3 +272,14 @@ def test_effnas_scale_writes_a_latency_family(capsys, tmp_path):
     header = (folder / "family.csv").read_text().splitlines()[0]
     assert "measured_ms" in header and "noisy" in header
     assert "measured" in out
+
+
+def test_target_flops_refuses_a_latency(capsys, tmp_path):
+    import scale
+    code = scale.main(["--target-flops", "5ms", "--baseline", "efficientnet-b0",
+                       "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == ("error: --target-flops 5ms: a latency, not a number of multiply-adds; "
+                      "a family member at a latency budget is --budgets 5ms")
+    assert not (tmp_path / "run").exists()

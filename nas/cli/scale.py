@@ -134,8 +134,21 @@ def _values(args: argparse.Namespace) -> argparse.Namespace:
                               "list budgets separated by commas, e.g. 600M,1.2G,2.5G")
         ns.budgets = items
     if ns.target_flops is not None:
+        if _is_latency(ns.target_flops):
+            raise ConfigError(f"--target-flops {ns.target_flops.strip()}: a latency, not a number "
+                              f"of multiply-adds; a family member at a latency budget is "
+                              f"--budgets {ns.target_flops.strip()}")
         ns.budgets = [ns.target_flops]
     return ns
+
+
+def _is_latency(text: str) -> bool:
+    from nas.latency.units import parse_latency
+    try:
+        parse_latency(text)
+    except ConfigError:
+        return False
+    return True
 
 
 def execute(args: argparse.Namespace,
