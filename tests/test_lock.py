@@ -1,4 +1,4 @@
-"""requirements.lock pins the whole dependency set that tools/setup.sh installs: every
+"""constraints.txt pins the whole dependency set that tools/setup.sh installs: every
 dependency pyproject.toml declares (the base ones and the extras setup installs) is there
 with an ``==`` pin its declared range admits, and setup.sh installs from the lock."""
 
@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # tools/check-latest.sh points EFFNAS_LOCK at the lock it would write.
-LOCK = Path(os.environ.get("EFFNAS_LOCK") or ROOT / "requirements.lock")
+LOCK = Path(os.environ.get("EFFNAS_LOCK") or ROOT / "constraints.txt")
 SETUP = (ROOT / "tools" / "setup.sh").read_text()
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11 and later")
@@ -30,8 +30,8 @@ def _lock() -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.!+]+)", line)
-        assert m, f"requirements.lock:{n}: {line!r} is not a NAME==VERSION pin"
-        assert _name(m[1]) not in pins, f"requirements.lock:{n}: {m[1]} is pinned twice"
+        assert m, f"constraints.txt:{n}: {line!r} is not a NAME==VERSION pin"
+        assert _name(m[1]) not in pins, f"constraints.txt:{n}: {m[1]} is pinned twice"
         pins[_name(m[1])] = m[2]
     return pins
 
@@ -43,7 +43,7 @@ def _setup_extras() -> set[str]:
 
 
 def test_setup_installs_from_the_lock():
-    assert 'LOCK=requirements.lock' in SETUP
+    assert 'LOCK=constraints.txt' in SETUP
     assert '-c "$CONSTRAINTS" -e ".[test,optuna,docs]"' in SETUP
     assert '-c "$LOCK" torch' in SETUP and '-c "$LOCK" pip setuptools' in SETUP
     assert "--no-deps $TIMM_PKGS" in SETUP and "timm==1" not in SETUP  # timm's pin: the lock's
@@ -60,9 +60,9 @@ def test_the_lock_pins_every_declared_dependency_within_its_range():
     for text in declared:
         req = Requirement(text)
         name = _name(req.name)
-        assert name in pins, f"requirements.lock has no pin for {req.name} ({text})"
+        assert name in pins, f"constraints.txt has no pin for {req.name} ({text})"
         assert req.specifier.contains(pins[name], prereleases=True), \
-            f"requirements.lock pins {req.name}=={pins[name]}, outside pyproject.toml's {text}"
+            f"constraints.txt pins {req.name}=={pins[name]}, outside pyproject.toml's {text}"
         if req.extras:
             _extra_dependencies_are_pinned(req, pins)
 
@@ -82,7 +82,7 @@ def _extra_dependencies_are_pinned(req, pins: dict[str, str]) -> None:
         if dep.marker is None or any(dep.marker.evaluate({**default_environment(), "extra": e})
                                      for e in ("", *req.extras)):
             assert _name(dep.name) in pins, \
-                f"requirements.lock has no pin for {dep.name} ({req.name}'s {text})"
+                f"constraints.txt has no pin for {dep.name} ({req.name}'s {text})"
 
 
 def test_the_lock_pins_the_builds_setup_installs_beside_the_project():

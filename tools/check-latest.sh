@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Try the newest releases of every dependency: install them into a scratch virtual environment
-# (not .venv), print which versions differ from requirements.lock, and run the fast test suite
+# (not .venv), print which versions differ from constraints.txt, and run the fast test suite
 # with them (on this work tree: run it in a clean clone to test the commit alone). With
-# --write-lock, and only if the suite passed, requirements.lock is rewritten from that
+# --write-lock, and only if the suite passed, constraints.txt is rewritten from that
 # environment (review it with git diff, then commit it).
 #
 #   bash tools/check-latest.sh [--write-lock] [--keep] [--float-torch]
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-LOCK=requirements.lock
+LOCK=constraints.txt
 
 WRITE=0 KEEP=0 FLOAT_TORCH=0
 for arg in "$@"; do
@@ -69,7 +69,7 @@ fi
 # The environment as a lock: every installed distribution pinned (pip and setuptools too), the
 # project itself left out, and torch's local build label (+cpu) dropped so the pin matches a
 # CUDA build of the same release.
-NEW=$SCRATCH/requirements.lock
+NEW=$SCRATCH/constraints.txt
 {
   echo "# Every dependency of effnas, pinned: tools/setup.sh installs exactly these (Linux x86_64,"
   echo "# CPython 3.11; torch is the CPU build). Made by: bash tools/check-latest.sh --write-lock"

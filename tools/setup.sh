@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a virtual environment in .venv with the project, its test tools and
-# the documentation site's (mkdocs), all at the versions in requirements.lock, and the
+# the documentation site's (mkdocs), all at the versions in constraints.txt, and the
 # Fashion-MNIST files. Safe to run again: it adds what is missing and brings other versions
 # to the lock.
 set -euo pipefail
@@ -10,10 +10,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# Every package is pinned in requirements.lock, so one commit installs one set of packages,
+# Every package is pinned in constraints.txt, so one commit installs one set of packages,
 # and a .venv of other versions is brought to it. The lock was made on Linux x86_64 with
 # CPython 3.11; bash tools/check-latest.sh tries the newest releases and rewrites it.
-LOCK=requirements.lock
+LOCK=constraints.txt
 PIP=(.venv/bin/python -m pip install -q)
 "${PIP[@]}" -c "$LOCK" pip setuptools
 
