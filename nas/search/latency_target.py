@@ -77,12 +77,12 @@ def given_table(path: str, space: Any, reference: ArchSpec | None,
     if not p.is_file():
         raise ConfigError(f"latency_table={path!r}: no such file; give a table file built "
                           "with nas.latency.build_table (effnas latency's table build), or "
-                          "leave latency_table out to build this machine's")
+                          "leave it out to build this machine's")
     table = LatencyTable.load(p)
     res = "None" if target.resolution is None else target.resolution
     _lacking(table, space, reference, target, f"latency_table={path!r}",
              f"build the space's table on that device with nas.latency.build_table(space, "
-             f"resolution={res}), or leave latency_table out to build this machine's")
+             f"resolution={res}), or leave it out to build this machine's")
     return table
 
 

@@ -442,7 +442,7 @@ class SearchSettings(Settings, _OnRay):
         elif self.latency_table is not None:
             raise ConfigError(f"latency_table={self.latency_table!r} without target_latency: "
                               "the table is for a latency target; add target_latency=15ms, "
-                              "or leave latency_table out")
+                              "or leave the table out")
         self._check_ray()
 
     def _derive_latency(self) -> None:
