@@ -75,7 +75,8 @@ def test_enough_needs_the_minimum_and_a_narrow_interval():
 
 
 def test_the_keys_follow_the_builders_plan():
-    from nas.arch.builder import Layer, plan_layers
+    from nas.arch.builder import Layer
+    from nas.arch.plan import plan_layers
     space = SearchSpace.from_yaml(nas.config_path("mnasnet-space"))
     rng = np.random.default_rng(3)
     for n, spec in enumerate([nas.load_spec("efficientnet-b0"), nas.load_spec("mnasnet-a1"),

@@ -251,7 +251,8 @@ def test_the_rules_catch_an_import_that_goes_up(tmp_path):
 
 def test_the_torch_free_layers_import_without_torch():
     # At run time too: the model, data, space, strategies' base, scaling and settings.
-    code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.data, nas.training.recipe, "
+    code = ("import sys; import nas, nas.arch.cost, nas.arch.io, nas.arch.plan, nas.latency.keys, "
+            "nas.data, nas.training.recipe, "
             "nas.search.settings, nas.supernet.plan, nas.supernet.settings, search_space, "
             "scaler, controller, nas.cli.search, nas.cli.scale, nas.cli.pipeline, nas.cli.api, "
             "nas.ray.runtime, nas.ray.searcher, nas.ray.train, nas.search.run, "

@@ -2,8 +2,8 @@
 
 The builder decides nothing: every channel count, stride, kernel, op, skip and rate comes
 from the spec (see :mod:`nas.arch.spec` for the exact semantics). It first turns the spec into a
-flat tuple of :class:`LayerPlan` records, one per layer, and then makes one module per plan,
-so what each layer will be can be inspected without torch.
+flat tuple of :class:`~nas.arch.plan.LayerPlan` records, one per layer
+(:func:`nas.arch.plan.plan_layers`, torch-free), and then makes one module per plan.
 
 Layout: ``stem`` (conv + BN + act) -> ``stages[i][j]`` (:class:`Layer`) -> ``head`` (1x1 conv
 + BN + act, or nothing when ``spec.head == 0``) -> global average pool -> ``dropout`` ->
@@ -14,61 +14,13 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from nas.arch.plan import LayerPlan, plan_layers
 from nas.arch.spec import ArchSpec
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}
-
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """Everything one layer needs, resolved from the spec."""
-
-    stage: int
-    index: int  # position within the stage
-    op: str
-    kernel: int
-    stride: int
-    in_channels: int
-    out_channels: int
-    expand: int
-    se: float
-    skip: str
-    drop_path: float  # only used when the layer has a residual add
-
-    @property
-    def shapes_match(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-    @property
-    def has_residual(self) -> bool:
-        return self.skip == "pool" or (self.skip == "identity" and self.shapes_match)
-
-    @property
-    def se_channels(self) -> int:
-        # Squeeze width follows the layer's input, not its expanded width (the reference rule).
-        return max(1, int(self.in_channels * self.se))
-
-
-def plan_layers(spec: ArchSpec) -> tuple[LayerPlan, ...]:
-    """One :class:`LayerPlan` per layer, in order; drop-path rates rise linearly from 0."""
-    total = spec.num_layers
-    plans: list[LayerPlan] = []
-    for stage_idx, (stage, stage_in) in enumerate(zip(spec.stages, spec.stage_inputs())):
-        for j in range(stage.repeats):
-            plans.append(LayerPlan(
-                stage=stage_idx, index=j, op=stage.op, kernel=stage.kernel,
-                stride=stage.stride if j == 0 else 1,
-                in_channels=stage_in if j == 0 else stage.out,
-                out_channels=stage.out, expand=stage.expand, se=float(stage.se),
-                skip=stage.skip,
-                drop_path=float(spec.drop_path_rate) * len(plans) / total,
-            ))
-    return tuple(plans)
 
 
 class ConvBN(nn.Sequential):

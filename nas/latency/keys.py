@@ -8,11 +8,10 @@ shortcut it really has, channels in and out, the input side, the activation and 
 (FBNet's and Once-for-All's lookup-table keys). Two specs that share a part share its
 table entry.
 
-The layers are planned here as :func:`nas.arch.builder.plan_layers` plans them (the first
-layer of a stage has its stride and channel change, the others keep the shape), from the
-spec's public :meth:`~nas.arch.spec.ArchSpec.stage_inputs` and the cost model's
-:func:`~nas.arch.cost.conv_out_size`, so that predicting imports no torch;
-``tests/test_latency.py`` checks the two plans agree.
+The layers are the builder's own plan (:func:`nas.arch.plan.plan_layers`, torch-free, so
+predicting imports no torch), their input sides the cost model's
+:func:`~nas.arch.cost.conv_out_size`; ``tests/test_latency.py`` checks the keys against the
+built modules.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from nas.arch.cost import conv_out_size
+from nas.arch.plan import plan_layers
 from nas.arch.spec import ArchSpec
 
 PART_KINDS = ("stem", "layer", "head", "classifier")
@@ -119,13 +119,10 @@ def _parts(spec: ArchSpec, resolution: int | None, batch: int, num_classes: int,
     yield -1, PartKey("stem", in_channels, spec.stem, size, batch, act, kernel=3,
                       stride=spec.stem_stride)
     size = conv_out_size(size, 3, spec.stem_stride)
-    for i, (stage, c_in) in enumerate(zip(spec.stages, spec.stage_inputs())):
-        stride = stage.stride
-        for _ in range(stage.repeats):
-            yield i, layer_key(stage.op, stage.expand, stage.kernel, stride, c_in, stage.out,
-                               stage.se, stage.skip, act, size, batch)
-            size = conv_out_size(size, stage.kernel, stride)
-            c_in, stride = stage.out, 1
+    for p in plan_layers(spec):
+        yield p.stage, layer_key(p.op, p.expand, p.kernel, p.stride, p.in_channels,
+                                 p.out_channels, p.se, p.skip, act, size, batch)
+        size = conv_out_size(size, p.kernel, p.stride)
     end = len(spec.stages)
     features = spec.stages[-1].out
     if spec.head:

@@ -32,8 +32,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nas.arch.builder import ConvBN, Layer, LayerPlan, build_model
+from nas.arch.builder import ConvBN, Layer, build_model
 from nas.arch.io import load_spec
+from nas.arch.plan import LayerPlan
 from nas.arch.spec import ArchSpec, StageSpec
 from nas.core.errors import ConfigError
 from nas.latency.keys import PartKey

@@ -2,7 +2,7 @@
 
 A path is a token sequence of the space. :meth:`Supernet.set_path` decodes it into the spec
 as trained (:func:`nas.arch.rounding.as_trained`: the proxy width and resolution) and into
-the builder's own :class:`~nas.arch.builder.LayerPlan` records, and the forward pass walks
+the builder's own :class:`~nas.arch.plan.LayerPlan` records, and the forward pass walks
 those plans as :class:`nas.arch.builder.Model` does, with each layer slicing its slot's
 shared weights (see :mod:`nas.supernet.plan` for what is shared and how). The modules mirror
 the builder's names: a slot holds ``ops.<kind>`` where the builder has ``body``, and
@@ -33,14 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.arch.builder import (
-    LayerPlan,
-    Model,
-    build_model,
-    init_weights,
-    make_activation,
-    plan_layers,
-)
+from nas.arch.builder import Model, build_model, init_weights, make_activation
+from nas.arch.plan import LayerPlan, plan_layers
 from nas.arch.rounding import as_trained
 from nas.arch.spec import ACTIVATIONS, ArchSpec
 from nas.supernet.plan import Slot, SupernetPlan, plan_supernet
