@@ -39,6 +39,7 @@ def test_other_values_are_one_line_errors(bad):
     with pytest.raises(ConfigError) as e:
         TrainSettings.from_mapping({"augment": bad})
     assert "augment" in str(e.value) and "\n" not in str(e.value)
+    assert "true, false or auto" in str(e.value)
     with pytest.raises(ConfigError, match="true, false or auto"):
         Recipe.from_dict({"augment": "sometimes"})
 

@@ -32,8 +32,8 @@ _DEFAULT = load_recipe(DEFAULT_RECIPE)
 def read_augment(value: Any, key: str) -> bool | str:
     """``augment``: True, False or "auto" (crop and flip from AUGMENT_MIN_STEPS steps)."""
     if not is_augment(value):
-        raise ConfigError(f"{key}={value!r}: expected True, False or 'auto' (crop and flip "
-                          f"in runs of at least {AUGMENT_MIN_STEPS:,} steps)")
+        raise ConfigError(f"{key}={value!r}: expected true, false or auto (auto: crop and "
+                          f"flip in runs of at least {AUGMENT_MIN_STEPS:,} steps)")
     return value
 _LR_PER_256 = 0.016  # the paper's 0.256 at batch 4096 (the default lr of other optimizers)
 _PAPER_WEIGHT_DECAY = 1e-5  # the default weight decay of other optimizers
