@@ -293,3 +293,19 @@ def test_dir_of_nas_lists_the_api_lazily_imported_names_too():
         assert getattr(nas, name) is not None, name
     assert {"run_search", "RunData", "count_macs", "build_model", "__version__"} <= set(listed)
     assert listed == sorted(listed)
+
+
+def test_each_function_names_its_settings_type():
+    # The annotations resolve (the settings' modules are imported only for type checkers).
+    import typing
+
+    from nas.cli import api
+    from nas.search import settings as ss
+    from nas.training.settings import TrainSettings
+    names = {**vars(api), **vars(ss), "TrainSettings": TrainSettings}
+    for fn, cls in ((api.run_search, ss.SearchSettings), (api.run_scale, ss.ScaleSettings),
+                    (api.run_train, TrainSettings), (api.run_fidelity, ss.FidelitySettings),
+                    (api.run_pipeline, ss.PipelineSettings)):
+        hints = typing.get_type_hints(fn, globalns=names)
+        assert cls in typing.get_args(hints["settings"]), fn.__name__
+        assert any("Mapping" in str(a) for a in typing.get_args(hints["config"]))

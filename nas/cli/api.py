@@ -36,7 +36,7 @@ stays so); each function imports what it runs.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 from nas.cli import jobs
 from nas.cli.results import (
@@ -50,9 +50,21 @@ from nas.cli.results import (
 )
 from nas.core.errors import ConfigError
 
+if TYPE_CHECKING:  # the settings' modules are imported where a job runs
+    from nas.search.settings import (
+        FidelitySettings,
+        PipelineSettings,
+        ScaleSettings,
+        SearchSettings,
+    )
+    from nas.training.settings import TrainSettings
 
-def run_search(settings: Any = None, *, preset: str | None = None, config: Any = None,
-               resume: bool = False, force: bool = False, **overrides: Any) -> SearchResult:
+Config = Union[str, "os.PathLike[str]", Mapping[str, Any], None]  # a YAML path or a mapping
+
+
+def run_search(settings: SearchSettings | None = None, *, preset: str | None = None,
+               config: Config = None, resume: bool = False, force: bool = False,
+               **overrides: Any) -> SearchResult:
     """Search for a baseline network, as ``effnas search`` does. ``settings``: a
     :class:`~nas.search.settings.SearchSettings` (else the defaults, ``preset`` and
     ``config``); ``overrides``: its keys (``target_flops="400M"``, ``budget=60``,
@@ -78,7 +90,8 @@ def run_search(settings: Any = None, *, preset: str | None = None, config: Any =
         return jobs.search_result(jobs.search(s, resume=resume, force=force))
 
 
-def run_scale(settings: Any = None, *, preset: str | None = None, config: Any = None,
+def run_scale(settings: ScaleSettings | None = None, *, preset: str | None = None,
+              config: Config = None,
               resume: bool = False, force: bool = False,
               say: Callable[[str], None] | None = None, **overrides: Any) -> ScaleResult:
     """Fit alpha, beta, gamma (``grid_search=True``) or take them (``coefficients=(1.2,
@@ -102,7 +115,8 @@ def run_scale(settings: Any = None, *, preset: str | None = None, config: Any = 
         return jobs.scale(s, resume=resume, force=force, say=say or jobs._print)
 
 
-def run_train(settings: Any = None, /, *, preset: str | None = None, config: Any = None,
+def run_train(settings: TrainSettings | str | os.PathLike[str] | None = None, /, *,
+              preset: str | None = None, config: Config = None,
               resume: bool = False, force: bool = False,
               say: Callable[[str], None] | None = None, command: str | None = None,
               **overrides: Any) -> TrainResult:
@@ -139,7 +153,8 @@ def run_train(settings: Any = None, /, *, preset: str | None = None, config: Any
     return jobs.train(c, spec, ckpt, command, say)
 
 
-def run_fidelity(settings: Any = None, /, *, config: Any = None, resume: bool = False,
+def run_fidelity(settings: FidelitySettings | str | os.PathLike[str] | None = None, /, *,
+                 config: Config = None, resume: bool = False,
                  report: bool = False, say: Callable[[str], None] | None = None,
                  **overrides: Any) -> FidelityResult:
     """Measure how well the proxy ranks a search's children, as ``effnas fidelity`` does.
@@ -158,7 +173,8 @@ def run_fidelity(settings: Any = None, /, *, config: Any = None, resume: bool = 
         return jobs.fidelity(s, resume=resume, report=report, say=say or jobs._print)
 
 
-def run_pipeline(settings: Any = None, *, preset: str | None = None, config: Any = None,
+def run_pipeline(settings: PipelineSettings | None = None, *, preset: str | None = None,
+                 config: Config = None,
                  resume: bool = False, force: bool = False, command: str = "",
                  say: Callable[[str], None] | None = None,
                  **overrides: Any) -> PipelineResult:
