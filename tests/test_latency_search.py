@@ -265,7 +265,7 @@ def test_a_stopped_table_build_keeps_its_parts_and_says_how_to_go_on(tmp_path, m
 
 
 def test_more_threads_than_cpus_is_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="latency_threads=10000"):
+    with pytest.raises(ConfigError, match="latency_threads: got 10000; this machine lets"):
         latency_target.device_table(SearchSpace.from_dict(TINY_SPACE), None, AT16, 10_000,
                                     print, cache=tmp_path)
 

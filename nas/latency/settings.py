@@ -78,11 +78,12 @@ def check_runtime(runtime: Any) -> str:
     return runtime
 
 
-def check_threads(threads: Any) -> int:
+def check_threads(threads: Any, name: str = "threads") -> int:
+    """``threads`` (the setting ``name``) as an int from 1 to the CPUs this process may use."""
     cpus = usable_cpus()
-    check_int(threads, "threads", 1)
+    check_int(threads, name, 1)
     if threads > cpus:
-        raise ConfigError(f"threads: got {threads}; this machine lets this process use {cpus} "
+        raise ConfigError(f"{name}: got {threads}; this machine lets this process use {cpus} "
                           f"CPU{'s' if cpus != 1 else ''}, and more threads than CPUs time the "
                           "scheduler, not the network")
     return int(threads)

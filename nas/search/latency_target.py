@@ -107,13 +107,9 @@ def device_table(space: Any, reference: ArchSpec | None, target: Target, threads
     device cache, measuring what it lacks (printing progress) and fitting its correction
     once. ``timing``, ``fit_networks``, ``cache``: :func:`nas.latency.build_table`'s."""
     from nas.latency.build import FIT_NETWORKS, build_table, fill
-    from nas.latency.device import usable_cpus
+    from nas.latency.settings import check_threads
 
-    cpus = usable_cpus()
-    if threads > cpus:
-        raise ConfigError(f"latency_threads={threads}: this machine lets this process use "
-                          f"{cpus} CPU{'s' if cpus != 1 else ''}; measure with at most that "
-                          "many threads")
+    check_threads(threads, "latency_threads")
     table = LatencyTable.for_device("torch", threads, True, cache)
     keys = needed_keys(space, reference, target)
     todo = len(table.missing(keys))
