@@ -87,9 +87,12 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem and pointing at --help.
 
     Run through the ``effnas`` entry point (:func:`invoked_as`), the parser takes the invoked
-    name as its ``prog`` and in its description's examples."""
+    name as its ``prog`` and in its description's examples. Flags are taken only spelled
+    out: an abbreviation (``--budg``) is an error, so a flag added later cannot change what
+    a user's script meant."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         name = _INVOKED_AS.get()
         default = kwargs.get("prog")
         self.default_prog = default or ""
