@@ -3,7 +3,8 @@
 A table is only valid for the conditions it was measured in, so its file is named by a
 fingerprint of them: the CPU model, the CPUs this process may use, the thread count, the
 runtime and its version, torch's version (it builds the model, and eager torch is the
-default runtime), the memory format and the clock (wall, or the thread's CPU time).
+default runtime), the memory format, the clock (wall, or the thread's CPU time) and whether
+freed memory stays in the process while measuring (:mod:`nas.latency.allocator`).
 Versions are read from the installed distributions' metadata, so nothing here imports torch
 or ONNX Runtime.
 """
@@ -17,6 +18,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from nas.latency.allocator import allocator
 
 RUNTIMES = ("torch", "onnxruntime")
 CACHE_ENV = "NAS_LATENCY_CACHE"
@@ -67,6 +70,7 @@ def fingerprint(runtime: str = "torch", threads: int = 1, channels_last: bool = 
         "torch": version_of("torch"),
         "channels_last": bool(channels_last) if runtime == "torch" else False,
         "clock": clock,
+        "allocator": allocator(),
     }
 
 

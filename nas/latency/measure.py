@@ -4,7 +4,9 @@ one part of it for the latency table (:func:`measure_part`).
 How (REFERENCE.md's pitfalls): the model is built from the spec in eval mode, in
 channels-last memory format as it is trained (eager torch), and run under
 ``torch.inference_mode()`` with torch's intra-op thread count set for the measurement and
-restored afterwards; it is warmed up first; Python's garbage collector is off while timing;
+restored afterwards; freed memory stays in the process (glibc's thresholds set once,
+:mod:`nas.latency.allocator`), so no run pays page faults for its activations; it is
+warmed up first; Python's garbage collector is off while timing;
 each run is timed alone with ``time.perf_counter_ns`` and the result is the median of
 enough runs: adaptively, until the median's 95 % interval is within a few per cent of it
 (or a fixed number of runs). The spread (inter-quartile range, p10-p90) comes with it, and
@@ -37,6 +39,7 @@ from nas.arch.io import load_spec
 from nas.arch.plan import LayerPlan
 from nas.arch.spec import ArchSpec, StageSpec
 from nas.core.errors import ConfigError
+from nas.latency.allocator import keep_freed_memory
 from nas.latency.keys import PartKey
 from nas.latency.settings import (
     PART_TIMING,
@@ -251,6 +254,7 @@ def _onnx_session(module: nn.Module, x: torch.Tensor, threads: int) -> Callable[
 
 def _timed(module: nn.Module, x: torch.Tensor, runtime: str, threads: int,
            timing: Timing, collect: bool = False) -> Timed:
+    keep_freed_memory()  # no page faults from the allocator in the times (nas.latency.allocator)
     with _Threads(threads):
         if runtime == "onnxruntime":
             run = _onnx_session(module, x, threads)

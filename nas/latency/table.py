@@ -161,6 +161,7 @@ class LatencyTable:
                 f"{'s' if fp['threads'] != 1 else ''}, {fp['cpu']} ({fp['cpus']} CPUs){torch}"
                 f"{', channels-last' if fp['channels_last'] else ''}"
                 f"{', thread CPU time' if fp.get('clock') == 'thread' else ''}"
+                f"{', the system allocator' if fp.get('allocator') == 'system' else ''}"
                 f"{self._where()}")
 
     def _where(self) -> str:
