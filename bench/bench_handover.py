@@ -17,7 +17,8 @@ made it the best does not come along.
 the retrained network's reward (``ACC * (MACs/T)^-0.07``) and accuracy.
 
 ``targets``: per seed, a search at ``--target-flops`` ("flops"); its best.yaml's latency is
-measured here (batch 1, 1 thread, the target setting: 224 px, 1,000 classes); then a search
+measured here (batch 1, 1 thread, the target setting: 224 px, 1,000 classes; the median of
+three measurements, once the search's Ray processes are gone); then a search
 at ``--target-latency`` of that measurement ("latency"), same seed and budget. At the end
 both arms' networks are measured again, side by side, and scored with MnasNet's soft latency
 reward ``ACC * (LAT/T)^-0.07``, T the flops network's latency in that pass. The machine should be
@@ -63,10 +64,37 @@ def run_search(out: Path, args: list[str]) -> dict:
     return json.loads(summary.read_text())
 
 
+SETTLE_S = 10.0   # quiet seconds before a measurement, after the search's Ray has gone
+PASSES = 3        # adaptive measurements per network; their median is its latency
+
+
+def ray_running() -> bool:
+    """Whether a Ray process (a search's raylet, GCS or workers) is still alive here."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"raylet" in a or b"gcs_server" in a or a.startswith(b"ray::") for a in argv):
+            return True
+    return False
+
+
+def settle(limit_s: float = 120.0) -> None:
+    """Wait until no Ray process is left (a search that just ended stops its cluster for a
+    few seconds) and then ``SETTLE_S`` more: a measurement beside them is slower."""
+    t0 = time.time()
+    while ray_running() and time.time() - t0 < limit_s:
+        time.sleep(1.0)
+    time.sleep(SETTLE_S)
+
+
 def measure(path: Path) -> float:
-    """The median latency (ms) of the spec file at ``path``: batch 1, 1 thread, 224 px."""
+    """The latency (ms) of the spec file at ``path``: batch 1, 1 thread, 224 px; the median
+    of ``PASSES`` adaptive measurements."""
     from nas.latency.measure import measure_latency
-    return measure_latency(path, threads=1).median_ms
+    return statistics.median(measure_latency(path, threads=1).median_ms
+                             for _ in range(PASSES))
 
 
 def spread(values: list[float]) -> str:
@@ -147,6 +175,7 @@ def targets(args: argparse.Namespace, out: Path) -> dict:
             "--target-flops", args.target_flops, "--seed", str(seed), *base])
         first = out / flops / "target-latency.json"
         if not first.is_file():
+            settle()
             first.write_text(json.dumps({"ms": measure(out / flops / "best.yaml")}) + "\n")
         target_ms[seed] = json.loads(first.read_text())["ms"]
         print(f"seed {seed}: the flops search's network measures {target_ms[seed]:.3f} ms",
@@ -154,6 +183,7 @@ def targets(args: argparse.Namespace, out: Path) -> dict:
         searches[f"latency-{seed}"] = run_search(out / f"latency-{seed}", [
             "--target-latency", f"{target_ms[seed]:.4f}ms", "--seed", str(seed), *base])
     lat: dict[str, list[float]] = {label: [] for label in searches}
+    settle()
     for _ in range(2):  # both arms again, side by side, twice
         for label in searches:
             lat[label].append(measure(out / label / "best.yaml"))
