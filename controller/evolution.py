@@ -33,8 +33,8 @@ class RegularizedEvolution(Strategy):
     suit budgets of a few hundred to a few thousand children (``bench/bench_controller.py``
     measures them on the planted objective, see docs/results/controller-landscape.md); Real
     et al. used P=100, S=25 for 20,000 children. A small budget needs a smaller population:
-    with the defaults, at least 50 of the laptop's 60 children are random
-    (``bench/bench_strategies.py`` uses population 8, sample 3 for its 20-child searches).
+    with the defaults, at least 50 of the laptop's 60 children are random (population 8,
+    sample 3 suit a 20-child search: ``--set strategy_options="{population: 8, sample: 3}"``).
     """
 
     name = "evolution"
