@@ -27,16 +27,16 @@ root::
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
-import multiprocessing as mp
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.jobs import run_jobs, write_rows  # noqa: E402
 
 CONDITIONS = ("independent", "common")
 
@@ -135,27 +135,12 @@ def main(argv: list[str] | None = None) -> int:
              "data_seed": data_seed(c, n, r), "spec": specs[n], "proxy": proxy,
              "dataset": args.dataset, "data": args.data, "val_size": args.val_size}
             for r in range(args.replicates) for n in range(args.networks) for c in CONDITIONS]
-    rows: list[dict[str, Any]] = []
-
-    def done(row: dict[str, Any]) -> None:
-        rows.append(row)
-        print(f"  {row['condition']:<11} network {row['network']:>2} replicate "
-              f"{row['replicate']}: {row['status']} {row['accuracy']:.4f} "
-              f"({row['seconds']} s)", flush=True)
-
-    if args.processes <= 1:
-        for job in jobs:
-            done(run_one(job))
-    else:
-        with mp.get_context("spawn").Pool(args.processes) as pool:
-            for row in pool.imap_unordered(run_one, jobs):
-                done(row)
+    rows = run_jobs(run_one, jobs, args.processes, line=lambda row: (
+        f"  {row['condition']:<11} network {row['network']:>2} replicate {row['replicate']}: "
+        f"{row['status']} {row['accuracy']:.4f} ({row['seconds']} s)"))
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(sorted(rows, key=lambda r: (r["condition"], r["network"],
-                                                    r["replicate"])))
+        write_rows(args.out, rows,
+                   key=lambda r: (r["condition"], r["network"], r["replicate"]))
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"\n{args.networks} networks of {args.space} (seed {args.seed}), {args.replicates} "
           f"replicates each, proxy-default{' ' + ' '.join(args.set) if args.set else ''}; "

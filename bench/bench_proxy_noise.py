@@ -20,15 +20,15 @@ test split is not looked at. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import multiprocessing as mp
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.jobs import run_jobs, write_rows  # noqa: E402
 
 # Each lever: proxy-default overrides, and a factor on the validation size (--val-size).
 LEVERS: dict[str, tuple[dict[str, Any], int]] = {
@@ -106,26 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"spec": s, "lever": lv, "seed": seed, "dataset": args.dataset, "data": args.data,
              "val_size": args.val_size}
             for seed in range(args.seeds) for lv in levers for s in specs]
-    rows = []
-
-    def done(r: dict[str, Any]) -> None:
-        rows.append(r)
-        print(f"  {r['spec']} {r['lever']} seed {r['seed']}: {r['status']} "
-              f"{r['accuracy'] if r['accuracy'] is None else round(r['accuracy'], 4)} "
-              f"({r['seconds']} s)", flush=True)
-
-    if args.processes <= 1:
-        for job in jobs:
-            done(run_one(job))
-    else:
-        with mp.get_context("spawn").Pool(args.processes) as pool:
-            for r in pool.imap_unordered(run_one, jobs):
-                done(r)
+    rows = run_jobs(run_one, jobs, args.processes, line=lambda r: (
+        f"  {r['spec']} {r['lever']} seed {r['seed']}: {r['status']} "
+        f"{r['accuracy'] if r['accuracy'] is None else round(r['accuracy'], 4)} "
+        f"({r['seconds']} s)"))
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(sorted(rows, key=lambda r: (r["lever"], r["spec"], r["seed"])))
+        write_rows(args.out, rows, key=lambda r: (r["lever"], r["spec"], r["seed"]))
     print(f"\nproxy-default, {args.seeds} seeds per network and lever; validation accuracy\n")
     print("| lever | " + " | ".join(f"{s}: mean, sd (range)" for s in specs)
           + " | pooled sd [95 %] | s per child |")
