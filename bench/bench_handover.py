@@ -68,23 +68,12 @@ SETTLE_S = 10.0   # quiet seconds before a measurement, after the search's Ray h
 PASSES = 3        # adaptive measurements per network; their median is its latency
 
 
-def ray_running() -> bool:
-    """Whether a Ray process (a search's raylet, GCS or workers) is still alive here."""
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(b"raylet" in a or b"gcs_server" in a or a.startswith(b"ray::") for a in argv):
-            return True
-    return False
-
-
 def settle(limit_s: float = 120.0) -> None:
     """Wait until no Ray process is left (a search that just ended stops its cluster for a
     few seconds) and then ``SETTLE_S`` more: a measurement beside them is slower."""
+    from nas.ray.leftovers import ray_processes
     t0 = time.time()
-    while ray_running() and time.time() - t0 < limit_s:
+    while ray_processes() and time.time() - t0 < limit_s:
         time.sleep(1.0)
     time.sleep(SETTLE_S)
 

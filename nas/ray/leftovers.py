@@ -149,6 +149,23 @@ def session_processes(session_dir: Path) -> list[tuple[int, str]]:
     return found
 
 
+def ray_processes() -> list[int]:
+    """The pids of this user's live Ray processes, of any session (a search that just
+    ended stops its cluster over a few seconds)."""
+    root = str(ray_temp_root())
+    me, uid = os.getpid(), os.getuid()
+    found = []
+    for pid in _pids():
+        try:
+            if pid == me or (PROC / str(pid)).stat().st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if _alive(pid, None) and _is_ray(_argv(pid), root):
+            found.append(pid)
+    return found
+
+
 def _pids() -> Iterator[int]:
     try:
         names = [p.name for p in PROC.iterdir()]
