@@ -24,6 +24,7 @@ from nas.arch.units import format_macs
 from nas.core.files import write_csv, write_text_atomic
 from nas.pipeline.settings import PipelinePlan
 from nas.pipeline.state import PipelineState, model_key
+from nas.training.recipe import describe_augment
 
 MIN_SEEDS_FOR_A_CLAIM = 3
 GROUP_LABELS = {"baseline": "baseline", "budget": "budget member",
@@ -285,7 +286,7 @@ def _markdown(p: PipelinePlan, state: PipelineState, rows: Sequence[Mapping[str,
         f"over {'every training image' if t.train_subset is None else f'{t.train_subset:,} images'}"
         f" per epoch (drawn afresh each epoch), batch {t.batch_size}, {t.optimizer} lr "
         f"{t.lr if t.lr is not None else 'auto'} {t.schedule}, warm-up {t.warmup_epochs}, label "
-        f"smoothing {t.label_smoothing}, crop and flip {_augment_text(t.augment)}"
+        f"smoothing {t.label_smoothing}, crop and flip {describe_augment(t.augment)}"
         f"{', ' + t.auto_augment if t.auto_augment != 'none' else ''}, weight average "
         f"{t.ema_decay if t.ema_decay else 'off'}, width x{t.width_mult if t.width_mult else 1:g}; "
         f"seeds {', '.join(map(str, p.train.seeds))}; input {p.train.resolution} px for a model "
@@ -355,9 +356,3 @@ def _recheck_line(scale: Mapping[str, Any]) -> str | None:
     record = scaler.load_scaling(path)
     return None if record.recheck is None else record.recheck.explain()
 
-
-def _augment_text(augment: bool | str) -> str:
-    if augment == "auto":
-        from nas.training.recipe import AUGMENT_MIN_STEPS
-        return f"in runs of {AUGMENT_MIN_STEPS:,} steps or more"
-    return "on" if augment else "off"

@@ -33,6 +33,13 @@ def is_augment(value: Any) -> bool:
     return isinstance(value, bool) or value == "auto"
 
 
+def describe_augment(augment: bool | str) -> str:
+    """``augment`` in words: on, off, or when auto turns it on."""
+    if augment == "auto":
+        return f"in runs of {AUGMENT_MIN_STEPS:,} steps or more"
+    return "on" if augment else "off"
+
+
 def augment_on(augment: bool | str, epochs: int, steps_per_epoch: int) -> bool:
     """Whether a run of ``epochs`` x ``steps_per_epoch`` steps crops and flips."""
     if augment == "auto":
