@@ -24,6 +24,7 @@ def run_main(capsys, *argv: str) -> tuple[int, str]:
     (["--target-flops=-5M"], "--target-flops"),
     (["--target-flops", "400M", "--no-such-flag"], "unrecognized arguments"),
     (["--target-flops", "400M", "--budg", "5"], "unrecognized arguments: --budg"),
+    (["--target-flop", "400M"], "did you mean --target-flops?"),
     (["--target-flops", "400M", "--budget", "many"], "--budget"),
     (["--target-flops", "400M", "--time-budget", "soon"], "--time-budget: got 'soon'"),
     (["--target-flops", "400M", "--time-budget", "0m"], "--time-budget: got '0m'"),

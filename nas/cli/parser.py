@@ -104,7 +104,23 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
+        self.exit(EXIT_BAD_INPUT, f"error: {message}{self._did_you_mean(message)}; see "
+                                  f"{self.prog} --help\n")
+
+    def _did_you_mean(self, message: str) -> str:
+        """For an unrecognized flag, the nearest flag this command has (abbreviations are
+        refused, so ``--target-flop`` is one)."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        import difflib
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("--"):
+                flags = {f[2:]: f for f in self._option_string_actions if f.startswith("--")}
+                near = difflib.get_close_matches(word.split("=", 1)[0][2:], list(flags), n=1,
+                                                 cutoff=0.75)
+                if near:
+                    return f"; did you mean {flags[near[0]]}?"
+        return ""
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         """argparse's, but an option given an empty text (``--baseline ""``, a shell
